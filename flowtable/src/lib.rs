@@ -1,0 +1,28 @@
+//! flowtable: what xvs decides for each packet.
+//!
+//! This crate owns the forwarding logic and nothing else: typed views over packet bytes
+//! ([`wire`]), flow keys ([`key`]), the MAC learning table ([`mac_table`]), the per-worker flow
+//! cache ([`cache`]), and the [`pipeline`] that turns (packet, in-port, now) into a
+//! [`action::Decision`], plus the byte edits that carry a decision out ([`edit`]).
+//!
+//! It must never do I/O, read a clock (time is passed in as `now`), spawn threads, or use
+//! `unsafe`: it is deterministic, and tested without root. The dataplane (`dataplane`) sits on
+//! top of it and the control plane (`control`) on top of that; nothing here points back.
+
+#![forbid(unsafe_code)]
+
+pub mod action;
+pub mod cache;
+pub mod config;
+pub mod edit;
+pub mod key;
+pub mod mac_table;
+pub mod pipeline;
+pub mod port;
+pub mod wire;
+
+pub use action::{Decision, DropReason, Step};
+pub use config::{Config, PortConfig};
+pub use key::{FlowKey, Layout};
+pub use pipeline::{MacEvent, Pipeline, PipelineStats};
+pub use port::{EgressTag, PortId, VlanMode};

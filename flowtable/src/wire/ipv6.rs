@@ -1,0 +1,154 @@
+//! IPv6 fixed headers.
+
+use core::net::Ipv6Addr;
+
+use super::{Field, WireError, get_u16};
+
+mod field {
+    use super::Field;
+    pub(super) const VERSION: usize = 0;
+    pub(super) const PAYLOAD_LEN: Field = 4..6;
+    pub(super) const NEXT_HEADER: usize = 6;
+    pub(super) const HOP_LIMIT: usize = 7;
+    pub(super) const SRC: Field = 8..24;
+    pub(super) const DST: Field = 24..40;
+}
+
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 40;
+
+/// A read/write view of an IPv6 header and its payload.
+#[derive(Debug, Clone)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without checking it.
+    pub const fn new_unchecked(buffer: T) -> Packet<T> {
+        Packet { buffer }
+    }
+
+    /// Wraps a buffer after [`check_len`](Self::check_len).
+    ///
+    /// # Errors
+    /// See [`check_len`](Self::check_len).
+    pub fn new_checked(buffer: T) -> Result<Packet<T>, WireError> {
+        let p = Self::new_unchecked(buffer);
+        p.check_len()?;
+        Ok(p)
+    }
+
+    /// Checks version 6 and that the header and payload length fit the buffer. After it
+    /// succeeds no accessor panics.
+    ///
+    /// # Errors
+    /// [`WireError::Truncated`] or [`WireError::Malformed`].
+    pub fn check_len(&self) -> Result<(), WireError> {
+        let b = self.buffer.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if b[field::VERSION] >> 4 != 6 {
+            return Err(WireError::Malformed);
+        }
+        if b.len() < HEADER_LEN + usize::from(self.payload_len()) {
+            return Err(WireError::Truncated);
+        }
+        Ok(())
+    }
+
+    /// Payload length.
+    pub fn payload_len(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::PAYLOAD_LEN)
+    }
+
+    /// The next header (the L4 protocol when there are no extension headers).
+    pub fn next_header(&self) -> u8 {
+        self.buffer.as_ref()[field::NEXT_HEADER]
+    }
+
+    /// Hop limit.
+    pub fn hop_limit(&self) -> u8 {
+        self.buffer.as_ref()[field::HOP_LIMIT]
+    }
+
+    /// Source address.
+    pub fn src_addr(&self) -> Ipv6Addr {
+        let mut a = [0; 16];
+        a.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
+        Ipv6Addr::from(a)
+    }
+
+    /// Destination address.
+    pub fn dst_addr(&self) -> Ipv6Addr {
+        let mut a = [0; 16];
+        a.copy_from_slice(&self.buffer.as_ref()[field::DST]);
+        Ipv6Addr::from(a)
+    }
+
+    /// The payload (up to the payload length).
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Sets the hop limit (IPv6 has no header checksum).
+    pub fn set_hop_limit(&mut self, value: u8) {
+        self.buffer.as_mut()[field::HOP_LIMIT] = value;
+    }
+
+    /// The payload, writable.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let end = HEADER_LEN + usize::from(self.payload_len());
+        &mut self.buffer.as_mut()[HEADER_LEN..end]
+    }
+}
+
+/// Writes a fixed header.
+///
+/// # Panics
+/// If `buf` is shorter than 40 bytes.
+pub fn emit(
+    buf: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next_header: u8,
+    payload_len: u16,
+    hop_limit: u8,
+) {
+    let b = &mut buf[..HEADER_LEN];
+    b.fill(0);
+    b[field::VERSION] = 0x60;
+    b[field::PAYLOAD_LEN].copy_from_slice(&payload_len.to_be_bytes());
+    b[field::NEXT_HEADER] = next_header;
+    b[field::HOP_LIMIT] = hop_limit;
+    b[field::SRC].copy_from_slice(&src.octets());
+    b[field::DST].copy_from_slice(&dst.octets());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emit_then_read() {
+        let mut buf = [0u8; 48];
+        let src: Ipv6Addr = "fd00::1".parse().unwrap();
+        let dst: Ipv6Addr = "fd00::2".parse().unwrap();
+        emit(&mut buf, src, dst, 17, 8, 64);
+        let p = Packet::new_checked(&buf[..]).unwrap();
+        assert_eq!(p.src_addr(), src);
+        assert_eq!(p.dst_addr(), dst);
+        assert_eq!(p.next_header(), 17);
+        assert_eq!(p.hop_limit(), 64);
+        assert_eq!(p.payload().len(), 8);
+        assert_eq!(
+            Packet::new_checked(&buf[..47]).unwrap_err(),
+            WireError::Truncated
+        );
+        buf[0] = 0x40;
+        assert_eq!(Packet::new_checked(&buf[..]).unwrap_err(), WireError::Malformed);
+    }
+}
