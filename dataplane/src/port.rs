@@ -1,0 +1,165 @@
+//! Ports: an interface, its XDP program and XSKMAP, and one AF_XDP socket per queue.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use flowtable::PortId;
+use flowtable::wire::EthernetAddress;
+
+use crate::prog::{XdpLink, XdpMode, XskMap};
+use crate::sys::SyscallError;
+use crate::sys::frame::UmemArea;
+use crate::sys::netdev;
+use crate::sys::xsk::{BindMode, RingSizes, XskRings, XskSocket};
+
+/// How long to retry a bind that fails with EBUSY: a queue whose previous owner just exited
+/// stays busy for a moment.
+const BIND_RETRY: Duration = Duration::from_secs(3);
+
+/// What the kernel gave a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The port number.
+    pub id: PortId,
+    /// The interface name.
+    pub name: String,
+    /// The interface index.
+    pub ifindex: u32,
+    /// The interface's MAC address.
+    pub mac: EthernetAddress,
+    /// The driver (`veth`, ...).
+    pub driver: String,
+    /// Where the XDP program runs.
+    pub xdp_mode: XdpMode,
+    /// Whether the sockets run in zero-copy mode.
+    pub zero_copy: bool,
+    /// For each queue, the worker that serves it and that worker's CPU.
+    pub queues: Vec<QueueInfo>,
+}
+
+/// One queue of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// The queue id.
+    pub queue: u32,
+    /// The worker serving it.
+    pub worker: usize,
+    /// That worker's CPU, if pinned.
+    pub cpu: Option<usize>,
+}
+
+/// Facts about an interface, read before it becomes a port.
+#[derive(Debug, Clone)]
+pub(crate) struct Interface {
+    pub(crate) name: String,
+    pub(crate) ifindex: u32,
+    pub(crate) mac: EthernetAddress,
+    pub(crate) driver: String,
+    pub(crate) queues: u32,
+}
+
+impl Interface {
+    /// Looks an interface up by name.
+    pub(crate) fn lookup(name: &str) -> Result<Interface, SyscallError> {
+        let ifindex = netdev::if_nametoindex(name)?;
+        let mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_default();
+        let driver = netdev::driver(name).unwrap_or_else(|_| "unknown".to_owned());
+        let queues = match netdev::channels(name) {
+            Ok(ch) => (ch.rx_count + ch.combined_count).max(1),
+            Err(_) => sysfs_rx_queues(name).unwrap_or(1),
+        };
+        Ok(Interface {
+            name: name.to_owned(),
+            ifindex,
+            mac,
+            driver,
+            queues,
+        })
+    }
+
+    /// Whether the driver hands AF_XDP frames whose TCP/UDP checksums may be unfinished.
+    pub(crate) fn needs_checksum_fix(&self) -> bool {
+        // veth passes CHECKSUM_PARTIAL skbs from its peer straight to XDP.
+        self.driver == "veth"
+    }
+
+    /// Whether zero-copy is worth trying (veth never has it).
+    pub(crate) fn may_zero_copy(&self) -> bool {
+        self.driver != "veth"
+    }
+}
+
+fn sysfs_rx_queues(name: &str) -> Option<u32> {
+    let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
+    let n = dir
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    (n > 0).then_some(n as u32)
+}
+
+/// Opens a socket, retrying while the queue is busy.
+pub(crate) fn open_socket(
+    area: &std::sync::Arc<UmemArea>,
+    tag: u16,
+    ifindex: u32,
+    queue: u32,
+    sizes: RingSizes,
+    mode: BindMode,
+    share_with: Option<&XskSocket>,
+) -> Result<(XskSocket, XskRings), SyscallError> {
+    let deadline = Instant::now() + BIND_RETRY;
+    loop {
+        match XskSocket::open(area, tag, ifindex, queue, sizes, mode, share_with) {
+            Err(e) if e.errno() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A queue's socket, as the control thread keeps it.
+#[derive(Debug)]
+pub(crate) struct PortQueue {
+    pub(crate) queue: u32,
+    pub(crate) worker: usize,
+    pub(crate) socket: XskSocket,
+}
+
+/// A port as the control thread keeps it.
+#[derive(Debug)]
+pub(crate) struct Port {
+    pub(crate) id: PortId,
+    pub(crate) interface: Interface,
+    pub(crate) umem: u16,
+    pub(crate) zero_copy: bool,
+    pub(crate) queues: Vec<PortQueue>,
+    pub(crate) xskmap: XskMap,
+    /// The loaded program; kept so that the link can be rebuilt or inspected.
+    pub(crate) _prog: OwnedFd,
+    pub(crate) link: XdpLink,
+}
+
+impl Port {
+    /// Whether the interface is still the one we attached to.
+    pub(crate) fn is_present(&self) -> bool {
+        netdev::if_nametoindex(&self.interface.name).ok() == Some(self.interface.ifindex)
+    }
+
+    /// Detaches from the XSKMAP the queue's socket (its frames go to the stack again).
+    pub(crate) fn clear_queue(&self, queue: u32) {
+        let _ = self.xskmap.clear(queue);
+    }
+
+    /// Sets the socket of each queue in the XSKMAP.
+    pub(crate) fn map_queues(&self) -> Result<(), SyscallError> {
+        for q in &self.queues {
+            self.xskmap.set(q.queue, q.socket.as_fd())?;
+        }
+        Ok(())
+    }
+}
