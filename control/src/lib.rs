@@ -5,3 +5,8 @@
 //! BPF objects itself: it asks the dataplane. It has no `unsafe`.
 
 #![forbid(unsafe_code)]
+
+pub mod client;
+pub mod daemon;
+pub mod protocol;
+pub mod server;

@@ -157,6 +157,9 @@ pub struct PortCounters {
     pub kernel: XdpStatistics,
 }
 
+/// The sockets of a new port with their rings, the UMEM they use, and whether zero-copy.
+type OpenedQueues = (Vec<(PortQueue, XskRings)>, u16, bool);
+
 struct WorkerHandle {
     shared: Arc<WorkerShared>,
     commands: Sender<Command>,
@@ -240,14 +243,16 @@ impl Switch {
                 "ring size must be a power of two of at least 64".into(),
             ));
         }
-        let umem = Umem::new(COPY_UMEM, options.umem_frames, options.frame_size).map_err(
-            |source| SwitchError::Umem {
-                frames: options.umem_frames,
-                mib: (u64::from(options.umem_frames) * u64::from(options.frame_size) >> 20) as u32,
-                memlock: memlock_limit(),
-                source,
-            },
-        )?;
+        let umem =
+            Umem::new(COPY_UMEM, options.umem_frames, options.frame_size).map_err(|source| {
+                SwitchError::Umem {
+                    frames: options.umem_frames,
+                    mib: ((u64::from(options.umem_frames) * u64::from(options.frame_size)) >> 20)
+                        as u32,
+                    memlock: memlock_limit(),
+                    source,
+                }
+            })?;
         let umems = vec![Arc::new(umem)];
         let epoch = Instant::now();
         let config = Arc::new(config);
@@ -360,15 +365,18 @@ impl Switch {
             return Ok(u.clone());
         }
         let umem = Arc::new(
-            Umem::new(ZERO_COPY_UMEM, self.options.umem_frames, self.options.frame_size)
-                .map_err(|source| SwitchError::Umem {
-                    frames: self.options.umem_frames,
-                    mib: (u64::from(self.options.umem_frames)
-                        * u64::from(self.options.frame_size)
-                        >> 20) as u32,
-                    memlock: memlock_limit(),
-                    source,
-                })?,
+            Umem::new(
+                ZERO_COPY_UMEM,
+                self.options.umem_frames,
+                self.options.frame_size,
+            )
+            .map_err(|source| SwitchError::Umem {
+                frames: self.options.umem_frames,
+                mib: ((u64::from(self.options.umem_frames) * u64::from(self.options.frame_size))
+                    >> 20) as u32,
+                memlock: memlock_limit(),
+                source,
+            })?,
         );
         // Workers learn of it before any socket of it reaches them.
         for w in &self.workers {
@@ -384,7 +392,7 @@ impl Switch {
         &mut self,
         interface: &Interface,
         queues: u32,
-    ) -> Result<(Vec<(PortQueue, XskRings)>, u16, bool), SwitchError> {
+    ) -> Result<OpenedQueues, SwitchError> {
         if interface.may_zero_copy()
             && let Ok(opened) = self.open_queues_in(interface, queues, ZERO_COPY_UMEM)
         {
@@ -481,11 +489,17 @@ impl Switch {
             return Err(SwitchError::PortExists(name.to_owned()));
         }
         let interface = Interface::lookup(name).map_err(|e| match e.errno() {
-            Some(libc::ENODEV) | Some(libc::EINVAL) => SwitchError::NoSuchInterface(name.to_owned()),
+            Some(libc::ENODEV) | Some(libc::EINVAL) => {
+                SwitchError::NoSuchInterface(name.to_owned())
+            }
             _ => SwitchError::Syscall(e),
         })?;
         let queues = match options.queues {
-            Some(0) => return Err(SwitchError::Invalid("a port needs at least one queue".into())),
+            Some(0) => {
+                return Err(SwitchError::Invalid(
+                    "a port needs at least one queue".into(),
+                ));
+            }
             Some(n) if n > interface.queues => {
                 return Err(SwitchError::Invalid(format!(
                     "{name} has {} queue(s), not {n}",

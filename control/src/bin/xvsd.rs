@@ -1,59 +1,139 @@
 //! xvsd: the xvs switch daemon.
+//!
+//! Runs in the foreground: starts the workers, adds the `--port`s, serves the command socket,
+//! and on SIGINT or SIGTERM stops the workers and detaches every XDP program (the programs are
+//! attached through bpf_links, so even SIGKILL leaves none behind).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
+use control::daemon::Daemon;
+use control::protocol::{DEFAULT_SOCKET, Response};
+use control::server::Listener;
 use dataplane::{PortOptions, Switch, SwitchOptions};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "The xvs userspace switch daemon")]
 struct Args {
-    /// An interface to switch (repeatable).
+    /// An interface to switch (repeatable; more can be added at run time with xvsctl add-port).
     #[arg(long = "port", value_name = "IF")]
     ports: Vec<String>,
-    /// CPUs of the workers, one worker per CPU (e.g. "1" or "0,1").
+    /// CPUs for the poll-mode workers, one worker per CPU: "1", "0,1" or "0-3".
     #[arg(long, value_name = "LIST")]
     cpus: Option<String>,
+    /// The command socket.
+    #[arg(long, value_name = "PATH", env = "XVS_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Frames in the UMEM (2 KiB each); the UMEM is locked memory.
+    #[arg(long, default_value_t = 4096)]
+    umem_frames: u32,
+    /// Never sleep: poll even when there is no traffic (lowest latency, one busy CPU per worker).
+    #[arg(long)]
+    busy_poll: bool,
+    /// Seconds before a silent MAC address is forgotten.
+    #[arg(long, default_value_t = 300)]
+    mac_age: u64,
+    /// Most MAC addresses learned.
+    #[arg(long, default_value_t = flowtable::mac_table::DEFAULT_CAPACITY)]
+    mac_max: usize,
+}
+
+fn parse_cpus(list: &str) -> anyhow::Result<Vec<Option<usize>>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let part = part.trim();
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let lo: usize = lo
+            .parse()
+            .with_context(|| format!("bad CPU {lo:?} in --cpus"))?;
+        let hi: usize = hi
+            .parse()
+            .with_context(|| format!("bad CPU {hi:?} in --cpus"))?;
+        if hi < lo {
+            bail!("bad CPU range {part:?} in --cpus");
+        }
+        cpus.extend((lo..=hi).map(Some));
+    }
+    if cpus.is_empty() {
+        bail!("--cpus names no CPU");
+    }
+    Ok(cpus)
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Err(e) = run(args) {
+        tracing::error!("{e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let workers = match &args.cpus {
-        Some(list) => list
-            .split(',')
-            .map(|c| c.trim().parse::<usize>().map(Some))
-            .collect::<Result<Vec<_>, _>>()
-            .context("--cpus wants a comma-separated list of CPU numbers")?,
+        Some(list) => parse_cpus(list)?,
         None => vec![None],
     };
+    let listener = Listener::bind(&args.socket)?;
     let options = SwitchOptions {
         workers,
+        umem_frames: args.umem_frames,
+        busy_poll: args.busy_poll,
         ..SwitchOptions::default()
     };
-    let mut switch = Switch::start(options, flowtable::Config::default())?;
+    let mut config = flowtable::Config::default();
+    config.mac_capacity = args.mac_max;
+    config.mac_max_age_ns = args.mac_age.saturating_mul(1_000_000_000);
+    let switch = Switch::start(options, config)?;
+    let mut daemon = Daemon::new(switch);
     for name in &args.ports {
-        let info = switch
+        daemon
+            .switch()
             .add_port(name, &PortOptions::default())
             .with_context(|| format!("adding port {name}"))?;
-        tracing::info!(?info, "port ready");
     }
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    let (calls_tx, calls) = mpsc::channel();
+    listener.serve(calls_tx)?;
+    tracing::info!(socket = %listener.path().display(), "xvsd ready");
+    let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        switch.check_ports();
+        match calls.recv_timeout(Duration::from_millis(100)) {
+            Ok((request, reply)) => {
+                let id = request.id.clone();
+                let response = match daemon.handle(&request) {
+                    Ok(result) => Response::ok(id, result),
+                    Err(error) => {
+                        tracing::debug!(method = request.method, "request failed: {error}");
+                        Response::err(id, error)
+                    }
+                };
+                let _ = reply.send(response);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= Duration::from_millis(200) {
+            daemon.tick();
+            last_tick = Instant::now();
+        }
     }
     tracing::info!("stopping");
-    switch.shutdown();
+    daemon.shutdown();
+    drop(listener);
+    tracing::info!("stopped; XDP programs detached");
     Ok(())
 }

@@ -1,0 +1,547 @@
+//! xvsctl: program a running xvsd.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use control::client::Client;
+use control::daemon::VlanSpec;
+use control::protocol::DEFAULT_SOCKET;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Program a running xvsd", propagate_version = true)]
+struct Cli {
+    /// The daemon's command socket.
+    #[arg(long, global = true, value_name = "PATH", env = "XVS_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print JSON (stable field names) instead of tables.
+    #[arg(short, long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Ports, queues, XDP modes, workers and uptime.
+    Show,
+    /// Switch an interface (hot add).
+    AddPort {
+        /// The interface.
+        name: String,
+        /// Serve only the first N queues (default: all).
+        #[arg(long)]
+        queues: Option<u32>,
+        /// Force the XDP mode.
+        #[arg(long, value_parser = ["drv", "skb"])]
+        xdp_mode: Option<String>,
+        /// Put the port in VLAN N as an access port.
+        #[arg(long, value_name = "N")]
+        tag: Option<u16>,
+    },
+    /// Give an interface back to the kernel (hot remove).
+    DelPort {
+        /// The interface.
+        name: String,
+    },
+    /// Change a port's settings: `set-port IF vlan all|access N|trunk LIST [native N]`.
+    SetPort {
+        /// The interface.
+        name: String,
+        /// What to set: `vlan` followed by the mode.
+        #[arg(num_args = 1.., required = true)]
+        setting: Vec<String>,
+    },
+    /// Packet, byte and drop counters per port and per worker.
+    DumpPorts {
+        /// Only this port.
+        name: Option<String>,
+        /// Show per-second rates, refreshed until interrupted.
+        #[arg(long)]
+        rate: bool,
+        /// Seconds between refreshes with --rate.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop --rate after this many refreshes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// The MAC learning table.
+    Fdb {
+        #[command(subcommand)]
+        action: FdbCmd,
+    },
+    /// Daemon version.
+    Version,
+    /// What the daemon understands.
+    ListCommands,
+    /// Send a raw request: `call METHOD [JSON-PARAMS]`.
+    Call {
+        /// The method.
+        method: String,
+        /// Parameters as a JSON object.
+        params: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FdbCmd {
+    /// List learned addresses (mac, vlan, port, age).
+    Show,
+    /// Forget every learned address.
+    Flush,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("xvsctl: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn parse_vlan(words: &[String]) -> anyhow::Result<VlanSpec> {
+    let num = |w: &str| -> anyhow::Result<u16> {
+        w.parse()
+            .with_context(|| format!("{w:?} is not a VLAN number"))
+    };
+    match words {
+        [mode] if mode == "all" => Ok(VlanSpec::All),
+        [mode, tag] if mode == "access" => Ok(VlanSpec::Access { tag: num(tag)? }),
+        [mode, list, rest @ ..] if mode == "trunk" => {
+            let trunks = list
+                .split(',')
+                .filter(|w| !w.is_empty())
+                .map(num)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let native = match rest {
+                [] => None,
+                [kw, n] if kw == "native" => Some(num(n)?),
+                _ => bail!("after the trunk list, only `native N` may follow"),
+            };
+            Ok(VlanSpec::Trunk { trunks, native })
+        }
+        _ => bail!("usage: vlan all | vlan access N | vlan trunk N[,N...] [native N]"),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut client = Client::connect(&cli.socket)?;
+    let json_out = cli.json;
+    let emit = |value: &Value| {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON values serialize")
+        );
+    };
+    match cli.command {
+        Cmd::Show => {
+            let r = client.call("show", json!({}))?;
+            if json_out {
+                emit(&r);
+                return Ok(());
+            }
+            println!(
+                "xvsd {} up {:.0}s, {} worker(s)",
+                s(&r["version"]),
+                r["uptime_s"].as_f64().unwrap_or(0.0),
+                r["workers"].as_array().map_or(0, Vec::len)
+            );
+            let rows: Vec<Vec<String>> = r["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let queues: Vec<String> = p["queues"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|q| {
+                            let cpu = q["cpu"].as_u64().map_or("-".into(), |c| c.to_string());
+                            format!("{}:w{}/cpu{}", q["queue"], q["worker"], cpu)
+                        })
+                        .collect();
+                    let vlan = match &p["vlan"]["mode"] {
+                        Value::String(m) if m == "access" => format!("access {}", p["vlan"]["tag"]),
+                        Value::String(m) if m == "trunk" => {
+                            format!("trunk {}", p["vlan"]["trunks"])
+                        }
+                        _ => "all".into(),
+                    };
+                    let ids: Vec<String> = p["external_ids"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .collect();
+                    vec![
+                        s(&p["id"]),
+                        s(&p["name"]),
+                        s(&p["ifindex"]),
+                        s(&p["mac"]),
+                        s(&p["driver"]),
+                        s(&p["xdp_mode"]),
+                        if p["zero_copy"] == json!(true) {
+                            "zc".into()
+                        } else {
+                            "copy".into()
+                        },
+                        queues.join(" "),
+                        vlan,
+                        ids.join(","),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "PORT",
+                    "IFINDEX",
+                    "MAC",
+                    "DRIVER",
+                    "XDP",
+                    "MODE",
+                    "QUEUES(q:worker/cpu)",
+                    "VLAN",
+                    "EXTERNAL_IDS",
+                ],
+                &rows,
+            );
+        }
+        Cmd::AddPort {
+            name,
+            queues,
+            xdp_mode,
+            tag,
+        } => {
+            let mut params = json!({"name": name});
+            if let Some(q) = queues {
+                params["queues"] = json!(q);
+            }
+            if let Some(m) = xdp_mode {
+                params["xdp_mode"] = json!(m);
+            }
+            if let Some(t) = tag {
+                params["vlan"] = json!(VlanSpec::Access { tag: t });
+            }
+            let r = client.call("add-port", params)?;
+            if json_out {
+                emit(&r);
+            }
+        }
+        Cmd::DelPort { name } => {
+            let r = client.call("del-port", json!({"name": name}))?;
+            if json_out {
+                emit(&r);
+            }
+        }
+        Cmd::SetPort { name, setting } => {
+            let (what, rest) = setting.split_first().expect("clap requires one");
+            match what.as_str() {
+                "vlan" => {
+                    let vlan = parse_vlan(rest)?;
+                    let r = client.call("set-port", json!({"name": name, "vlan": vlan}))?;
+                    if json_out {
+                        emit(&r);
+                    }
+                }
+                other => bail!("set-port knows `vlan`, not {other:?}"),
+            }
+        }
+        Cmd::DumpPorts {
+            name,
+            rate,
+            interval,
+            count,
+        } => {
+            let params = match &name {
+                Some(n) => json!({"name": n}),
+                None => json!({}),
+            };
+            if rate {
+                return dump_rates(&mut client, &params, interval, count, json_out);
+            }
+            let r = client.call("dump-ports", params)?;
+            if json_out {
+                emit(&r);
+                return Ok(());
+            }
+            print_ports(&r);
+        }
+        Cmd::Fdb { action } => match action {
+            FdbCmd::Show => {
+                let r = client.call("fdb-show", json!({}))?;
+                if json_out {
+                    emit(&r);
+                    return Ok(());
+                }
+                let rows: Vec<Vec<String>> = r["entries"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        vec![
+                            s(&e["mac"]),
+                            s(&e["vlan"]),
+                            s(&e["port"]),
+                            format!("{:.1}", e["age_s"].as_f64().unwrap_or(0.0)),
+                            if e["static"] == json!(true) {
+                                "static".into()
+                            } else {
+                                "learned".into()
+                            },
+                        ]
+                    })
+                    .collect();
+                print_table(&["MAC", "VLAN", "PORT", "AGE(s)", "TYPE"], &rows);
+            }
+            FdbCmd::Flush => {
+                let r = client.call("fdb-flush", json!({}))?;
+                if json_out {
+                    emit(&r);
+                }
+            }
+        },
+        Cmd::Version => {
+            let r = client.call("version", json!({}))?;
+            if json_out {
+                emit(&r);
+            } else {
+                println!("xvsd {} (protocol {})", s(&r["version"]), r["protocol"]);
+            }
+        }
+        Cmd::ListCommands => {
+            let r = client.call("list-commands", json!({}))?;
+            if json_out {
+                emit(&r);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = r
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| vec![s(&c["name"]), s(&c["params"]), s(&c["help"])])
+                .collect();
+            print_table(&["COMMAND", "PARAMS", "WHAT"], &rows);
+        }
+        Cmd::Call { method, params } => {
+            let params: Value = match params {
+                Some(text) => serde_json::from_str(&text).context("params must be JSON")?,
+                None => json!({}),
+            };
+            emit(&client.call(&method, params)?);
+        }
+    }
+    Ok(())
+}
+
+fn print_ports(r: &Value) {
+    let rows: Vec<Vec<String>> = r["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let drops: Vec<String> = p["drops"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain(
+                    p["kernel"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                        .map(|(k, v)| format!("kernel.{k}={v}")),
+                )
+                .collect();
+            vec![
+                s(&p["name"]),
+                s(&p["rx_packets"]),
+                s(&p["rx_bytes"]),
+                s(&p["tx_packets"]),
+                s(&p["tx_bytes"]),
+                if drops.is_empty() {
+                    "0".into()
+                } else {
+                    drops.join(" ")
+                },
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "PORT", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS",
+        ],
+        &rows,
+    );
+    println!();
+    let rows: Vec<Vec<String>> = r["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            let per_port: Vec<String> = w["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{}:rx={},tx={}",
+                        s(&p["name"]),
+                        p["rx_packets"],
+                        p["tx_packets"]
+                    )
+                })
+                .collect();
+            vec![
+                s(&w["id"]),
+                s(&w["cpu"]),
+                s(&w["cache_hits"]),
+                s(&w["cache_misses"]),
+                s(&w["cache_entries"]),
+                s(&w["handoffs"]),
+                s(&w["sleeps"]),
+                per_port.join(" "),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "WORKER",
+            "CPU",
+            "CACHE_HITS",
+            "CACHE_MISSES",
+            "ENTRIES",
+            "HANDOFFS",
+            "SLEEPS",
+            "PORTS",
+        ],
+        &rows,
+    );
+}
+
+fn dump_rates(
+    client: &mut Client,
+    params: &Value,
+    interval: f64,
+    count: Option<u64>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    if !(interval > 0.0 && interval.is_finite()) {
+        bail!("--interval must be a positive number of seconds");
+    }
+    let counters = |r: &Value| -> BTreeMap<String, [u64; 5]> {
+        r["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let drops: u64 = p["drops"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(_, v)| v.as_u64())
+                    .sum();
+                let n = |k: &str| p[k].as_u64().unwrap_or(0);
+                (
+                    s(&p["name"]),
+                    [
+                        n("rx_packets"),
+                        n("rx_bytes"),
+                        n("tx_packets"),
+                        n("tx_bytes"),
+                        drops,
+                    ],
+                )
+            })
+            .collect()
+    };
+    let mut last = counters(&client.call("dump-ports", params.clone())?);
+    let mut last_at = Instant::now();
+    let mut shown = 0;
+    loop {
+        std::thread::sleep(Duration::from_secs_f64(interval));
+        let now = counters(&client.call("dump-ports", params.clone())?);
+        let secs = last_at.elapsed().as_secs_f64();
+        last_at = Instant::now();
+        let rates: Vec<(String, [f64; 5])> = now
+            .iter()
+            .map(|(name, c)| {
+                let prev = last.get(name).copied().unwrap_or(*c);
+                let mut r = [0.0; 5];
+                for i in 0..5 {
+                    r[i] = c[i].saturating_sub(prev[i]) as f64 / secs;
+                }
+                (name.clone(), r)
+            })
+            .collect();
+        if json_out {
+            let ports: Vec<Value> = rates
+                .iter()
+                .map(|(name, r)| {
+                    json!({"name": name, "rx_pps": r[0], "rx_bps": r[1] * 8.0,
+                           "tx_pps": r[2], "tx_bps": r[3] * 8.0, "drops_ps": r[4]})
+                })
+                .collect();
+            println!("{}", json!({"interval_s": secs, "ports": ports}));
+        } else {
+            let rows: Vec<Vec<String>> = rates
+                .iter()
+                .map(|(name, r)| {
+                    vec![
+                        name.clone(),
+                        format!("{:.0}", r[0]),
+                        format!("{:.2}", r[1] * 8.0 / 1e6),
+                        format!("{:.0}", r[2]),
+                        format!("{:.2}", r[3] * 8.0 / 1e6),
+                        format!("{:.0}", r[4]),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["PORT", "RX_PPS", "RX_MBPS", "TX_PPS", "TX_MBPS", "DROPS/S"],
+                &rows,
+            );
+            println!();
+        }
+        last = now;
+        shown += 1;
+        if count.is_some_and(|c| shown >= c) {
+            return Ok(());
+        }
+    }
+}
