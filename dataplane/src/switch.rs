@@ -28,6 +28,10 @@ use crate::worker::{
 /// How long the control thread waits for a worker to answer.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Fewest and most frames a fill ring is given.
+const MIN_FILL: u32 = 16;
+const MAX_FILL: u32 = 1024;
+
 /// UMEM ids: the copy-mode UMEM and the zero-copy one.
 const COPY_UMEM: u16 = 0;
 const ZERO_COPY_UMEM: u16 = 1;
@@ -49,11 +53,38 @@ pub struct SwitchOptions {
     pub cache_capacity: usize,
 }
 
+/// The default UMEM size in frames: 16384 (32 MiB of 2 KiB frames) where the process may lock
+/// that much (it has CAP_IPC_LOCK, which exempts AF_XDP UMEMs from RLIMIT_MEMLOCK, or a high
+/// enough limit), else as many as RLIMIT_MEMLOCK allows with room to spare, at least 1024.
+pub fn default_umem_frames(frame_size: u32) -> u32 {
+    const WANT: u32 = 16384;
+    const CAP_IPC_LOCK: u32 = 14;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if cap_eff & (1 << CAP_IPC_LOCK) != 0 {
+        return WANT;
+    }
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    // Leave a quarter for other locked memory of the same user.
+    let fits = (soft / 4 * 3 / u64::from(frame_size)).min(u64::from(WANT)) as u32;
+    fits.clamp(1024, WANT)
+}
+
 impl Default for SwitchOptions {
     fn default() -> Self {
         SwitchOptions {
             workers: vec![None],
-            umem_frames: 4096,
+            umem_frames: default_umem_frames(2048),
             frame_size: 2048,
             ring_size: 2048,
             busy_poll: false,
@@ -271,6 +302,7 @@ impl Switch {
                 epoch,
                 umems: umems.clone(),
                 fill_target: fill_target.clone(),
+                fill_budget: options.umem_frames / (2 * options.workers.len() as u32),
             };
             let worker = Worker::new(
                 setup,
@@ -343,10 +375,15 @@ impl Switch {
             .ok_or(SwitchError::TooManyPorts)
     }
 
-    fn update_fill_target(&self) {
-        let sockets: usize = self.ports.values().map(|p| p.queues.len()).sum();
-        let per_socket = (self.options.umem_frames as usize / (2 * sockets.max(1))) as u32;
-        let target = per_socket.clamp(64, self.options.ring_size);
+    /// Sets how many frames each fill ring holds, for the current sockets plus `adding`.
+    ///
+    /// Frames lent to a fill ring cannot be taken back until packets use them, so the target
+    /// is set before new sockets get their first frames, and workers also keep the sum of
+    /// their fill rings under half their share of the UMEM (see the worker's refill).
+    fn update_fill_target(&self, adding: usize) {
+        let sockets: usize = self.ports.values().map(|p| p.queues.len()).sum::<usize>() + adding;
+        let per_socket = (self.options.umem_frames as usize / (4 * sockets.max(1))) as u32;
+        let target = per_socket.clamp(MIN_FILL, MAX_FILL.min(self.options.ring_size));
         self.fill_target.store(target, Ordering::Relaxed);
     }
 
@@ -543,6 +580,7 @@ impl Switch {
         };
         port.map_queues()?;
         let finish = port.interface.needs_checksum_fix();
+        self.update_fill_target(port.queues.len());
         for (q, rings) in port.queues.iter().zip(rings) {
             let socket = QueueSocket::new(id, q.queue, rings, finish, umem);
             self.workers[q.worker].send(Command::AddQueue(Box::new(socket)))?;
@@ -565,7 +603,6 @@ impl Switch {
         );
         self.ports.insert(id, port);
         self.baselines.insert(id, self.sum_port(id));
-        self.update_fill_target();
         self.publish(config)?;
         Ok(info)
     }
@@ -617,7 +654,7 @@ impl Switch {
             umem.give(frames);
         }
         self.baselines.remove(&id);
-        self.update_fill_target();
+        self.update_fill_target(0);
         tracing::info!(port = id, name = interface.name, reclaimed, "port removed");
         Ok(())
     }

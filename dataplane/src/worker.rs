@@ -181,6 +181,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) epoch: Instant,
     pub(crate) umems: Vec<Arc<Umem>>,
     pub(crate) fill_target: Arc<AtomicU32>,
+    /// Most frames this worker lends to all its fill rings together.
+    pub(crate) fill_budget: u32,
 }
 
 /// The worker's I/O state: everything but the pipeline, so that a decision borrowed from the
@@ -288,8 +290,10 @@ impl Worker {
             work += self.receive_handoffs();
             self.io.transmit();
             self.io.reap();
-            self.io
-                .refill(self.setup.fill_target.load(Ordering::Relaxed));
+            self.io.refill(
+                self.setup.fill_target.load(Ordering::Relaxed),
+                self.setup.fill_budget,
+            );
             self.exchange_mac_events();
             self.loops += 1;
             if self.loops.is_multiple_of(1024) {
@@ -774,18 +778,31 @@ impl Io {
         }
     }
 
-    fn refill(&mut self, target: u32) {
+    /// Tops fill rings up to `target` frames each, keeping the sum under `budget` (frames in
+    /// a fill ring are stuck there until packets arrive, so idle ports must not hoard them);
+    /// under the budget every ring still gets [`FILL_BATCH`] frames.
+    fn refill(&mut self, target: u32, budget: u32) {
         for free in &mut self.free {
             free.balance();
         }
+        let mut lent: u32 = self
+            .sockets
+            .iter()
+            .map(|s| s.rings.fill.outstanding())
+            .sum();
         for socket in &mut self.sockets {
             if socket.dead {
                 continue;
             }
             let have = socket.rings.fill.outstanding();
-            if have + FILL_BATCH <= target {
+            let room = if lent >= budget {
+                FILL_BATCH.saturating_sub(have)
+            } else {
+                target.saturating_sub(have).min(budget - lent)
+            };
+            if room >= FILL_BATCH || (have == 0 && room > 0) {
                 let free = &mut self.free[socket.umem].frames;
-                socket.rings.fill.fill(free, target - have);
+                lent += socket.rings.fill.fill(free, room);
                 if socket.rings.fill.needs_wakeup() {
                     socket.rings.kick_rx();
                 }

@@ -29,9 +29,10 @@ struct Args {
     /// The command socket.
     #[arg(long, value_name = "PATH", env = "XVS_SOCKET", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
-    /// Frames in the UMEM (2 KiB each); the UMEM is locked memory.
-    #[arg(long, default_value_t = 4096)]
-    umem_frames: u32,
+    /// Frames in the UMEM (2 KiB each); the UMEM is locked memory. Default: 16384 with
+    /// CAP_IPC_LOCK, else what RLIMIT_MEMLOCK allows.
+    #[arg(long)]
+    umem_frames: Option<u32>,
     /// Never sleep: poll even when there is no traffic (lowest latency, one busy CPU per worker).
     #[arg(long)]
     busy_poll: bool,
@@ -88,7 +89,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let listener = Listener::bind(&args.socket)?;
     let options = SwitchOptions {
         workers,
-        umem_frames: args.umem_frames,
+        umem_frames: args
+            .umem_frames
+            .unwrap_or_else(|| dataplane::switch::default_umem_frames(2048)),
         busy_poll: args.busy_poll,
         ..SwitchOptions::default()
     };

@@ -470,3 +470,15 @@ impl XskRings {
         }
     }
 }
+
+/// Whether this kernel lets us create AF_XDP sockets (compiled in, and we have the rights).
+pub fn af_xdp_available() -> bool {
+    // SAFETY: socket() has no memory preconditions; the fd is closed at once.
+    let raw = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return false;
+    }
+    // SAFETY: `raw` is a fresh fd nobody else owns.
+    drop(unsafe { OwnedFd::from_raw_fd(raw) });
+    true
+}

@@ -1,0 +1,444 @@
+//! A lab for integration tests: network namespaces as containers, veths, xvsd processes.
+//!
+//! Every name is unique to the test process and test, so tests never collide with each other
+//! or with anything else on the machine; the [`Lab`]'s `Drop` kills its daemons and removes its
+//! namespaces and links even when the test panics. Traffic only flows between addresses inside
+//! the lab's namespaces. Tests of one binary run one at a time (a process-wide lock): they
+//! measure and time things on a 2-core machine.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the lab"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use control::client::{Client, ClientError};
+use serde_json::{Value, json};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command, returning its output (never panics on failure).
+pub fn run(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
+}
+
+/// Runs a command and panics with its stderr if it fails.
+pub fn must(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A namespace standing in for a container, with one interface `eth0` wired to a host veth.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// The namespace name.
+    pub ns: String,
+    /// The host end of its veth (the switch port).
+    pub port: String,
+    /// Its IPv4 address (without prefix length).
+    pub ip: String,
+}
+
+impl Container {
+    /// Runs a command in the namespace.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", &self.ns];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Spawns a command in the namespace.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in namespace")
+    }
+
+    /// Pings `ip` `count` times, `interval` seconds apart; returns how many replies came.
+    pub fn ping(&self, ip: &str, count: u32, interval: f64) -> u32 {
+        let out = self.exec(&[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            &interval.to_string(),
+            "-W",
+            "1",
+            ip,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split(',')
+            .find(|part| part.contains("received"))
+            .and_then(|part| part.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Pings until one reply comes or `timeout` passes; returns whether it came.
+    pub fn wait_ping(&self, ip: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.ping(ip, 1, 0.2) == 1 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A counter of `eth0` from sysfs (`tx_packets`, `rx_packets`, ...).
+    pub fn counter(&self, name: &str) -> u64 {
+        let out = self.exec(&["cat", &format!("/sys/class/net/eth0/statistics/{name}")]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// The MAC of `eth0`.
+    pub fn mac(&self) -> String {
+        let out = self.exec(&["cat", "/sys/class/net/eth0/address"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// A running xvsd.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    /// Its command socket.
+    pub socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// A client connected to it.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).expect("connect to xvsd")
+    }
+
+    /// Calls a method, panicking on error.
+    pub fn call(&self, method: &str, params: Value) -> Value {
+        self.client()
+            .call(method, params)
+            .unwrap_or_else(|e| panic!("{method} failed: {e}"))
+    }
+
+    /// Calls a method, returning the error.
+    pub fn try_call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.client().call(method, params)
+    }
+
+    /// Runs xvsctl against it.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_xvsctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run xvsctl")
+    }
+
+    /// The port counters, by port name: (rx_packets, tx_packets).
+    pub fn port_counters(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        let r = self.call("dump-ports", json!({}));
+        r["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    (
+                        p["rx_packets"].as_u64().unwrap(),
+                        p["tx_packets"].as_u64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Kills it with SIGKILL (no cleanup at all) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops it with SIGTERM and waits; returns its exit status success.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The test's namespaces, links and daemons, all removed on drop.
+#[derive(Debug)]
+pub struct Lab {
+    /// The unique prefix of every name in this lab.
+    pub prefix: String,
+    dir: PathBuf,
+    namespaces: Vec<String>,
+    links: Vec<String>,
+    children: Vec<Child>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// A new lab, or `None` (with the reason printed) where the tests cannot run.
+    pub fn new(test: &str) -> Option<Lab> {
+        if !is_root() {
+            eprintln!("SKIP {test}: needs root (network namespaces, XDP, AF_XDP)");
+            return None;
+        }
+        if !dataplane::sys::xsk::af_xdp_available() {
+            eprintln!("SKIP {test}: this kernel has no AF_XDP sockets");
+            return None;
+        }
+        for tool in ["ip", "ping"] {
+            if !have(tool) {
+                eprintln!("SKIP {test}: {tool} is not installed");
+                return None;
+            }
+        }
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("x{:04x}{n}", std::process::id() & 0xffff);
+        let dir = std::env::temp_dir().join(format!("xvs-test-{prefix}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Some(Lab {
+            prefix,
+            dir,
+            namespaces: Vec::new(),
+            links: Vec::new(),
+            children: Vec::new(),
+            _serial: serial,
+        })
+    }
+
+    /// Whether a tool is installed; prints a skip note if not.
+    pub fn require(&self, tool: &str) -> bool {
+        let ok = have(tool);
+        if !ok {
+            eprintln!("SKIP part of the test: {tool} is not installed");
+        }
+        ok
+    }
+
+    /// A namespace `{prefix}n{i}` with `eth0` at `10.{net}.0.{i}/24`, wired to host veth
+    /// `{prefix}h{i}`. Offloads are left at their defaults, as `ip link add` sets them. IPv6 is
+    /// off in the namespace so that no stray packets disturb counters.
+    pub fn container(&mut self, i: u8, net: u8) -> Container {
+        let ns = format!("{}n{i}", self.prefix);
+        let port = format!("{}h{i}", self.prefix);
+        must(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        must(&[
+            "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]);
+        self.links.push(port.clone());
+        must(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{port}.disable_ipv6=1"),
+        ]);
+        let c = Container {
+            ns,
+            port: port.clone(),
+            ip: format!("10.{net}.0.{i}"),
+        };
+        for key in ["all", "default", "eth0"] {
+            c.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+            ]);
+        }
+        assert!(
+            c.exec(&["ip", "addr", "add", &format!("{}/24", c.ip), "dev", "eth0"])
+                .status
+                .success()
+        );
+        assert!(
+            c.exec(&["ip", "link", "set", "eth0", "up"])
+                .status
+                .success()
+        );
+        assert!(c.exec(&["ip", "link", "set", "lo", "up"]).status.success());
+        must(&["ip", "link", "set", &port, "up"]);
+        c
+    }
+
+    /// A path in the lab's temp dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Starts xvsd with these ports and extra arguments, waiting until it answers.
+    pub fn xvsd(&mut self, ports: &[&str], extra: &[&str]) -> Daemon {
+        let socket = self.path("xvsd.ctl");
+        self.xvsd_at(&socket, ports, extra)
+    }
+
+    /// Starts xvsd on a given socket path.
+    pub fn xvsd_at(&mut self, socket: &Path, ports: &[&str], extra: &[&str]) -> Daemon {
+        let log = self.path(&format!(
+            "xvsd-{}.log",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xvsd"));
+        cmd.arg("--socket").arg(socket);
+        for p in ports {
+            cmd.args(["--port", p]);
+        }
+        cmd.args(extra);
+        let log_file = std::fs::File::create(&log).expect("log file");
+        cmd.stdout(Stdio::null())
+            .stderr(log_file.try_clone().unwrap())
+            .env("RUST_LOG", "info");
+        let child = cmd.spawn().expect("spawn xvsd");
+        let mut daemon = Daemon {
+            child: Some(child),
+            socket: socket.to_owned(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut c) = Client::connect(socket)
+                && c.call("version", json!({})).is_ok()
+            {
+                return daemon;
+            }
+            if !daemon.is_running() {
+                panic!("xvsd exited at start:\n{}", daemon.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "xvsd did not start:\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Keeps a child process to kill on drop.
+    pub fn keep(&mut self, child: Child) {
+        self.children.push(child);
+    }
+
+    /// Deletes a host link now (as an operator or a crashing container would).
+    pub fn delete_link(&mut self, name: &str) {
+        must(&["ip", "link", "del", name]);
+        self.links.retain(|l| l != name);
+    }
+}
+
+/// Whether any interface of the host still has an XDP program attached by name prefix.
+pub fn xdp_attached(link: &str) -> bool {
+    let out = run(&["ip", "-d", "link", "show", "dev", link]);
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for link in &self.links {
+            let _ = run(&["ip", "link", "del", link]);
+        }
+        for ns in &self.namespaces {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs iperf3 TCP from `client` to `server` for `secs` seconds; returns Gbit/s received.
+pub fn iperf_tcp(lab: &mut Lab, client: &Container, server: &Container, secs: u32) -> f64 {
+    let srv = server.spawn(&["iperf3", "-s", "-1", "-B", &server.ip]);
+    lab.keep(srv);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = client.exec(&["iperf3", "-c", &server.ip, "-t", &secs.to_string(), "-J"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("iperf3 output is not JSON ({e}): {text}"));
+    assert!(v.get("error").is_none(), "iperf3 failed: {}", v["error"]);
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("iperf3 reports a rate")
+        / 1e9
+}
