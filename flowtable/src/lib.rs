@@ -17,6 +17,7 @@ pub mod config;
 pub mod edit;
 pub mod key;
 pub mod mac_table;
+pub mod neighbour;
 pub mod pipeline;
 pub mod port;
 pub mod wire;
