@@ -238,8 +238,7 @@ impl WorkerCounters {
         self.cache_hits.store(stats.cache_hits, Ordering::Relaxed);
         self.cache_misses
             .store(stats.cache_misses, Ordering::Relaxed);
-        self.cache_entries
-            .store(entries as u64, Ordering::Relaxed);
+        self.cache_entries.store(entries as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn port(&self, port: PortId) -> PortStats {

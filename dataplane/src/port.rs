@@ -7,10 +7,9 @@ use flowtable::PortId;
 use flowtable::wire::EthernetAddress;
 
 use crate::prog::{XdpLink, XdpMode, XskMap};
-use crate::sys::SyscallError;
 use crate::sys::frame::UmemArea;
-use crate::sys::netdev;
 use crate::sys::xsk::{BindMode, RingSizes, XskRings, XskSocket};
+use crate::sys::{SyscallError, netdev};
 
 /// How long to retry a bind that fails with EBUSY: a queue whose previous owner just exited
 /// stays busy for a moment.

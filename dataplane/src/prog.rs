@@ -16,8 +16,8 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::sys::bpf::{self, Insn, Map, MapType, ProgLoadError};
 use crate::sys::SyscallError;
+use crate::sys::bpf::{self, Insn, Map, MapType, ProgLoadError};
 
 /// XDP return codes.
 pub mod action {

@@ -240,14 +240,16 @@ impl Switch {
                 "ring size must be a power of two of at least 64".into(),
             ));
         }
-        let umem = Umem::new(COPY_UMEM, options.umem_frames, options.frame_size).map_err(
-            |source| SwitchError::Umem {
-                frames: options.umem_frames,
-                mib: (u64::from(options.umem_frames) * u64::from(options.frame_size) >> 20) as u32,
-                memlock: memlock_limit(),
-                source,
-            },
-        )?;
+        let umem =
+            Umem::new(COPY_UMEM, options.umem_frames, options.frame_size).map_err(|source| {
+                SwitchError::Umem {
+                    frames: options.umem_frames,
+                    mib: (u64::from(options.umem_frames) * u64::from(options.frame_size) >> 20)
+                        as u32,
+                    memlock: memlock_limit(),
+                    source,
+                }
+            })?;
         let umems = vec![Arc::new(umem)];
         let epoch = Instant::now();
         let config = Arc::new(config);
@@ -360,15 +362,18 @@ impl Switch {
             return Ok(u.clone());
         }
         let umem = Arc::new(
-            Umem::new(ZERO_COPY_UMEM, self.options.umem_frames, self.options.frame_size)
-                .map_err(|source| SwitchError::Umem {
-                    frames: self.options.umem_frames,
-                    mib: (u64::from(self.options.umem_frames)
-                        * u64::from(self.options.frame_size)
-                        >> 20) as u32,
-                    memlock: memlock_limit(),
-                    source,
-                })?,
+            Umem::new(
+                ZERO_COPY_UMEM,
+                self.options.umem_frames,
+                self.options.frame_size,
+            )
+            .map_err(|source| SwitchError::Umem {
+                frames: self.options.umem_frames,
+                mib: (u64::from(self.options.umem_frames) * u64::from(self.options.frame_size)
+                    >> 20) as u32,
+                memlock: memlock_limit(),
+                source,
+            })?,
         );
         // Workers learn of it before any socket of it reaches them.
         for w in &self.workers {
@@ -481,11 +486,17 @@ impl Switch {
             return Err(SwitchError::PortExists(name.to_owned()));
         }
         let interface = Interface::lookup(name).map_err(|e| match e.errno() {
-            Some(libc::ENODEV) | Some(libc::EINVAL) => SwitchError::NoSuchInterface(name.to_owned()),
+            Some(libc::ENODEV) | Some(libc::EINVAL) => {
+                SwitchError::NoSuchInterface(name.to_owned())
+            }
             _ => SwitchError::Syscall(e),
         })?;
         let queues = match options.queues {
-            Some(0) => return Err(SwitchError::Invalid("a port needs at least one queue".into())),
+            Some(0) => {
+                return Err(SwitchError::Invalid(
+                    "a port needs at least one queue".into(),
+                ));
+            }
             Some(n) if n > interface.queues => {
                 return Err(SwitchError::Invalid(format!(
                     "{name} has {} queue(s), not {n}",

@@ -20,7 +20,9 @@ use std::time::Instant;
 use crossbeam_queue::ArrayQueue;
 use flowtable::edit::{EditError, FrameBuf};
 use flowtable::key::finish_partial_checksum;
-use flowtable::{Config, Decision, DropReason, EgressTag, FlowKey, MacEvent, Pipeline, PortId, Step};
+use flowtable::{
+    Config, Decision, DropReason, EgressTag, FlowKey, MacEvent, Pipeline, PortId, Step,
+};
 
 use crate::counters::{Drop, MAX_PORTS, WorkerCounters};
 use crate::sys::frame::{Packet, UmemArea};
@@ -63,7 +65,13 @@ pub(crate) struct QueueSocket {
 }
 
 impl QueueSocket {
-    pub(crate) fn new(port: PortId, queue: u32, rings: XskRings, finish_checksums: bool, umem: u16) -> Self {
+    pub(crate) fn new(
+        port: PortId,
+        queue: u32,
+        rings: XskRings,
+        finish_checksums: bool,
+        umem: u16,
+    ) -> Self {
         QueueSocket {
             port,
             queue,
@@ -107,7 +115,11 @@ pub(crate) enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WorkerEvent {
     /// A socket's device went away (a kick failed with ENETDOWN or ENXIO).
-    SocketDown { port: PortId, queue: u32, errno: i32 },
+    SocketDown {
+        port: PortId,
+        queue: u32,
+        errno: i32,
+    },
 }
 
 /// A learned address, as `fdb show` prints it.
@@ -276,7 +288,8 @@ impl Worker {
             work += self.receive_handoffs();
             self.io.transmit();
             self.io.reap();
-            self.io.refill(self.setup.fill_target.load(Ordering::Relaxed));
+            self.io
+                .refill(self.setup.fill_target.load(Ordering::Relaxed));
             self.exchange_mac_events();
             self.loops += 1;
             if self.loops.is_multiple_of(1024) {
@@ -314,7 +327,12 @@ impl Worker {
                     self.io.free.push(FreeList::new(umem, 256, 1024));
                 }
                 Command::AddQueue(socket) => {
-                    tracing::debug!(worker = self.io.shared.id, port = socket.port, queue = socket.queue, "queue added");
+                    tracing::debug!(
+                        worker = self.io.shared.id,
+                        port = socket.port,
+                        queue = socket.queue,
+                        "queue added"
+                    );
                     self.io.sockets.push(*socket);
                     self.io.reindex();
                 }
@@ -397,11 +415,13 @@ impl Worker {
         let start = packet.offset as usize;
         let end = start + packet.len as usize;
         let Some(frame) = area.bytes_mut(&mut packet.frame).get_mut(start..end) else {
-            self.io.drop(in_port, Drop::Pipeline(DropReason::Malformed), packet);
+            self.io
+                .drop(in_port, Drop::Pipeline(DropReason::Malformed), packet);
             return;
         };
         let Ok((key, layout)) = FlowKey::extract(frame, in_port) else {
-            self.io.drop(in_port, Drop::Pipeline(DropReason::Malformed), packet);
+            self.io
+                .drop(in_port, Drop::Pipeline(DropReason::Malformed), packet);
             return;
         };
         if finish {

@@ -5,7 +5,6 @@
 //! used least recently. Lookups and inserts never allocate and never take locks; the cache
 //! belongs to one worker.
 
-
 use crate::key::FlowKey;
 
 /// The default number of slots.

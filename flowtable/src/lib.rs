@@ -19,6 +19,7 @@ pub mod key;
 pub mod mac_table;
 pub mod pipeline;
 pub mod port;
+pub mod rule;
 pub mod wire;
 
 pub use action::{Decision, DropReason, Step};

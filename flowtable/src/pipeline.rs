@@ -339,7 +339,9 @@ impl Pipeline {
     /// Forgets every learned address.
     pub fn flush_mac_table(&mut self) {
         self.mac_table.flush();
-        self.generations.iter_mut().for_each(|g| *g = g.wrapping_add(1));
+        self.generations
+            .iter_mut()
+            .for_each(|g| *g = g.wrapping_add(1));
     }
 
     /// Pins `mac` in `vlan` to `port`.
@@ -507,14 +509,23 @@ mod tests {
         let cfg = config(&[
             (1, VlanMode::Access(10)),
             (2, VlanMode::Access(20)),
-            (3, VlanMode::Trunk {
-                allowed: vec![10, 20],
-                native: None,
-            }),
+            (
+                3,
+                VlanMode::Trunk {
+                    allowed: vec![10, 20],
+                    native: None,
+                },
+            ),
         ]);
         let mut p = Pipeline::new(cfg, 64);
         let d = p.decide(&key(1, A, BCAST), 0);
-        assert_eq!(d.steps(), &[Step::Flood { vlan: 10, except: 1 }]);
+        assert_eq!(
+            d.steps(),
+            &[Step::Flood {
+                vlan: 10,
+                except: 1
+            }]
+        );
         let targets: Vec<_> = p.config().flood_targets(10, 1).collect();
         assert_eq!(targets, vec![(3, EgressTag::Tagged(10))]);
         // A tagged frame on an access port is dropped.

@@ -140,10 +140,11 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T, call: &'static str) -> Result<
 fn name16(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
     // The kernel accepts [A-Za-z0-9_.] and wants a terminating NUL within 16 bytes.
-    for (dst, src) in out
-        .iter_mut()
-        .zip(name.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'_').take(15))
-    {
+    for (dst, src) in out.iter_mut().zip(
+        name.bytes()
+            .filter(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .take(15),
+    ) {
         *dst = src;
     }
     out

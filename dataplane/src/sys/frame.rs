@@ -135,7 +135,10 @@ impl UmemArea {
     pub(super) fn take_back(&self, addr: u64) -> Frame {
         let base = addr & !u64::from(self.frame_size - 1);
         let index = (base >> self.frame_shift) as usize;
-        assert!(index < self.tags.len(), "kernel returned a foreign UMEM address");
+        assert!(
+            index < self.tags.len(),
+            "kernel returned a foreign UMEM address"
+        );
         self.tags[index].store(USER_TAG, Ordering::Relaxed);
         Frame::mint(self.id, base)
     }
@@ -183,10 +186,7 @@ impl UmemArea {
         // chunk bases of this area). The token is borrowed, so no `&mut` to this chunk can be
         // alive; the kernel does not touch chunks that a token holder owns.
         unsafe {
-            std::slice::from_raw_parts(
-                self.region.as_ptr().add(offset),
-                self.frame_size as usize,
-            )
+            std::slice::from_raw_parts(self.region.as_ptr().add(offset), self.frame_size as usize)
         }
     }
 
@@ -194,7 +194,10 @@ impl UmemArea {
     ///
     /// # Panics
     /// If the frame belongs to another UMEM.
-    #[expect(clippy::mut_from_ref, reason = "exclusivity comes from the unique &mut Frame")]
+    #[expect(
+        clippy::mut_from_ref,
+        reason = "exclusivity comes from the unique &mut Frame"
+    )]
     pub fn bytes_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
         let offset = self.chunk_offset(frame);
         // SAFETY: as in `bytes`; the token is borrowed mutably and tokens are unique per chunk,

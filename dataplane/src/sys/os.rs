@@ -65,7 +65,13 @@ pub fn poll_readable(
         })
         .collect();
     // SAFETY: pollfds is a valid array of nfds pollfd structs that outlives the call.
-    let ret = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
+    let ret = unsafe {
+        libc::poll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
     ready.clear();
     if ret < 0 {
         let err = SyscallError::last("poll");

@@ -387,7 +387,11 @@ impl TxRing {
         let n = self.ring.free(want).min(want);
         let area = &self.umem;
         for (i, packet) in batch.drain(..n as usize).enumerate() {
-            assert_eq!(packet.frame.umem(), area.id(), "TX of a frame of another UMEM");
+            assert_eq!(
+                packet.frame.umem(),
+                area.id(),
+                "TX of a frame of another UMEM"
+            );
             area.set_tag(&packet.frame, self.tag);
             let desc = XdpDesc {
                 addr: packet.frame.into_addr() + u64::from(packet.offset),

@@ -138,7 +138,10 @@ mod tests {
         );
         let mut bad = REQUEST;
         bad[5] = 16;
-        assert_eq!(Packet::new_checked(&bad[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&bad[..]).unwrap_err(),
+            WireError::Malformed
+        );
     }
 
     #[test]

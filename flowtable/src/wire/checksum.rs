@@ -139,14 +139,21 @@ mod tests {
     fn sum_matches_bytewise_reference() {
         let data: Vec<u8> = (0..=255u8).cycle().take(1501).collect();
         for len in 0..data.len() {
-            assert_eq!(sum(&data[..len]) as u16, reference_sum(&data[..len]), "len {len}");
+            assert_eq!(
+                sum(&data[..len]) as u16,
+                reference_sum(&data[..len]),
+                "len {len}"
+            );
         }
     }
 
     #[test]
     fn rfc1071_example() {
         // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
-        assert_eq!(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        assert_eq!(
+            sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0xddf2
+        );
     }
 
     #[test]

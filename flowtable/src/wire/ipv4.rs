@@ -206,8 +206,8 @@ mod tests {
 
     // 10.0.0.1 -> 10.0.0.2, ICMP, TTL 64, total 28, a real checksum.
     static HEADER: [u8; 28] = [
-        0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x14, 0xab, 10, 0, 0, 1, 10,
-        0, 0, 2, 8, 0, 0xf7, 0xff, 0, 0, 0, 0,
+        0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x14, 0xab, 10, 0, 0, 1, 10, 0,
+        0, 2, 8, 0, 0xf7, 0xff, 0, 0, 0, 0,
     ];
 
     #[test]
@@ -251,13 +251,23 @@ mod tests {
         );
         let mut v6 = HEADER;
         v6[0] = 0x65;
-        assert_eq!(Packet::new_checked(&v6[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&v6[..]).unwrap_err(),
+            WireError::Malformed
+        );
     }
 
     #[test]
     fn emit_is_valid() {
         let mut buf = [0u8; 20];
-        emit(&mut buf, Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8), 17, 0, 64);
+        emit(
+            &mut buf,
+            Ipv4Addr::new(1, 2, 3, 4),
+            Ipv4Addr::new(5, 6, 7, 8),
+            17,
+            0,
+            64,
+        );
         assert!(Packet::new_checked(&buf[..]).unwrap().verify_checksum());
     }
 }

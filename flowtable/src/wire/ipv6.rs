@@ -149,6 +149,9 @@ mod tests {
             WireError::Truncated
         );
         buf[0] = 0x40;
-        assert_eq!(Packet::new_checked(&buf[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Packet::new_checked(&buf[..]).unwrap_err(),
+            WireError::Malformed
+        );
     }
 }
