@@ -13,6 +13,7 @@
 
 pub mod action;
 pub mod cache;
+pub mod classifier;
 pub mod config;
 pub mod edit;
 pub mod key;
