@@ -16,6 +16,7 @@ pub mod cache;
 pub mod classifier;
 pub mod config;
 pub mod edit;
+pub mod flow_spec;
 pub mod key;
 pub mod mac_table;
 pub mod pipeline;
