@@ -21,6 +21,7 @@ pub mod key;
 pub mod mac_table;
 pub mod pipeline;
 pub mod port;
+pub mod route;
 pub mod rule;
 pub mod wire;
 
