@@ -21,6 +21,7 @@
 //! changes the clone and publishes it, while the workers keep reading the old one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use crate::key::FlowKey;
@@ -33,6 +34,46 @@ fn hasher() -> Hasher {
     ahash::RandomState::with_seeds(0xc1a55, 0xf1e1d, 0x7ab1e, 0x2)
 }
 
+/// A masked key, hashed in one pass: the derived `Hash` of [`FlowKey`] feeds the hasher
+/// field by field (eleven rounds), which was half the cost of a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MaskedKey(FlowKey);
+
+impl Hash for MaskedKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Packed into seven words without loss, then folded by four independent 64×64→128
+        // multiplies (as wyhash does); the map's hasher mixes the result once more.
+        #[inline]
+        fn fold(a: u64, b: u64) -> u64 {
+            let product = u128::from(a) * u128::from(b);
+            (product as u64) ^ ((product >> 64) as u64)
+        }
+        let k = &self.0;
+        let w0 = u64::from(k.in_port)
+            | u64::from(k.vlan) << 16
+            | u64::from(k.dl_type) << 32
+            | u64::from(k.nw_proto) << 48
+            | u64::from(k.nw_ttl) << 56;
+        let w1 = k.dl_src ^ u64::from(k.tp_src) << 48;
+        let w2 = k.dl_dst ^ u64::from(k.tp_dst) << 48;
+        let h = fold(w0 ^ 0x243f_6a88_85a3_08d3, w1 ^ 0x1319_8a2e_0370_7344)
+            ^ fold(
+                w2 ^ 0xa409_3822_299f_31d0,
+                k.nw_src as u64 ^ 0x082e_fa98_ec4e_6c89,
+            )
+            ^ fold(
+                (k.nw_src >> 64) as u64 ^ 0x4528_21e6_38d0_1377,
+                k.nw_dst as u64 ^ 0xbe54_66cf_34e9_0c6c,
+            )
+            ^ fold(
+                (k.nw_dst >> 64) as u64 ^ 0xc0ac_29b7_c97c_50dd,
+                0x3f84_d5b5_b547_0917,
+            );
+        state.write_u64(h);
+    }
+}
+
 /// The rules of one mask.
 #[derive(Debug, Clone)]
 struct Subtable {
@@ -40,7 +81,7 @@ struct Subtable {
     /// The highest priority of any rule here.
     max_priority: u16,
     /// Masked value → the rules of that exact match (one per priority), best first.
-    buckets: HashMap<FlowKey, Vec<Arc<Rule>>, Hasher>,
+    buckets: HashMap<MaskedKey, Vec<Arc<Rule>>, Hasher>,
     /// How many rules of each priority are here, to keep `max_priority` when one leaves.
     priorities: BTreeMap<u16, u32>,
 }
@@ -62,7 +103,7 @@ impl Subtable {
     /// Where the rule of `priority` is, in the bucket of `value`.
     fn position(&self, value: &FlowKey, priority: u16) -> Option<usize> {
         self.buckets
-            .get(value)?
+            .get(&MaskedKey(*value))?
             .iter()
             .position(|r| r.priority == priority)
     }
@@ -132,7 +173,7 @@ impl Classifier {
             {
                 break;
             }
-            if let Some(bucket) = subtable.buckets.get(&key.masked(&subtable.mask)) {
+            if let Some(bucket) = subtable.buckets.get(&MaskedKey(key.masked(&subtable.mask))) {
                 let candidate = &*bucket[0];
                 if best.is_none_or(|b| candidate.beats(b)) {
                     best = Some(candidate);
@@ -182,7 +223,7 @@ impl Classifier {
         let rule = Arc::new(rule);
         Arc::make_mut(&mut self.by_id).insert(rule.id, Arc::clone(&rule));
         let subtable = Arc::make_mut(&mut self.subtables[index]);
-        let bucket = subtable.buckets.entry(value).or_default();
+        let bucket = subtable.buckets.entry(MaskedKey(value)).or_default();
         let replaced = match bucket.iter().position(|r| r.priority == priority) {
             Some(i) => Some(core::mem::replace(&mut bucket[i], rule)),
             None => {
@@ -210,11 +251,11 @@ impl Classifier {
         let subtable = Arc::make_mut(&mut self.subtables[index]);
         let bucket = subtable
             .buckets
-            .get_mut(pattern.value())
+            .get_mut(&MaskedKey(*pattern.value()))
             .expect("bucket found above");
         let rule = bucket.remove(at);
         if bucket.is_empty() {
-            subtable.buckets.remove(pattern.value());
+            subtable.buckets.remove(&MaskedKey(*pattern.value()));
         }
         subtable.count_out(priority);
         if subtable.is_empty() {
