@@ -6,27 +6,32 @@
 //! # The structure
 //! An [`Lpm`] is a multibit trie of stride 8: each node covers one byte of the address and
 //! holds the prefixes whose last bit falls in that byte (lengths `8d+1 ..= 8d+8` at depth `d`,
-//! plus `/0` at the root). A lookup takes one node per address byte and stops at the first
-//! byte without a child, so it costs at most 4 node visits for IPv4 and, for real IPv6 tables
-//! (prefixes up to /48 or /64), 6 to 8, whatever the number of routes.
+//! plus `/0` at the root). A lookup visits one node per byte and stops at the first byte
+//! without a child, so it costs at most 4 node visits for IPv4 whatever the number of routes.
+//!
+//! The trie is path-compressed: a node exists only where it holds a prefix or where two paths
+//! part, and a child records its depth and the bytes above it, which a lookup checks as it
+//! enters. Without this, each of 100 000 scattered IPv6 /48s would hang at the end of its
+//! own chain of single-child nodes, and a lookup would walk the chain.
 //!
 //! Within a node, each prefix is expanded over the 256 values of the byte it ends in, longer
 //! prefixes over shorter ones; a lookup reads the slot of its byte and remembers the route
 //! found there as the best so far, then descends. The expanded array would cost 1 KiB per
-//! node, too much for a full table (a BGP table has some 50 000 distinct /16s holding longer
-//! prefixes), so it is stored compressed, as Poptrie does: a 256-bit map marks where the
-//! value changes, and the slot of byte `b` is found by counting the marks up to `b` (a
-//! `popcount` on one word plus a precomputed count of the words before). Children are found
-//! the same way from a 256-bit map of the bytes that have one. A node with a handful of
-//! prefixes takes about 150 bytes.
+//! node, too much for a full table (a BGP table has tens of thousands of /16s holding longer
+//! prefixes), so it is stored compressed, as in Poptrie: a 256-bit map marks where the value
+//! changes, and the slot of byte `b` is found by counting the marks up to `b` (a `popcount`
+//! on one word plus a stored count of the words before). Children are found the same way
+//! from a 256-bit map of the bytes that have one. A node with a handful of prefixes takes
+//! about 150 bytes.
 //!
 //! Per-length hash tables searched longest-first were the other candidate: simpler, but a
 //! lookup probes every populated length longer than its answer, which in a BGP table with
-//! host routes is 10 to 25 hash probes; the trie does at most 4 dependent loads (for IPv4)
-//! and never hashes.
+//! host routes is 10 to 25 hash probes; the trie does a few dependent loads per byte and
+//! never hashes.
 //!
 //! Changes are incremental: inserting or removing a prefix rebuilds the compressed arrays of
-//! the one node it lives in (at most 256 slots) and creates or frees the nodes on its path.
+//! the node it lives in (256 slots at most) and of the nodes made, split or freed on its
+//! path.
 //!
 //! # Prefixes
 //! A prefix must have no bits set beyond its length (`10.0.0.1/24` is an error, as in
@@ -276,15 +281,15 @@ impl Bitmap {
         let below_and_at = self.words[w] & (u64::MAX >> (63 - (i & 63)));
         usize::from(self.before[w]) + below_and_at.count_ones() as usize
     }
-
-    fn count(&self) -> usize {
-        self.rank(255)
-    }
 }
 
 /// One byte of the address.
 #[derive(Debug, Clone, Default)]
 struct Node {
+    /// The address bits above this node's byte (the path from the root), zero below.
+    key: u128,
+    /// Which byte of the address this node covers (0 is the most significant).
+    depth: u8,
     /// Bytes that have a child node.
     child_map: Bitmap,
     /// Bytes where the expanded best-route array changes value (byte 0 always).
@@ -300,8 +305,12 @@ struct Node {
 }
 
 impl Node {
-    fn new() -> Node {
-        let mut node = Node::default();
+    fn new(depth: u8, key: u128) -> Node {
+        let mut node = Node {
+            depth,
+            key,
+            ..Node::default()
+        };
         node.rebuild(&[]);
         node
     }
@@ -322,10 +331,6 @@ impl Node {
         (0..=255u8)
             .filter_map(|b| self.child(b).map(|c| (b, c)))
             .collect()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.prefixes.is_empty() && self.child_map.count() == 0
     }
 
     /// Recomputes the compressed arrays from `prefixes` and `children` (sorted by byte).
@@ -388,7 +393,7 @@ impl<V> Lpm<V> {
     fn with_width(width: u8) -> Lpm<V> {
         Lpm {
             width,
-            nodes: vec![Node::new()],
+            nodes: vec![Node::new(0, 0)],
             free_nodes: Vec::new(),
             entries: Vec::new(),
             free_entries: Vec::new(),
@@ -422,6 +427,18 @@ impl<V> Lpm<V> {
         (addr >> (u32::from(self.width) - 8 * (u32::from(depth) + 1))) as u8
     }
 
+    /// Whether `addr` lies on the path to `node`: its bytes above the node's are the node's.
+    #[inline]
+    fn on_path(&self, addr: u128, node: &Node) -> bool {
+        // A node below the root has depth 1 or more, so the shift is less than the width.
+        (addr ^ node.key) >> (u32::from(self.width) - 8 * u32::from(node.depth)) == 0
+    }
+
+    /// The first `depth` bytes of `addr`, zero below.
+    fn path(&self, addr: u128, depth: u8) -> u128 {
+        addr & prefix_mask(8 * depth, self.width)
+    }
+
     /// The depth of the node a prefix of `len` lives in, its length within that node's byte
     /// and its leading bits there.
     fn place(&self, prefix: u128, len: u8) -> (u8, u8, u8) {
@@ -438,31 +455,50 @@ impl<V> Lpm<V> {
     pub fn lookup(&self, addr: u128) -> Option<(u128, u8, &V)> {
         let mut node = &self.nodes[0];
         let mut best = NONE;
-        let mut depth = 0;
         loop {
-            let byte = self.byte(addr, depth);
+            let byte = self.byte(addr, node.depth);
             let leaf = node.leaf(byte);
             if leaf != NONE {
                 best = leaf;
             }
-            match node.child(byte) {
-                Some(child) => node = &self.nodes[child as usize],
-                None => break,
+            let Some(child) = node.child(byte) else {
+                break;
+            };
+            let child = &self.nodes[child as usize];
+            // The child may sit several bytes down (path compression); the bytes it skips
+            // must be ours too, or nothing below it contains `addr`.
+            if !self.on_path(addr, child) {
+                break;
             }
-            depth += 1;
+            node = child;
         }
         let entry = self.entries.get(best as usize)?.as_ref()?;
         Some((entry.prefix, entry.len, &entry.value))
     }
 
+    /// The node of depth `depth` on the path to `prefix`, with the (node, byte) steps taken
+    /// to reach it, if there is one.
+    fn find_node(&self, prefix: u128, depth: u8) -> Option<(usize, Vec<(usize, u8)>)> {
+        let mut steps = Vec::new();
+        let mut node = 0usize;
+        while self.nodes[node].depth < depth {
+            let byte = self.byte(prefix, self.nodes[node].depth);
+            let child = self.nodes[node].child(byte)? as usize;
+            let c = &self.nodes[child];
+            if c.depth > depth || !self.on_path(prefix, c) {
+                return None;
+            }
+            steps.push((node, byte));
+            node = child;
+        }
+        Some((node, steps))
+    }
+
     /// The value of exactly `prefix/len`.
     pub fn get(&self, prefix: u128, len: u8) -> Option<&V> {
         let (depth, local, bits) = self.place(prefix, len);
-        let mut node = &self.nodes[0];
-        for d in 0..depth {
-            node = &self.nodes[node.child(self.byte(prefix, d))? as usize];
-        }
-        let &(_, _, entry) = node
+        let (node, _) = self.find_node(prefix, depth)?;
+        let &(_, _, entry) = self.nodes[node]
             .prefixes
             .iter()
             .find(|&&(l, b, _)| (l, b) == (local, bits))?;
@@ -477,21 +513,7 @@ impl<V> Lpm<V> {
     pub fn insert(&mut self, prefix: u128, len: u8, value: V) -> Result<Option<V>, RouteError> {
         check_prefix(prefix, len, self.width)?;
         let (depth, local, bits) = self.place(prefix, len);
-        let mut node = 0usize;
-        for d in 0..depth {
-            let byte = self.byte(prefix, d);
-            node = match self.nodes[node].child(byte) {
-                Some(child) => child as usize,
-                None => {
-                    let child = self.alloc_node();
-                    let mut children = self.nodes[node].children();
-                    let at = children.partition_point(|&(b, _)| b < byte);
-                    children.insert(at, (byte, child));
-                    self.nodes[node].rebuild(&children);
-                    child as usize
-                }
-            };
-        }
+        let node = self.make_node(prefix, depth);
         let prefixes = &self.nodes[node].prefixes;
         if let Some(&(_, _, entry)) = prefixes.iter().find(|&&(l, b, _)| (l, b) == (local, bits)) {
             let slot = self.entries[entry as usize]
@@ -511,6 +533,59 @@ impl<V> Lpm<V> {
         Ok(None)
     }
 
+    /// The node of depth `depth` on the path to `prefix`, made if missing. Missing nodes
+    /// between are not made: a child hangs directly below the deepest node it shares a path
+    /// with, and a node is put in between only where two paths part.
+    fn make_node(&mut self, prefix: u128, depth: u8) -> usize {
+        let mut node = 0usize;
+        while self.nodes[node].depth < depth {
+            let at = self.nodes[node].depth;
+            let byte = self.byte(prefix, at);
+            let Some(child) = self.nodes[node].child(byte) else {
+                let child = self.alloc_node(depth, self.path(prefix, depth));
+                self.set_child(node, byte, Some(child));
+                return child as usize;
+            };
+            let (child_depth, child_key) = {
+                let c = &self.nodes[child as usize];
+                (c.depth, c.key)
+            };
+            // How far down `prefix` follows the child's path (at most to the child's depth).
+            let mut split = at + 1;
+            while split < child_depth.min(depth)
+                && self.byte(prefix, split) == self.byte(child_key, split)
+            {
+                split += 1;
+            }
+            if split == child_depth {
+                node = child as usize;
+                continue;
+            }
+            // The paths part (or `prefix` ends) above the child: put a node there.
+            let middle = self.alloc_node(split, self.path(prefix, split));
+            self.set_child(middle as usize, self.byte(child_key, split), Some(child));
+            self.set_child(node, byte, Some(middle));
+            node = middle as usize;
+        }
+        node
+    }
+
+    /// Sets (or with `None` clears) the child of `node` at `byte`.
+    fn set_child(&mut self, node: usize, byte: u8, child: Option<u32>) {
+        let n = &mut self.nodes[node];
+        let mut children = n.children();
+        let at = children.partition_point(|&(b, _)| b < byte);
+        match (children.get(at), child) {
+            (Some(&(b, _)), Some(c)) if b == byte => children[at].1 = c,
+            (_, Some(c)) => children.insert(at, (byte, c)),
+            (Some(&(b, _)), None) if b == byte => {
+                children.remove(at);
+            }
+            (_, None) => {}
+        }
+        n.rebuild(&children);
+    }
+
     /// Removes `prefix/len`; returns its value.
     ///
     /// # Errors
@@ -518,17 +593,9 @@ impl<V> Lpm<V> {
     pub fn remove(&mut self, prefix: u128, len: u8) -> Result<Option<V>, RouteError> {
         check_prefix(prefix, len, self.width)?;
         let (depth, local, bits) = self.place(prefix, len);
-        // The nodes on the way down, with the byte taken from each.
-        let mut path: Vec<(usize, u8)> = Vec::with_capacity(usize::from(depth));
-        let mut node = 0usize;
-        for d in 0..depth {
-            let byte = self.byte(prefix, d);
-            let Some(child) = self.nodes[node].child(byte) else {
-                return Ok(None);
-            };
-            path.push((node, byte));
-            node = child as usize;
-        }
+        let Some((mut node, mut steps)) = self.find_node(prefix, depth) else {
+            return Ok(None);
+        };
         let n = &mut self.nodes[node];
         let Some(at) = n
             .prefixes
@@ -545,17 +612,24 @@ impl<V> Lpm<V> {
             .take()
             .expect("indexed entry exists");
         self.free_entries.push(entry);
-        // Free the nodes left with nothing, bottom up.
-        while let Some((parent, byte)) = path.pop() {
-            if !self.nodes[node].is_empty() {
+        // Free nodes left with nothing, and splice out those left as mere links.
+        while let Some((parent, byte)) = steps.pop() {
+            if !self.nodes[node].prefixes.is_empty() {
                 break;
             }
-            self.nodes[node] = Node::default();
-            self.free_nodes.push(node as u32);
-            let mut children = self.nodes[parent].children();
-            children.retain(|&(b, _)| b != byte);
-            self.nodes[parent].rebuild(&children);
-            node = parent;
+            match self.nodes[node].children().as_slice() {
+                [] => {
+                    self.set_child(parent, byte, None);
+                    self.free_node(node);
+                    node = parent;
+                }
+                &[(_, only)] => {
+                    self.set_child(parent, byte, Some(only));
+                    self.free_node(node);
+                    break;
+                }
+                _ => break,
+            }
         }
         Ok(Some(removed.value))
     }
@@ -572,17 +646,23 @@ impl<V> Lpm<V> {
         all.into_iter()
     }
 
-    fn alloc_node(&mut self) -> u32 {
+    fn alloc_node(&mut self, depth: u8, key: u128) -> u32 {
+        let node = Node::new(depth, key);
         match self.free_nodes.pop() {
             Some(i) => {
-                self.nodes[i as usize] = Node::new();
+                self.nodes[i as usize] = node;
                 i
             }
             None => {
-                self.nodes.push(Node::new());
+                self.nodes.push(node);
                 (self.nodes.len() - 1) as u32
             }
         }
+    }
+
+    fn free_node(&mut self, node: usize) {
+        self.nodes[node] = Node::default();
+        self.free_nodes.push(node as u32);
     }
 
     fn alloc_entry(&mut self, entry: Entry<V>) -> u32 {
@@ -791,6 +871,39 @@ mod tests {
         prop::collection::vec(op, 0..80)
     }
 
+    /// Every node is reachable once or free; every node but the root holds a prefix or
+    /// parts two paths; children lie below their parent on its path.
+    fn check_shape<V>(lpm: &Lpm<V>) -> Result<(), TestCaseError> {
+        let mut seen = vec![false; lpm.nodes.len()];
+        let mut stack = vec![0usize];
+        while let Some(i) = stack.pop() {
+            prop_assert!(!seen[i], "node {} reached twice", i);
+            seen[i] = true;
+            let node = &lpm.nodes[i];
+            let children = node.children();
+            if i != 0 {
+                prop_assert!(
+                    !node.prefixes.is_empty() || children.len() >= 2,
+                    "idle node {}",
+                    i
+                );
+            }
+            for (byte, c) in children {
+                let child = &lpm.nodes[c as usize];
+                prop_assert!(child.depth > node.depth);
+                prop_assert_eq!(lpm.byte(child.key, node.depth), byte);
+                prop_assert_eq!(lpm.path(child.key, node.depth), node.key);
+                stack.push(c as usize);
+            }
+        }
+        for &f in &lpm.free_nodes {
+            prop_assert!(!seen[f as usize], "free node {} is reachable", f);
+            seen[f as usize] = true;
+        }
+        prop_assert!(seen.iter().all(|&s| s), "a node leaked");
+        Ok(())
+    }
+
     fn run(width: u8, ops: &[Op], addrs: &[u128]) -> Result<(), TestCaseError> {
         let mut lpm = if width == 32 {
             Lpm::ipv4()
@@ -819,6 +932,10 @@ mod tests {
                 let got = lpm.lookup(a).map(|(p, l, v)| (p, l, *v));
                 prop_assert_eq!(got, naive.lookup(a), "address {:x}", a);
             }
+            check_shape(&lpm)?;
+        }
+        for &(p, l, v) in &naive.routes {
+            prop_assert_eq!(lpm.get(p, l), Some(&v));
         }
         prop_assert_eq!(lpm.len(), naive.routes.len());
         let mut listed: Vec<(u128, u8, u32)> = lpm.iter().map(|(p, l, v)| (p, l, *v)).collect();
