@@ -125,6 +125,26 @@ impl Subtable {
 }
 
 /// A set of rules, looked up by packet.
+///
+/// # Examples
+/// ```
+/// use flowtable::flow_spec::parse_flow;
+/// use flowtable::{Classifier, FlowKey};
+///
+/// let no_names = |_: &str| None;
+/// let mut classifier = Classifier::new();
+/// for (id, text) in ["priority=10,actions=normal", "priority=20,tcp,tp_dst=22,actions=drop"]
+///     .into_iter()
+///     .enumerate()
+/// {
+///     classifier.insert(parse_flow(text, &no_names)?.into_rule(id as u32));
+/// }
+/// let ssh = FlowKey { dl_type: 0x0800, nw_proto: 6, tp_dst: 22, ..FlowKey::default() };
+/// assert_eq!(classifier.lookup(&ssh).map(|r| r.id), Some(1));
+/// let web = FlowKey { tp_dst: 80, ..ssh };
+/// assert_eq!(classifier.lookup(&web).map(|r| r.id), Some(0));
+/// # Ok::<(), flowtable::flow_spec::FlowSpecError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Classifier {
     /// In descending order of `max_priority`.
@@ -188,7 +208,8 @@ impl Classifier {
         self.by_id.get(&id).map(|r| &**r)
     }
 
-    /// Every rule, highest priority first, then by id (the order of `dump-flows`).
+    /// Every rule, highest priority first, then by id (the order of `dump-flows`). Sorts on
+    /// each call: this is for the control plane, not for packets.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Rule> {
         let mut rules: Vec<&Rule> = self.by_id.values().map(|r| &**r).collect();
         rules.sort_unstable_by_key(|r| (core::cmp::Reverse(r.priority), r.id));

@@ -1413,6 +1413,33 @@ mod tests {
     }
 
     #[test]
+    fn parsed_rules_match_extracted_keys() {
+        // 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 UDP, 4 bytes of payload.
+        static UDP_FRAME: [u8; 46] = [
+            2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // ethernet
+            0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4
+            0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4, // udp
+        ];
+        let (key, _) = FlowKey::extract(&UDP_FRAME, 3).unwrap();
+        for (text, hit) in [
+            ("udp,nw_src=10.0.0.1,tp_dst=2000", true),
+            (
+                "in_port=veth3,dl_vlan=0xffff,dl_src=02:00:00:00:00:01",
+                true,
+            ),
+            ("ip,nw_dst=10.0.0.0/30,tp_src=1000,udp", true),
+            ("dl_dst=01:00:00:00:00:00/01:00:00:00:00:00", false),
+            ("tcp", false),
+            ("udp,tp_dst=0x0700/0xff00", true),
+            ("dl_vlan=0", false),
+            ("", true),
+        ] {
+            let flow = parse(&format!("{text},actions=normal")).unwrap();
+            assert_eq!(flow.pattern.matches(&key), hit, "{text}");
+        }
+    }
+
+    #[test]
     fn match_for_del_flows() {
         let spec = parse_match("priority=5,in_port=2", &ports).unwrap();
         assert_eq!(spec.priority, Some(5));

@@ -147,6 +147,23 @@ fn check_prefix(prefix: u128, len: u8, width: u8) -> Result<(), RouteError> {
 }
 
 /// A routing table for both families, by destination address.
+///
+/// # Examples
+/// ```
+/// use flowtable::route::{Route, RouteTable, parse_prefix};
+///
+/// let mut table = RouteTable::new();
+/// let (prefix, len) = parse_prefix("10.1.0.0/16")?;
+/// table.insert(prefix, len, Route { next_hop: None, port: Some(2) })?;
+/// let (prefix, len) = parse_prefix("0.0.0.0/0")?;
+/// let gateway = "10.1.0.1".parse().ok();
+/// table.insert(prefix, len, Route { next_hop: gateway, port: None })?;
+///
+/// let (net, len, route) = table.lookup("10.1.2.3".parse().unwrap()).unwrap();
+/// assert_eq!((net.to_string(), len, route.port), ("10.1.0.0".to_string(), 16, Some(2)));
+/// assert_eq!(table.lookup("8.8.8.8".parse().unwrap()).unwrap().2.next_hop, gateway);
+/// # Ok::<(), flowtable::route::RouteError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RouteTable<V = Route> {
     v4: Lpm<V>,
