@@ -170,6 +170,25 @@ impl FlowKey {
     pub fn is_tcp_or_udp(&self) -> bool {
         self.nw_proto == Protocol::TCP || self.nw_proto == Protocol::UDP
     }
+
+    /// This key with every bit that is clear in `mask` cleared, field by field (the key a
+    /// rule with that mask is looked up by).
+    #[inline]
+    pub fn masked(&self, mask: &FlowKey) -> FlowKey {
+        FlowKey {
+            in_port: self.in_port & mask.in_port,
+            vlan: self.vlan & mask.vlan,
+            dl_type: self.dl_type & mask.dl_type,
+            nw_proto: self.nw_proto & mask.nw_proto,
+            nw_ttl: self.nw_ttl & mask.nw_ttl,
+            dl_src: self.dl_src & mask.dl_src,
+            dl_dst: self.dl_dst & mask.dl_dst,
+            nw_src: self.nw_src & mask.nw_src,
+            nw_dst: self.nw_dst & mask.nw_dst,
+            tp_src: self.tp_src & mask.tp_src,
+            tp_dst: self.tp_dst & mask.tp_dst,
+        }
+    }
 }
 
 /// Finishes a TCP or UDP checksum that the sender left for offload (see
@@ -269,6 +288,23 @@ mod tests {
         assert!(finish_partial_checksum(&mut f, &key, &layout));
         assert!(checksum::verify(&f[34..], pseudo));
         assert!(!finish_partial_checksum(&mut f, &key, &layout));
+    }
+
+    #[test]
+    fn masking_is_field_by_field_and() {
+        let (key, _) = FlowKey::extract(&UDP_FRAME, 3).unwrap();
+        let mask = FlowKey {
+            nw_dst: 0xffff_ff00,
+            tp_dst: 0xff00,
+            dl_type: 0xffff,
+            ..FlowKey::default()
+        };
+        let m = key.masked(&mask);
+        assert_eq!(m.nw_dst, 0x0a00_0000);
+        assert_eq!(m.tp_dst, 2000 & 0xff00);
+        assert_eq!(m.dl_type, EtherType::IPV4);
+        assert_eq!((m.in_port, m.nw_src, m.tp_src, m.nw_ttl), (0, 0, 0, 0));
+        assert_eq!(m.masked(&mask), m);
     }
 
     #[test]
