@@ -1,6 +1,6 @@
 //! The `bpf()` syscall: maps, program loading, links and test runs.
 //!
-//! Every command goes through [`bpf`], as in aya; the `bpf_attr` variants are spelled out as
+//! Every command goes through one private `bpf` function, as in aya; the `bpf_attr` variants are spelled out as
 //! the prefixes of the kernel's union that we use (the kernel zero-extends shorter attrs).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

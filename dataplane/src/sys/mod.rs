@@ -2,8 +2,8 @@
 //!
 //! Each submodule wraps one kind of kernel object behind a safe interface whose invariants are
 //! kept here, so that the rest of the workspace is safe Rust:
-//! - [`mmap`]: anonymous and socket-backed memory mappings,
-//! - [`frame`]: the UMEM area and [`Frame`], the owned token for one of its chunks,
+//! - `mmap`: anonymous and socket-backed memory mappings,
+//! - [`frame`]: the UMEM area and [`frame::Frame`], the owned token for one of its chunks,
 //! - [`ring`]: the four AF_XDP rings shared with the kernel, typed by what they carry,
 //! - [`xsk`]: AF_XDP socket options, bind, kicks and statistics,
 //! - [`bpf`]: the `bpf()` syscall (maps, program load, links, test runs),
