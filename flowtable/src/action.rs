@@ -45,6 +45,13 @@ pub enum Step {
     PushVlan(u16),
     /// Decrement the IPv4 TTL (updating the checksum) or IPv6 hop limit; drop at 1 or less.
     DecTtl,
+    /// Turn an ARP request for a router address into the reply from this MAC.
+    ArpReply(EthernetAddress),
+    /// Turn an ICMP/ICMPv6 echo request to a router address into the reply from this MAC.
+    EchoReply(EthernetAddress),
+    /// Turn a neighbour solicitation for a router address into the advertisement of this MAC
+    /// (the executor checks that the solicited target is a router address).
+    NeighborAdvert(EthernetAddress),
 }
 
 /// Why a packet was dropped. Counted per cause.
@@ -64,11 +71,14 @@ pub enum DropReason {
     TtlExceeded,
     /// The next hop's MAC is not resolved yet (the packet could not be queued).
     NoNeighbor,
+    /// Addressed to the router itself and consumed there (ARP and ND replies, other traffic
+    /// to a router address).
+    ToRouter,
 }
 
 impl DropReason {
     /// Every reason, for tables of counters.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Malformed,
         DropReason::VlanFiltered,
         DropReason::SamePort,
@@ -76,6 +86,7 @@ impl DropReason {
         DropReason::NoRoute,
         DropReason::TtlExceeded,
         DropReason::NoNeighbor,
+        DropReason::ToRouter,
     ];
 
     /// A short stable name, used in counters and JSON.
@@ -88,6 +99,7 @@ impl DropReason {
             DropReason::NoRoute => "no_route",
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::NoNeighbor => "no_neighbor",
+            DropReason::ToRouter => "to_router",
         }
     }
 }

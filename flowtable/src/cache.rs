@@ -72,9 +72,37 @@ impl<V> FlowCache<V> {
         Some(&slot.value)
     }
 
+    /// The slot holding `key`, marking it used at `now`; read it with [`entry`](Self::entry)
+    /// (one hash for a lookup that may then read or write the entry).
+    pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Option<usize> {
+        let i = self.find(key)?;
+        if let Some(slot) = self.slots[i].as_mut() {
+            slot.last_used = now;
+        }
+        Some(i)
+    }
+
+    /// The value in slot `i`, as returned by [`lookup`](Self::lookup) or
+    /// [`insert`](Self::insert).
+    ///
+    /// # Panics
+    /// If the slot is empty.
+    pub fn entry(&self, i: usize) -> &V {
+        &self.slots[i].as_ref().expect("occupied slot").value
+    }
+
+    /// The value in slot `i`, writable.
+    ///
+    /// # Panics
+    /// If the slot is empty.
+    pub fn entry_mut(&mut self, i: usize) -> &mut V {
+        &mut self.slots[i].as_mut().expect("occupied slot").value
+    }
+
     /// Inserts or replaces `key`, evicting the pair's least recently used entry if both slots
-    /// are taken.
-    pub fn insert(&mut self, key: FlowKey, value: V, now: u64) -> &V {
+    /// are taken. Returns the slot used and the value it displaced (of this key or of the
+    /// evicted one), if any.
+    pub fn insert(&mut self, key: FlowKey, value: V, now: u64) -> (usize, Option<V>) {
         let i = self.find(&key).unwrap_or_else(|| {
             let p = self.pair(&key);
             match (&self.slots[p], &self.slots[p + 1]) {
@@ -89,16 +117,24 @@ impl<V> FlowCache<V> {
                 }
             }
         });
-        if self.slots[i].is_none() {
+        let old = self.slots[i].take().map(|s| s.value);
+        if old.is_none() {
             self.len += 1;
         }
-        &self.slots[i]
-            .insert(Slot {
-                key,
-                value,
-                last_used: now,
-            })
-            .value
+        self.slots[i] = Some(Slot {
+            key,
+            value,
+            last_used: now,
+        });
+        (i, old)
+    }
+
+    /// Looks `key` up for writing, marking it used at `now`.
+    pub fn get_mut(&mut self, key: &FlowKey, now: u64) -> Option<&mut V> {
+        let i = self.find(key)?;
+        let slot = self.slots[i].as_mut()?;
+        slot.last_used = now;
+        Some(&mut slot.value)
     }
 
     /// Removes `key`; returns whether it was there.
@@ -154,8 +190,12 @@ mod tests {
     fn hit_miss_replace() {
         let mut c = FlowCache::new(64);
         assert!(c.get(&key(1), 0).is_none());
-        c.insert(key(1), "a", 0);
+        assert_eq!(c.insert(key(1), "a", 0).1, None);
         assert_eq!(c.get(&key(1), 1), Some(&"a"));
+        assert_eq!(c.insert(key(1), "b", 2).1, Some("a"));
+        let i = c.lookup(&key(1), 3).unwrap();
+        *c.entry_mut(i) = "c";
+        assert_eq!(c.entry(i), &"c");
         c.insert(key(1), "b", 2);
         assert_eq!(c.get(&key(1), 3), Some(&"b"));
         assert_eq!(c.len(), 1);
