@@ -3,8 +3,12 @@
 use std::collections::BTreeMap;
 
 use dataplane::{Drop, PortOptions, Switch, SwitchError, XdpMode};
-use flowtable::VlanMode;
+use flowtable::config::{Binding, RouteTarget};
+use flowtable::flow_spec::{format_flow, parse_flow, parse_match};
 use flowtable::port::MAX_VID;
+use flowtable::route::parse_prefix;
+use flowtable::rule::Rule;
+use flowtable::{Config, PortId, VlanMode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -189,11 +193,48 @@ struct DumpPortsParams {
     name: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowParams {
+    flow: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DelFlowsParams {
+    #[serde(default, rename = "match")]
+    pattern: Option<String>,
+    #[serde(default)]
+    strict: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddrParams {
+    name: String,
+    addr: String,
+    #[serde(default)]
+    mac: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteParams {
+    prefix: String,
+    #[serde(default)]
+    via: Option<String>,
+}
+
+fn bad_spec(message: impl std::fmt::Display) -> RpcError {
+    RpcError::new(code::BAD_SPEC, message.to_string())
+}
+
 /// The daemon's state: the switch and what the control plane remembers about ports.
 #[derive(Debug)]
 pub struct Daemon {
     switch: Switch,
     external_ids: BTreeMap<String, BTreeMap<String, String>>,
+    next_rule: u32,
 }
 
 impl Daemon {
@@ -202,6 +243,7 @@ impl Daemon {
         Daemon {
             switch,
             external_ids: BTreeMap::new(),
+            next_rule: 1,
         }
     }
 
@@ -261,11 +303,227 @@ impl Daemon {
                 self.switch.fdb_flush().map_err(switch_error)?;
                 Ok(json!({}))
             }
+            "add-flow" => self.add_flow(params(p)?),
+            "del-flows" => self.del_flows(params(p)?),
+            "dump-flows" => self.dump_flows(),
+            "add-addr" => self.change_addr(params(p)?, true),
+            "del-addr" => self.change_addr(params(p)?, false),
+            "show-addrs" => Ok(self.show_addrs()),
+            "add-route" => self.change_route(params(p)?, true),
+            "del-route" => self.change_route(params(p)?, false),
+            "show-routes" => Ok(self.show_routes()),
+            "show-neighbors" => self.show_neighbors(),
             other => Err(RpcError::new(
                 code::METHOD_NOT_FOUND,
                 format!("unknown command {other:?} (see list-commands)"),
             )),
         }
+    }
+
+    fn config(&self) -> Config {
+        (**self.switch.config()).clone()
+    }
+
+    fn publish(&mut self, config: Config) -> Result<(), RpcError> {
+        self.switch.publish(config).map_err(switch_error)
+    }
+
+    fn port_names(config: &Config) -> impl Fn(PortId) -> Option<String> + '_ {
+        |id| config.port(id).map(|p| p.name.clone())
+    }
+
+    fn add_flow(&mut self, p: FlowParams) -> Result<Value, RpcError> {
+        let mut config = self.config();
+        let spec = parse_flow(&p.flow, &|name| config.port_by_name(name).map(|p| p.id))
+            .map_err(bad_spec)?;
+        let id = self.next_rule;
+        self.next_rule += 1;
+        let replaced = config.rules.insert(spec.into_rule(id));
+        self.publish(config)?;
+        Ok(json!({"id": id, "replaced": replaced.map(|r| r.id)}))
+    }
+
+    fn del_flows(&mut self, p: DelFlowsParams) -> Result<Value, RpcError> {
+        let mut config = self.config();
+        let deleted = match &p.pattern {
+            None => {
+                let n = config.rules.len();
+                config.rules.clear();
+                n
+            }
+            Some(text) => {
+                let spec = parse_match(text, &|name| config.port_by_name(name).map(|p| p.id))
+                    .map_err(bad_spec)?;
+                if p.strict {
+                    let priority = spec.priority.unwrap_or(Rule::DEFAULT_PRIORITY);
+                    usize::from(
+                        config
+                            .rules
+                            .remove_strict(&spec.pattern, priority)
+                            .is_some(),
+                    )
+                } else {
+                    config.rules.remove_matching(&spec.pattern).len()
+                }
+            }
+        };
+        self.publish(config)?;
+        Ok(json!({"deleted": deleted}))
+    }
+
+    fn dump_flows(&self) -> Result<Value, RpcError> {
+        let config = self.switch.config().clone();
+        let stats = self.switch.rule_stats().map_err(switch_error)?;
+        let names = Self::port_names(&config);
+        let flows: Vec<Value> = config
+            .rules
+            .iter()
+            .map(|rule| {
+                let (packets, bytes) = stats.get(&rule.id).copied().unwrap_or_default();
+                json!({
+                    "id": rule.id,
+                    "priority": rule.priority,
+                    "flow": format_flow(rule.priority, &rule.pattern, &rule.actions, &names),
+                    "n_packets": packets,
+                    "n_bytes": bytes,
+                })
+            })
+            .collect();
+        Ok(json!({"flows": flows, "table_miss": "normal"}))
+    }
+
+    fn binding(config: &Config, name: &str) -> Result<Binding, RpcError> {
+        if let Some(port) = config.port_by_name(name) {
+            return Ok(Binding::Port(port.id));
+        }
+        if let Some(vid) = name
+            .strip_prefix("vlan")
+            .and_then(|v| v.parse::<u16>().ok())
+        {
+            check_vid(vid)?;
+            return Ok(Binding::Vlan(vid));
+        }
+        Err(RpcError::new(
+            code::NO_SUCH_PORT,
+            format!("no such port: {name} (or use vlanN for a VLAN)"),
+        ))
+    }
+
+    fn change_addr(&mut self, p: AddrParams, add: bool) -> Result<Value, RpcError> {
+        let mut config = self.config();
+        let binding = Self::binding(&config, &p.name)?;
+        let (addr, len) = match p.addr.split_once('/') {
+            Some((a, l)) => (
+                a.parse()
+                    .map_err(|_| bad_spec(format!("{a:?} is not an IP address")))?,
+                l.parse()
+                    .map_err(|_| bad_spec(format!("{l:?} is not a prefix length")))?,
+            ),
+            None if !add => (
+                p.addr
+                    .parse()
+                    .map_err(|_| bad_spec(format!("{:?} is not an IP address", p.addr)))?,
+                0,
+            ),
+            None => {
+                return Err(bad_spec(
+                    "give the address with its length, e.g. 10.1.0.254/24",
+                ));
+            }
+        };
+        if add {
+            let mac = p
+                .mac
+                .as_deref()
+                .map(|m| m.parse().map_err(|e| bad_spec(format!("mac {m:?}: {e}"))))
+                .transpose()?;
+            config
+                .add_address(binding, addr, len, mac)
+                .map_err(bad_spec)?;
+        } else {
+            config.remove_address(binding, addr).map_err(bad_spec)?;
+        }
+        self.publish(config)?;
+        Ok(json!({}))
+    }
+
+    fn show_addrs(&self) -> Value {
+        let config = self.switch.config().clone();
+        let interfaces: Vec<Value> = config
+            .interfaces()
+            .iter()
+            .map(|i| {
+                json!({
+                    "name": i.name,
+                    "vlan": i.vlan,
+                    "port": i.port().and_then(|p| config.port(p)).map(|p| p.name.clone()),
+                    "mac": i.mac.to_string(),
+                    "addrs": i.addrs.iter().map(|(a, l)| format!("{a}/{l}")).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({"interfaces": interfaces})
+    }
+
+    fn change_route(&mut self, p: RouteParams, add: bool) -> Result<Value, RpcError> {
+        let mut config = self.config();
+        let (prefix, len) = parse_prefix(&p.prefix).map_err(bad_spec)?;
+        if add {
+            let via = p
+                .via
+                .as_deref()
+                .ok_or_else(|| bad_spec("a static route needs a next hop (via)"))?;
+            let via = via
+                .parse()
+                .map_err(|_| bad_spec(format!("next hop {via:?} is not an IP address")))?;
+            config.add_route(prefix, len, via).map_err(bad_spec)?;
+        } else {
+            config.remove_route(prefix, len).map_err(bad_spec)?;
+        }
+        self.publish(config)?;
+        Ok(json!({}))
+    }
+
+    fn show_routes(&self) -> Value {
+        let config = self.switch.config().clone();
+        let routes: Vec<Value> = config
+            .routes()
+            .iter()
+            .map(|(prefix, len, target)| match target {
+                RouteTarget::Connected(i) => json!({
+                    "prefix": format!("{prefix}/{len}"),
+                    "type": "connected",
+                    "dev": config.interfaces()[*i].name,
+                }),
+                RouteTarget::Via(via) => json!({
+                    "prefix": format!("{prefix}/{len}"),
+                    "type": "static",
+                    "via": via.to_string(),
+                    "dev": config.route(*via).map(|(i, _)| config.interfaces()[i].name.clone()),
+                }),
+            })
+            .collect();
+        json!({"routes": routes})
+    }
+
+    fn show_neighbors(&self) -> Result<Value, RpcError> {
+        let config = self.switch.config().clone();
+        let entries: Vec<Value> = self
+            .switch
+            .neighbors()
+            .map_err(switch_error)?
+            .into_iter()
+            .map(|n| {
+                json!({
+                    "ip": n.ip.to_string(),
+                    "mac": n.mac.to_string(),
+                    "port": config.port(n.port).map(|p| p.name.clone()),
+                    "vlan": n.vlan,
+                    "age_s": n.age_ns as f64 / 1e9,
+                })
+            })
+            .collect();
+        Ok(json!({"neighbors": entries}))
     }
 
     fn add_port(&mut self, p: AddPortParams) -> Result<Value, RpcError> {

@@ -28,7 +28,7 @@ pub enum Drop {
 
 impl Drop {
     /// Every cause, in counter order.
-    pub const ALL: [Drop; 12] = [
+    pub const ALL: [Drop; 13] = [
         Drop::Pipeline(DropReason::Malformed),
         Drop::Pipeline(DropReason::VlanFiltered),
         Drop::Pipeline(DropReason::SamePort),
@@ -36,6 +36,7 @@ impl Drop {
         Drop::Pipeline(DropReason::NoRoute),
         Drop::Pipeline(DropReason::TtlExceeded),
         Drop::Pipeline(DropReason::NoNeighbor),
+        Drop::Pipeline(DropReason::ToRouter),
         Drop::TxRingFull,
         Drop::NoBuffer,
         Drop::HandoffFull,
@@ -44,13 +45,14 @@ impl Drop {
     ];
 
     fn index(self) -> usize {
+        const PIPELINE: usize = DropReason::ALL.len();
         match self {
             Drop::Pipeline(r) => r as usize,
-            Drop::TxRingFull => 7,
-            Drop::NoBuffer => 8,
-            Drop::HandoffFull => 9,
-            Drop::NoPort => 10,
-            Drop::EditFailed => 11,
+            Drop::TxRingFull => PIPELINE,
+            Drop::NoBuffer => PIPELINE + 1,
+            Drop::HandoffFull => PIPELINE + 2,
+            Drop::NoPort => PIPELINE + 3,
+            Drop::EditFailed => PIPELINE + 4,
         }
     }
 
@@ -68,6 +70,18 @@ impl Drop {
 }
 
 const DROP_KINDS: usize = Drop::ALL.len();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_indexes_follow_all() {
+        for (i, d) in Drop::ALL.iter().enumerate() {
+            assert_eq!(d.index(), i, "{d:?}");
+        }
+    }
+}
 
 fn bump(counter: &AtomicU64, n: u64) {
     counter.store(

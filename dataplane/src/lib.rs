@@ -24,4 +24,4 @@ pub use counters::{Drop, PortStats, WorkerStats};
 pub use port::{PortInfo, QueueInfo};
 pub use prog::XdpMode;
 pub use switch::{PortCounters, PortOptions, Switch, SwitchError, SwitchOptions, WorkerInfo};
-pub use worker::FdbEntry;
+pub use worker::{FdbEntry, NeighborEntry};

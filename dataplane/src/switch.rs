@@ -22,7 +22,8 @@ use crate::sys::SyscallError;
 use crate::sys::xsk::{BindMode, RingSizes, XdpStatistics, XskRings};
 use crate::umem::Umem;
 use crate::worker::{
-    Command, FdbEntry, QueueSocket, TxMap, Worker, WorkerEvent, WorkerSetup, WorkerShared,
+    Command, FdbEntry, NeighborEntry, QueueSocket, TxMap, Worker, WorkerEvent, WorkerSetup,
+    WorkerShared,
 };
 
 /// How long the control thread waits for a worker to answer.
@@ -809,6 +810,32 @@ impl Switch {
     pub fn fdb(&self) -> Result<Vec<FdbEntry>, SwitchError> {
         let mut entries = self.workers[0].ask(Command::Fdb)?;
         entries.sort_by_key(|e| (e.vlan, e.mac));
+        Ok(entries)
+    }
+
+    /// Packets and bytes each rule decided, summed over the workers, by rule id.
+    ///
+    /// # Errors
+    /// A worker did not answer.
+    pub fn rule_stats(&self) -> Result<std::collections::HashMap<u32, (u64, u64)>, SwitchError> {
+        let mut total = std::collections::HashMap::new();
+        for w in &self.workers {
+            for (rule, (packets, bytes)) in w.ask(Command::RuleStats)? {
+                let t: &mut (u64, u64) = total.entry(rule).or_default();
+                t.0 += packets;
+                t.1 += bytes;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The router's resolved neighbours (as the first worker sees them).
+    ///
+    /// # Errors
+    /// The worker did not answer.
+    pub fn neighbors(&self) -> Result<Vec<NeighborEntry>, SwitchError> {
+        let mut entries = self.workers[0].ask(Command::Neighbors)?;
+        entries.sort_by_key(|e| e.ip);
         Ok(entries)
     }
 

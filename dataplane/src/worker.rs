@@ -20,9 +20,8 @@ use std::time::Instant;
 use crossbeam_queue::ArrayQueue;
 use flowtable::edit::{EditError, FrameBuf};
 use flowtable::key::finish_partial_checksum;
-use flowtable::{
-    Config, Decision, DropReason, EgressTag, FlowKey, MacEvent, Pipeline, PortId, Step,
-};
+use flowtable::neighbour::Solicitation;
+use flowtable::{Config, Decision, DropReason, EgressTag, Event, FlowKey, Pipeline, PortId, Step};
 
 use crate::counters::{Drop, MAX_PORTS, WorkerCounters};
 use crate::sys::frame::{Packet, UmemArea};
@@ -105,6 +104,10 @@ pub(crate) enum Command {
     SetTxMap(Arc<TxMap>),
     Fdb(Sender<Vec<FdbEntry>>),
     FdbFlush,
+    /// Packets and bytes per rule id.
+    RuleStats(Sender<std::collections::HashMap<u32, (u64, u64)>>),
+    /// The resolved neighbours.
+    Neighbors(Sender<Vec<NeighborEntry>>),
     /// Reply once every command before this one is applied.
     Barrier(Sender<()>),
     /// Stop, giving back every socket.
@@ -137,6 +140,21 @@ pub struct FdbEntry {
     pub is_static: bool,
 }
 
+/// A resolved neighbour of the router, as `show-neighbors` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighborEntry {
+    /// Its address.
+    pub ip: std::net::IpAddr,
+    /// Its MAC.
+    pub mac: flowtable::wire::EthernetAddress,
+    /// The port it answered on.
+    pub port: PortId,
+    /// Its internal VLAN.
+    pub vlan: u16,
+    /// Nanoseconds since it was last confirmed.
+    pub age_ns: u64,
+}
+
 /// What the control thread and the other workers share with a worker.
 #[derive(Debug)]
 pub(crate) struct WorkerShared {
@@ -144,7 +162,7 @@ pub(crate) struct WorkerShared {
     pub(crate) wake: EventFd,
     pub(crate) sleeping: AtomicBool,
     pub(crate) handoff: ArrayQueue<(Packet, PortId)>,
-    pub(crate) mac_events: ArrayQueue<MacEvent>,
+    pub(crate) mac_events: ArrayQueue<Event>,
     pub(crate) counters: WorkerCounters,
     /// The kernel thread id, once running (for CPU accounting).
     pub(crate) tid: AtomicI32,
@@ -288,6 +306,7 @@ impl Worker {
                 work += self.receive(i, now);
             }
             work += self.receive_handoffs();
+            self.send_solicitations();
             self.io.transmit();
             self.io.reap();
             self.io.refill(
@@ -366,6 +385,25 @@ impl Worker {
                     let _ = reply.send(entries);
                 }
                 Command::FdbFlush => self.pipeline.flush_mac_table(),
+                Command::RuleStats(reply) => {
+                    let _ = reply.send(self.pipeline.rule_stats());
+                }
+                Command::Neighbors(reply) => {
+                    let now = self.now();
+                    let entries = self
+                        .pipeline
+                        .neighbors()
+                        .iter()
+                        .map(|(ip, n)| NeighborEntry {
+                            ip: *ip,
+                            mac: n.mac,
+                            port: n.port,
+                            vlan: n.vlan,
+                            age_ns: now.saturating_sub(n.updated),
+                        })
+                        .collect();
+                    let _ = reply.send(entries);
+                }
                 Command::Barrier(reply) => {
                     let _ = reply.send(());
                 }
@@ -431,8 +469,15 @@ impl Worker {
         if finish {
             finish_partial_checksum(frame, &key, &layout);
         }
-        let decision = self.pipeline.decide(&key, now);
+        let decision = self.pipeline.decide(&key, packet.len, now);
         self.io.execute(decision, &self.config, packet, in_port);
+    }
+
+    /// Builds and sends the ARP requests and neighbour solicitations the pipeline asked for.
+    fn send_solicitations(&mut self) {
+        for solicitation in self.pipeline.take_solicitations() {
+            self.io.solicit(&solicitation, &self.config);
+        }
     }
 
     fn receive_handoffs(&mut self) -> u32 {
@@ -576,18 +621,24 @@ impl Io {
         let last = targets.iter().rposition(|t| matches!(t, Target::Out(..)));
         match last {
             None => self.drop(in_port, Drop::Pipeline(DropReason::Rule), packet),
-            Some(last) => self.run_targets(&targets[..=last], packet, in_port),
+            Some(last) => self.run_targets(&targets[..=last], packet, in_port, config),
         }
         self.targets = targets;
     }
 
     /// Runs edits and outputs in order: every output but the last sends a copy.
-    fn run_targets(&mut self, targets: &[Target], mut packet: Packet, in_port: PortId) {
+    fn run_targets(
+        &mut self,
+        targets: &[Target],
+        mut packet: Packet,
+        in_port: PortId,
+        config: &Config,
+    ) {
         let (last, rest) = targets.split_last().expect("at least one output");
         for target in rest {
             match *target {
                 Target::Edit(step) => {
-                    if let Err(e) = self.edit(&mut packet, step) {
+                    if let Err(e) = self.edit(&mut packet, step, config) {
                         let cause = match e {
                             EditError::TtlExceeded => Drop::Pipeline(DropReason::TtlExceeded),
                             _ => Drop::EditFailed,
@@ -610,7 +661,7 @@ impl Io {
         }
     }
 
-    fn edit(&self, packet: &mut Packet, step: Step) -> Result<(), EditError> {
+    fn edit(&self, packet: &mut Packet, step: Step, config: &Config) -> Result<(), EditError> {
         let area = &self.areas[usize::from(packet.frame.umem())];
         let chunk = area.bytes_mut(&mut packet.frame);
         let mut frame = FrameBuf::new(chunk, packet.offset as usize, packet.len as usize)?;
@@ -621,11 +672,56 @@ impl Io {
             Step::StripVlan => frame.strip_vlan(),
             Step::PushVlan(vid) => frame.push_vlan(vid)?,
             Step::DecTtl => frame.dec_ttl()?,
+            Step::ArpReply(mac) => frame.arp_reply(mac)?,
+            Step::EchoReply(mac) => frame.echo_reply(mac)?,
+            Step::NeighborAdvert(mac) => {
+                frame.neighbor_advert(mac, |t| config.is_router_ip(std::net::IpAddr::V6(t)))?;
+            }
             Step::Output { .. } | Step::Flood { .. } | Step::FloodAll { .. } => {}
         }
         packet.offset = frame.offset() as u32;
         packet.len = frame.len() as u32;
         Ok(())
+    }
+
+    /// Builds a solicitation frame in a fresh frame and sends it on its port, or floods it in
+    /// its VLAN.
+    fn solicit(&mut self, solicitation: &Solicitation, config: &Config) {
+        let umem = match solicitation.port {
+            Some(p) => self.output_umem(p),
+            None => None,
+        }
+        .unwrap_or(0);
+        let Some(mut frame) = self.free[usize::from(umem)].pop() else {
+            return;
+        };
+        let area = &self.areas[usize::from(umem)];
+        let chunk = area.bytes_mut(&mut frame);
+        let head = FRAME_HEADROOM as usize;
+        let len = solicitation.build(&mut chunk[head..]);
+        let packet = Packet {
+            frame,
+            offset: FRAME_HEADROOM,
+            len: len as u32,
+        };
+        let targets: Vec<Target> = match solicitation.port {
+            Some(port) => {
+                let tag = config
+                    .port(port)
+                    .and_then(|p| p.vlan.egress(solicitation.vlan))
+                    .unwrap_or(EgressTag::Untagged);
+                vec![Target::Out(port, Some(tag))]
+            }
+            None => config
+                .flood_targets(solicitation.vlan, 0)
+                .map(|(port, tag)| Target::Out(port, Some(tag)))
+                .collect(),
+        };
+        if targets.is_empty() {
+            self.free[usize::from(umem)].frames.push(packet.frame);
+            return;
+        }
+        self.run_targets(&targets, packet, 0, config);
     }
 
     /// The UMEM of the local socket that sends on `port`, if there is one.

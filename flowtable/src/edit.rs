@@ -271,14 +271,20 @@ impl<'a> FrameBuf<'a> {
         self.reverse_ethernet(mac)
     }
 
-    /// Turns an IPv6 neighbour solicitation for `target` (one of the router's addresses) into
-    /// the solicited advertisement, in place: router, solicited, override flags, and a target
-    /// link-layer address option with `mac`.
+    /// Turns an IPv6 neighbour solicitation for one of the router's addresses into the
+    /// solicited advertisement, in place: router, solicited, override flags, and a target
+    /// link-layer address option with `mac`. `is_ours` says whether the solicited target is a
+    /// router address.
     ///
     /// # Errors
-    /// [`EditError::Truncated`] for a frame that is not a valid solicitation, or one sent from
-    /// the unspecified address (duplicate address detection, which a router does not answer).
-    pub fn neighbor_advert(&mut self, mac: EthernetAddress) -> Result<(), EditError> {
+    /// [`EditError::Truncated`] for a frame that is not a valid solicitation, one for a target
+    /// that is not ours, or one sent from the unspecified address (duplicate address
+    /// detection, which a router does not answer).
+    pub fn neighbor_advert(
+        &mut self,
+        mac: EthernetAddress,
+        is_ours: impl Fn(Ipv6Addr) -> bool,
+    ) -> Result<(), EditError> {
         const BODY: usize = 32; // type, code, checksum, flags, target, one 8-byte option
         let (ethertype, l3) = self.l3()?;
         if ethertype != EtherType::IPV6 {
@@ -297,7 +303,7 @@ impl<'a> FrameBuf<'a> {
             target.copy_from_slice(&body[8..24]);
             (ip.src_addr(), Ipv6Addr::from(target))
         };
-        if src.is_unspecified() {
+        if src.is_unspecified() || !is_ours(target) {
             return Err(EditError::Truncated);
         }
         self.set_len(l3 + ipv6::HEADER_LEN + BODY)?;
@@ -530,7 +536,8 @@ mod reply_tests {
         );
         let len = f.len();
         let mut buf = FrameBuf::new(&mut f, 0, len).unwrap();
-        buf.neighbor_advert(ROUTER).unwrap();
+        assert!(buf.neighbor_advert(ROUTER, |_| false).is_err());
+        buf.neighbor_advert(ROUTER, |t| t == router).unwrap();
         let eth = ethernet::Frame::new_checked(buf.bytes()).unwrap();
         assert_eq!((eth.dst_addr(), eth.src_addr()), (HOST, ROUTER));
         let p = ipv6::Packet::new_checked(eth.payload()).unwrap();

@@ -69,6 +69,60 @@ enum Cmd {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Install a rule, in ovs-ofctl syntax, e.g. "priority=100,tcp,tp_dst=80,actions=drop".
+    AddFlow {
+        /// The rule.
+        flow: String,
+    },
+    /// Delete the rules a match covers (all rules without a match).
+    DelFlows {
+        /// The match, e.g. "icmp,nw_dst=10.0.0.2".
+        #[arg(value_name = "MATCH")]
+        pattern: Option<String>,
+        /// Delete only the rule with exactly this match and priority.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// The rules, with the packets and bytes each decided.
+    DumpFlows,
+    /// Give the router an address on a port (by name) or a VLAN (vlanN).
+    AddAddr {
+        /// A port name, or vlanN.
+        name: String,
+        /// The address with its prefix length, e.g. 10.1.0.254/24 or fd00:1::fe/64.
+        addr: String,
+        /// The MAC to answer with (default: the port's, or one derived from the VLAN).
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// Remove a router address.
+    DelAddr {
+        /// A port name, or vlanN.
+        name: String,
+        /// The address.
+        addr: String,
+    },
+    /// Router interfaces and their addresses.
+    ShowAddrs,
+    /// Add a static route: `add-route PREFIX via NEXT-HOP`.
+    AddRoute {
+        /// The destination, e.g. 10.2.0.0/16.
+        prefix: String,
+        /// The word `via`.
+        #[arg(value_parser = ["via"])]
+        via_keyword: String,
+        /// The next hop (on a connected network).
+        via: String,
+    },
+    /// Remove a static route.
+    DelRoute {
+        /// The destination.
+        prefix: String,
+    },
+    /// Connected and static routes.
+    ShowRoutes,
+    /// Next hops the router resolved (ARP and ND).
+    ShowNeighbors,
     /// The MAC learning table.
     Fdb {
         #[command(subcommand)]
@@ -334,6 +388,129 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         },
+        Cmd::AddFlow { flow } => {
+            let r = client.call("add-flow", json!({"flow": flow}))?;
+            if json_out {
+                emit(&r);
+            }
+        }
+        Cmd::DelFlows { pattern, strict } => {
+            let mut params = json!({"strict": strict});
+            if let Some(m) = pattern {
+                params["match"] = json!(m);
+            }
+            let r = client.call("del-flows", params)?;
+            if json_out {
+                emit(&r);
+            }
+        }
+        Cmd::DumpFlows => {
+            let r = client.call("dump-flows", json!({}))?;
+            if json_out {
+                emit(&r);
+                return Ok(());
+            }
+            for f in r["flows"].as_array().into_iter().flatten() {
+                println!(
+                    " n_packets={}, n_bytes={}, {}",
+                    f["n_packets"],
+                    f["n_bytes"],
+                    s(&f["flow"])
+                );
+            }
+        }
+        Cmd::AddAddr { name, addr, mac } => {
+            let mut params = json!({"name": name, "addr": addr});
+            if let Some(m) = mac {
+                params["mac"] = json!(m);
+            }
+            let r = client.call("add-addr", params)?;
+            if json_out {
+                emit(&r);
+            }
+        }
+        Cmd::DelAddr { name, addr } => {
+            let r = client.call("del-addr", json!({"name": name, "addr": addr}))?;
+            if json_out {
+                emit(&r);
+            }
+        }
+        Cmd::ShowAddrs => {
+            let r = client.call("show-addrs", json!({}))?;
+            if json_out {
+                emit(&r);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = r["interfaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    let addrs: Vec<String> =
+                        i["addrs"].as_array().into_iter().flatten().map(s).collect();
+                    vec![
+                        s(&i["name"]),
+                        s(&i["vlan"]),
+                        s(&i["port"]),
+                        s(&i["mac"]),
+                        addrs.join(" "),
+                    ]
+                })
+                .collect();
+            print_table(&["INTERFACE", "VLAN", "PORT", "MAC", "ADDRESSES"], &rows);
+        }
+        Cmd::AddRoute { prefix, via, .. } => {
+            let r = client.call("add-route", json!({"prefix": prefix, "via": via}))?;
+            if json_out {
+                emit(&r);
+            }
+        }
+        Cmd::DelRoute { prefix } => {
+            let r = client.call("del-route", json!({"prefix": prefix}))?;
+            if json_out {
+                emit(&r);
+            }
+        }
+        Cmd::ShowRoutes => {
+            let r = client.call("show-routes", json!({}))?;
+            if json_out {
+                emit(&r);
+                return Ok(());
+            }
+            for route in r["routes"].as_array().into_iter().flatten() {
+                match route["type"].as_str() {
+                    Some("static") => println!(
+                        "{} via {} dev {}",
+                        s(&route["prefix"]),
+                        s(&route["via"]),
+                        s(&route["dev"])
+                    ),
+                    _ => println!("{} dev {} connected", s(&route["prefix"]), s(&route["dev"])),
+                }
+            }
+        }
+        Cmd::ShowNeighbors => {
+            let r = client.call("show-neighbors", json!({}))?;
+            if json_out {
+                emit(&r);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = r["neighbors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| {
+                    vec![
+                        s(&n["ip"]),
+                        s(&n["mac"]),
+                        s(&n["port"]),
+                        s(&n["vlan"]),
+                        format!("{:.1}", n["age_s"].as_f64().unwrap_or(0.0)),
+                    ]
+                })
+                .collect();
+            print_table(&["IP", "MAC", "PORT", "VLAN", "AGE(s)"], &rows);
+        }
         Cmd::Version => {
             let r = client.call("version", json!({}))?;
             if json_out {
