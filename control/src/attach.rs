@@ -644,7 +644,7 @@ mod tests {
         assert_eq!(a, derived_ifname(HOST_PREFIX, "4026532281/eth0"));
         check_ifname(&a).unwrap();
         // FNV-1a of the empty string: the offset basis.
-        assert_eq!(derived_ifname("", ""), "cbf29ce484222");
+        assert_eq!(derived_ifname("", ""), "cbf29ce48422232");
     }
 
     #[test]

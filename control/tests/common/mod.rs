@@ -10,6 +10,10 @@
     dead_code,
     reason = "each test binary uses a different part of the lab"
 )]
+#![allow(
+    unreachable_pub,
+    reason = "pub items of a module that each test binary includes"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
