@@ -404,20 +404,24 @@ fn configure_container_side(
         netlink.set_up(lo.index)?;
     }
     for route in &container.routes {
-        netlink
-            .add_route(route.destination, route.gateway, index)
-            .map_err(|e| match e {
-                NetlinkError::Os { ref source, .. }
-                    if source.raw_os_error() == Some(libc::ENETUNREACH) =>
-                {
-                    AttachError::Invalid(format!(
-                        "route to {} via {}: the gateway is not on any of the interface's networks",
-                        route.destination,
-                        route.gateway.map_or("-".into(), |g| g.to_string())
-                    ))
-                }
-                other => other.into(),
-            })?;
+        match netlink.add_route(route.destination, route.gateway, index) {
+            Ok(()) => {}
+            // Another interface of the container has that route (a second network's default
+            // route): keep the first, as the address is usable without it.
+            Err(e) if e.is_exists() => {
+                tracing::warn!(route = %route.destination, "the container has this route already; skipped");
+            }
+            Err(NetlinkError::Os { source, .. })
+                if source.raw_os_error() == Some(libc::ENETUNREACH) =>
+            {
+                return Err(AttachError::Invalid(format!(
+                    "route to {} via {}: the gateway is not on any of the interface's networks",
+                    route.destination,
+                    route.gateway.map_or("-".into(), |g| g.to_string())
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 
 pub mod attach;
 pub mod client;
+pub mod cni;
 pub mod daemon;
 pub mod netlink;
 pub mod protocol;
