@@ -14,6 +14,7 @@ pub mod attach;
 pub mod client;
 pub mod cni;
 pub mod daemon;
+pub mod docker;
 pub mod netlink;
 pub mod protocol;
 pub mod server;
