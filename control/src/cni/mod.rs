@@ -7,7 +7,7 @@
 //! the configuration names (host-local, dhcp, static, ...), found through `CNI_PATH`.
 //!
 //! - [`types`]: versions, error codes, the network configuration and results in every version.
-//! - [`env`]: the `CNI_*` parameters and `CNI_ARGS`.
+//! - [`env`](mod@env): the `CNI_*` parameters and `CNI_ARGS`.
 //! - [`ipam`]: running the delegated IPAM plugin.
 //! - [`plugin`]: the commands.
 
