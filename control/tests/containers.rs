@@ -324,6 +324,15 @@ fn cni_plugin_as_a_runtime_calls_it() {
     assert!(!link_exists(host));
     ping_all(&refs[1..]);
 
+    // podman's stop and start: DEL (above), then ADD again for the same container.
+    let (success, again) = cni(&env("ADD"), &conf(version));
+    assert!(success, "ADD after DEL: {again}");
+    let address = again["ips"][0]["address"].as_str().unwrap();
+    cs[0].ip = address.split('/').next().unwrap().to_owned();
+    let refs: Vec<&Container> = cs.iter().collect();
+    ping_all(&refs);
+    assert_eq!(ports(&d).len(), 3);
+
     // The spec's errors.
     let (id3, netns3, _, _) = &results[2];
     let add_env = vec![

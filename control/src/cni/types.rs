@@ -560,6 +560,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_conflist_parses() {
+        let list: Value =
+            serde_json::from_str(include_str!("../../../docs/cni/xvs.conflist")).unwrap();
+        for plugin in list["plugins"].as_array().unwrap() {
+            // What a runtime derives from the list for each plugin.
+            let mut conf = plugin.clone();
+            conf["cniVersion"] = list["cniVersion"].clone();
+            conf["name"] = list["name"].clone();
+            let conf = NetConf::parse(conf.to_string().as_bytes()).unwrap();
+            check_version(&conf.cni_version).unwrap();
+            assert_eq!(conf.ipam_type.as_deref(), Some("host-local"));
+            assert_eq!(conf.socket, PathBuf::from(DEFAULT_SOCKET));
+        }
+    }
+
+    #[test]
     fn errors_print_as_the_spec_says() {
         let e = CniError::new(code::INVALID_CONFIG, "Invalid Configuration").details("why");
         assert_eq!(
