@@ -371,14 +371,7 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
         .ok_or_else(|| AttachError::Invalid(format!("{} vanished", spec.host_name)))?;
     guard.host.set_up(host_link.index)?;
 
-    let mut params = json!({"name": spec.host_name});
-    if let Some(tag) = spec.vlan {
-        params["vlan"] = json!(VlanSpec::Access { tag });
-    }
-    if !spec.external_ids.is_empty() {
-        params["external_ids"] = json!(spec.external_ids);
-    }
-    client.call("add-port", params)?;
+    add_port(&mut client, &spec.host_name, spec.vlan, &spec.external_ids)?;
     guard.armed = false;
     Ok(Attached {
         host_name: spec.host_name.clone(),
@@ -387,6 +380,28 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
         mac: peer.mac,
         peer_index: peer.index,
     })
+}
+
+/// Adds interface `name` to xvsd as a port, an access port of `vlan` if given, with
+/// `external_ids`.
+///
+/// # Errors
+/// xvsd refused (no such interface, exists already, bad VLAN) or could not be reached.
+pub fn add_port(
+    client: &mut Client,
+    name: &str,
+    vlan: Option<u16>,
+    external_ids: &ExternalIds,
+) -> Result<(), AttachError> {
+    let mut params = json!({"name": name});
+    if let Some(tag) = vlan {
+        params["vlan"] = json!(VlanSpec::Access { tag });
+    }
+    if !external_ids.is_empty() {
+        params["external_ids"] = json!(external_ids);
+    }
+    client.call("add-port", params)?;
+    Ok(())
 }
 
 fn configure_container_side(

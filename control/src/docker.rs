@@ -25,6 +25,8 @@ use crate::attach::{
     self, AttachError, AttachSpec, ExternalIds, HOST_PREFIX, OWNER_KEY, derived_ifname,
     derived_mac, mac_string, parse_mac,
 };
+use crate::client::Client;
+use crate::netlink::Netlink;
 
 /// The `owner` of the plugin's ports.
 pub const OWNER: &str = "xvs-docker-plugin";
@@ -348,6 +350,50 @@ impl Driver {
         }
     }
 
+    /// Gives xvsd back the ports it lost: an endpoint whose veth exists but which xvsd does not
+    /// have (xvsd restarted) is added again, in its network's VLAN. Returns how many were.
+    ///
+    /// # Errors
+    /// xvsd cannot be reached, or refused a port.
+    pub fn resync(&mut self) -> Result<usize, DockerError> {
+        if self.state.endpoints.is_empty() {
+            return Ok(0);
+        }
+        let known: Vec<String> = attach::find_ports(&self.options.xvs_socket, &[])?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let mut netlink = Netlink::open().map_err(AttachError::from)?;
+        let mut client = None;
+        let mut added = 0;
+        for (endpoint_id, ep) in &self.state.endpoints {
+            if known.contains(&ep.port)
+                || netlink.link(&ep.port).map_err(AttachError::from)?.is_none()
+            {
+                continue;
+            }
+            let client = match &mut client {
+                Some(c) => c,
+                None => client
+                    .insert(Client::connect(&self.options.xvs_socket).map_err(AttachError::from)?),
+            };
+            let vlan = self.state.networks.get(&ep.network).map(|n| n.vlan);
+            attach::add_port(
+                client,
+                &ep.port,
+                vlan,
+                &external_ids(&ep.network, endpoint_id),
+            )?;
+            tracing::info!(
+                endpoint = endpoint_id,
+                port = ep.port,
+                "re-added a port xvsd had lost"
+            );
+            added += 1;
+        }
+        Ok(added)
+    }
+
     fn create_network(&mut self, r: CreateNetwork) -> Result<Value, DockerError> {
         required("NetworkID", &r.network_id)?;
         if self.state.networks.contains_key(&r.network_id) {
@@ -454,11 +500,7 @@ impl Driver {
         };
         let port = port_name(&r.endpoint_id);
         let peer = peer_name(&r.endpoint_id);
-        let external_ids = ExternalIds::from([
-            (OWNER_KEY.to_owned(), OWNER.to_owned()),
-            ("docker_network".to_owned(), r.network_id.clone()),
-            ("docker_endpoint".to_owned(), r.endpoint_id.clone()),
-        ]);
+        let external_ids = external_ids(&r.network_id, &r.endpoint_id);
         attach::attach(&AttachSpec {
             socket: &self.options.xvs_socket,
             host_name: port.clone(),
@@ -558,6 +600,14 @@ impl Driver {
         self.save()?;
         Ok(reply)
     }
+}
+
+fn external_ids(network_id: &str, endpoint_id: &str) -> ExternalIds {
+    ExternalIds::from([
+        (OWNER_KEY.to_owned(), OWNER.to_owned()),
+        ("docker_network".to_owned(), network_id.to_owned()),
+        ("docker_endpoint".to_owned(), endpoint_id.to_owned()),
+    ])
 }
 
 fn create_endpoint_reply(answer_mac: bool, mac: &str) -> Value {

@@ -456,7 +456,7 @@ fn docker_plugin_network_lifecycle() {
     let Some(mut lab) = Lab::new("docker_plugin_network_lifecycle") else {
         return;
     };
-    let d = lab.xvsd(&[], &[]);
+    let mut d = lab.xvsd(&[], &[]);
     let socket = lab.path("xvs.sock");
     let state = lab.path("docker-plugin.json");
     let plugin = Command::new(env!("CARGO_BIN_EXE_xvs-docker-plugin"))
@@ -568,6 +568,21 @@ fn docker_plugin_network_lifecycle() {
         assert_eq!(p["external_ids"]["docker_network"], network_id.as_str());
     }
     let refs: Vec<&Container> = cs.iter().collect();
+    ping_all(&refs);
+
+    // xvsd restarts and forgets its ports; the plugin gives them back.
+    let xvs_socket = d.socket.clone();
+    assert!(d.terminate());
+    let d = lab.xvsd_at(&xvs_socket, &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ports(&d).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the plugin did not re-add its ports"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ports(&d)[0]["vlan"]["tag"], 300);
     ping_all(&refs);
 
     // A second network gets another VLAN: same subnet, no traffic across.
