@@ -132,6 +132,10 @@ enum Cmd {
     Version,
     /// What the daemon understands.
     ListCommands,
+    /// Wire a network namespace (container) to the switch with a new veth pair.
+    Attach(control::attach::AttachArgs),
+    /// Undo `attach`: remove the port and delete the veth.
+    Detach(control::attach::DetachArgs),
     /// Send a raw request: `call METHOD [JSON-PARAMS]`.
     Call {
         /// The method.
@@ -212,6 +216,16 @@ fn parse_vlan(words: &[String]) -> anyhow::Result<VlanSpec> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Cmd::Attach(args) => return print_report(&args.run(&cli.socket)?.report(), cli.json),
+        Cmd::Detach(args) => {
+            return print_report(
+                &control::attach::detach_report(&args.run(&cli.socket)?),
+                cli.json,
+            );
+        }
+        _ => {}
+    }
     let mut client = Client::connect(&cli.socket)?;
     let json_out = cli.json;
     let emit = |value: &Value| {
@@ -533,6 +547,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .collect();
             print_table(&["COMMAND", "PARAMS", "WHAT"], &rows);
         }
+        Cmd::Attach(_) | Cmd::Detach(_) => unreachable!("dispatched above"),
         Cmd::Call { method, params } => {
             let params: Value = match params {
                 Some(text) => serde_json::from_str(&text).context("params must be JSON")?,
@@ -540,6 +555,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             emit(&client.call(&method, params)?);
         }
+    }
+    Ok(())
+}
+
+/// Prints an attach/detach report: JSON, or its `summary` line.
+fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{}", s(&report["summary"]));
     }
     Ok(())
 }

@@ -345,6 +345,36 @@ impl Lab {
         c
     }
 
+    /// A namespace `{prefix}b{i}` with nothing in it but `lo` (down), for tools that wire
+    /// containers themselves (`xvsctl attach`, xvs-cni, the Docker plugin). `port` is empty
+    /// and `ip` is the given address, to be set by the tool. IPv6 is off, as in
+    /// [`Lab::container`].
+    pub fn bare_container(&mut self, i: u8, ip: &str) -> Container {
+        let ns = format!("{}b{i}", self.prefix);
+        must(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        let c = Container {
+            ns,
+            port: String::new(),
+            ip: ip.to_owned(),
+        };
+        for key in ["all", "default"] {
+            c.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+            ]);
+        }
+        c
+    }
+
+    /// Deletes a host link on drop (one a tool under test made), unless it is gone by then.
+    pub fn track_link(&mut self, name: &str) {
+        if !self.links.iter().any(|l| l == name) {
+            self.links.push(name.to_owned());
+        }
+    }
+
     /// A path in the lab's temp dir.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -407,6 +437,11 @@ impl Lab {
         must(&["ip", "link", "del", name]);
         self.links.retain(|l| l != name);
     }
+}
+
+/// Whether a link of this name exists in the host namespace.
+pub fn link_exists(name: &str) -> bool {
+    run(&["ip", "link", "show", "dev", name]).status.success()
 }
 
 /// Whether any interface of the host still has an XDP program attached by name prefix.
