@@ -1,4 +1,4 @@
-//! Threads, CPUs, waiting: `sched_setaffinity`, `poll`, `eventfd`.
+//! Threads, CPUs, waiting, time: `sched_setaffinity`, `poll`, `eventfd`, `clock_gettime`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -38,6 +38,20 @@ pub fn allowed_cpus() -> Result<Vec<usize>, SyscallError> {
         // SAFETY: i < CPU_SETSIZE.
         .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
         .collect())
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock every process of the machine reads alike,
+/// whatever its network namespace, so that one process can time-stamp a packet and another
+/// measure its delay.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, writable timespec; CLOCK_MONOTONIC always exists, so the call
+    // cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The kernel id of the calling thread.
@@ -127,5 +141,18 @@ impl EventFd {
 impl AsFd for EventFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_ns_moves_forward_with_instant() {
+        let a = monotonic_ns();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = monotonic_ns();
+        assert!(b >= a + 2_000_000, "{a} -> {b}");
     }
 }
