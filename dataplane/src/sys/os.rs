@@ -1,8 +1,9 @@
-//! Threads, CPUs, waiting, time: `sched_setaffinity`, `poll`, `eventfd`, `clock_gettime`.
+//! Threads, CPUs, waiting, time: `sched_setaffinity`, `poll`, `eventfd`, `clock_gettime`,
+//! `tgkill`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::{SyscallError, cvt};
+use super::{SyscallError, cvt, cvt_long};
 
 /// Pins the calling thread to one CPU.
 ///
@@ -52,6 +53,20 @@ pub fn monotonic_ns() -> u64 {
     // cannot fail.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sends `signal` to thread `tid` of this process (`tgkill`). A blocking system call in that
+/// thread that checks for signals, such as a long `BPF_PROG_TEST_RUN`, then fails with EINTR
+/// once the signal's handler has run; the process must have a handler installed for it, or
+/// the default action (for most signals, ending the process) applies.
+///
+/// # Errors
+/// ESRCH when the thread has exited, EINVAL for a bad signal number.
+pub fn signal_thread(tid: i32, signal: i32) -> Result<(), SyscallError> {
+    let pid = std::process::id() as libc::pid_t;
+    // SAFETY: tgkill takes no pointers; the kernel checks the ids and the signal number.
+    let ret = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
+    cvt_long(ret, "tgkill").map(drop)
 }
 
 /// The kernel id of the calling thread.
@@ -154,5 +169,14 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = monotonic_ns();
         assert!(b >= a + 2_000_000, "{a} -> {b}");
+    }
+
+    #[test]
+    fn signal_thread_reaches_only_live_threads() {
+        // Signal 0 checks that the thread exists without sending anything.
+        assert!(signal_thread(gettid(), 0).is_ok());
+        let tid = std::thread::spawn(gettid).join().unwrap();
+        let err = signal_thread(tid, 0).unwrap_err();
+        assert_eq!(err.errno(), Some(libc::ESRCH));
     }
 }
