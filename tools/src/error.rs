@@ -40,7 +40,7 @@ pub enum Error {
     #[error("xvs-pktgen generated an XDP program the kernel does not take (a bug): {0}")]
     Program(#[source] ProgError),
     /// The interface went away or down while sending.
-    #[error("{0} went down")]
+    #[error("{0} is down, or went away")]
     DeviceDown(String),
     /// Live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`, Linux 5.18) is not available.
     #[error("XDP live frames is not supported here ({0})")]

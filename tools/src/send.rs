@@ -207,15 +207,31 @@ pub fn run(
         let grew = after.since(before);
         report.device_tx_packets = Some(grew.tx_packets);
         report.device_tx_dropped = Some(grew.tx_dropped);
-        if grew.tx_dropped > report.sent_packets / 10 {
-            notice(&format!(
-                "{} dropped {} of the frames on the way out; for a veth, the peer needs an XDP \
-                 program attached (or GRO enabled) to take XDP frames",
-                config.dev, grew.tx_dropped
-            ));
+        if let Some(warning) = delivery_warning(&config.dev, report.sent_packets, grew) {
+            notice(&warning);
         }
     }
     Ok(report.with_rates())
+}
+
+/// What to tell the user when the interface's counters say that many frames did not leave.
+fn delivery_warning(dev: &str, sent: u64, grew: DevCounters) -> Option<String> {
+    const HINT: &str = "for a veth, the peer needs an XDP program attached (or GRO enabled) to \
+                        take XDP frames";
+    if grew.tx_dropped > sent / 10 {
+        Some(format!(
+            "{dev} dropped {} of the {sent} frames on the way out; {HINT}",
+            grew.tx_dropped
+        ))
+    } else if grew.tx_packets < sent / 2 {
+        Some(format!(
+            "{dev} counted only {} of the {sent} frames as sent: the rest were dropped before \
+             they left (is {dev} up? {HINT})",
+            grew.tx_packets
+        ))
+    } else {
+        None
+    }
 }
 
 /// How a live-frames run ended.
@@ -305,4 +321,27 @@ fn send_live(
     });
     signal_hook::low_level::unregister(handler);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_when_the_interface_did_not_pass_frames_on() {
+        let counters = |tx_packets, tx_dropped| DevCounters {
+            rx_packets: 0,
+            tx_packets,
+            tx_dropped,
+        };
+        assert_eq!(delivery_warning("v0", 1000, counters(1000, 0)), None);
+        assert_eq!(delivery_warning("v0", 1000, counters(990, 5)), None);
+        let dropped = delivery_warning("v0", 1000, counters(0, 1000)).unwrap();
+        assert!(dropped.contains("dropped 1000 of the 1000"), "{dropped}");
+        let vanished = delivery_warning("v0", 1000, counters(0, 0)).unwrap();
+        assert!(
+            vanished.contains("counted only 0 of the 1000"),
+            "{vanished}"
+        );
+    }
 }
