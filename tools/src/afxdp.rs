@@ -31,6 +31,8 @@ const RX_FRAMES: u32 = 4096;
 const TX_BATCH: u64 = 64;
 /// Frames taken from an RX ring at a time.
 const RX_BATCH: u32 = 64;
+/// How long opening a socket retries while the queue is busy.
+const BIND_RETRY: Duration = Duration::from_secs(2);
 /// How long the sender waits at the end for the kernel to finish what was queued.
 const DRAIN: Duration = Duration::from_secs(1);
 
@@ -53,9 +55,18 @@ impl XskPort {
             rx_tx: frames,
             fill_comp: frames,
         };
-        let (socket, rings) =
-            XskSocket::open(&area, 1, ifindex, queue, sizes, BindMode::Copy, None)
-                .map_err(Error::sys("opening an AF_XDP socket"))?;
+        // The kernel releases a closed socket's hold on the queue a little later: a socket
+        // opened right after another closed (a counter started again) finds it busy for a
+        // moment.
+        let deadline = Instant::now() + BIND_RETRY;
+        let (socket, rings) = loop {
+            match XskSocket::open(&area, 1, ifindex, queue, sizes, BindMode::Copy, None) {
+                Err(e) if e.errno() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                result => break result.map_err(Error::sys("opening an AF_XDP socket"))?,
+            }
+        };
         Ok(XskPort {
             rings,
             socket,
