@@ -80,7 +80,8 @@ struct SendArgs {
     /// Flows (distinct UDP source ports, then source addresses) sent in turn.
     #[arg(long, value_name = "N", default_value_t = 1)]
     flows: u32,
-    /// Packets per second (e.g. 10000, 250k, 2M), or max.
+    /// Packets per second (e.g. 10000, 250k, 2M), or max. Live frames paces in the kernel and
+    /// keeps its CPU busy even at low rates; AF_XDP sleeps between batches.
     #[arg(long, value_name = "PPS", default_value = "max")]
     rate: Rate,
     /// Seconds to send.
