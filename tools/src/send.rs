@@ -130,10 +130,6 @@ pub fn run(
 ) -> Result<SendReport, Error> {
     let plan = plan(config)?;
     host::check_privileges()?;
-    if let Some(cpu) = config.cpu {
-        os::pin_current_thread(cpu)
-            .map_err(|e| Error::Config(format!("cannot run on CPU {cpu}: {}", e.io_error)))?;
-    }
     let before = DevCounters::read(&config.dev);
     let mut report = SendReport {
         command: "send",
@@ -186,6 +182,7 @@ pub fn run(
     }
     if use_afxdp {
         report.mode = "afxdp";
+        pin(config.cpu)?;
         let mut sender = XskSender::open(&config.dev, plan.ifindex)?;
         let tx = TxPlan {
             spec: plan.spec,
@@ -212,6 +209,15 @@ pub fn run(
         }
     }
     Ok(report.with_rates())
+}
+
+/// Runs the calling thread on `cpu`, if given.
+fn pin(cpu: Option<usize>) -> Result<(), Error> {
+    match cpu {
+        Some(cpu) => os::pin_current_thread(cpu)
+            .map_err(|e| Error::Config(format!("cannot run on CPU {cpu}: {}", e.io_error))),
+        None => Ok(()),
+    }
 }
 
 /// What to tell the user when the interface's counters say that many frames did not leave.
@@ -265,8 +271,9 @@ fn send_live(
     let tid = AtomicI32::new(0);
     let started = OnceLock::new();
     let outcome = std::thread::scope(|scope| {
-        // The thread inherits the caller's CPU affinity (`--cpu`).
+        // Only the sending thread goes to `--cpu`: this one wakes every few milliseconds.
         let worker = scope.spawn(|| -> Result<(), RunError> {
+            pin(config.cpu).map_err(RunError::Failed)?;
             tid.store(os::gettid(), Ordering::SeqCst);
             sender.start_clock().map_err(RunError::Failed)?;
             started.get_or_init(Instant::now);
