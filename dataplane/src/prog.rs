@@ -21,6 +21,8 @@ use crate::sys::bpf::{self, Insn, Map, MapType, ProgLoadError};
 
 /// XDP return codes.
 pub mod action {
+    /// Drop the frame and signal an error (the `xdp_exception` tracepoint fires).
+    pub const XDP_ABORTED: i32 = 0;
     /// Drop the frame.
     pub const XDP_DROP: i32 = 1;
     /// Let the kernel stack have it.
@@ -39,6 +41,10 @@ pub mod helper {
     pub const REDIRECT_MAP: i32 = 51;
     /// `bpf_ktime_get_ns`.
     pub const KTIME_GET_NS: i32 = 5;
+    /// `bpf_xdp_adjust_tail`: grows or shrinks the frame at its end.
+    pub const XDP_ADJUST_TAIL: i32 = 65;
+    /// `bpf_xdp_get_buff_len`: the frame's length, fragments included.
+    pub const XDP_GET_BUFF_LEN: i32 = 188;
 }
 
 /// A tiny eBPF assembler: just the instructions xvs generates.

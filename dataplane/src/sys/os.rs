@@ -1,8 +1,9 @@
-//! Threads, CPUs, waiting: `sched_setaffinity`, `poll`, `eventfd`.
+//! Threads, CPUs, waiting, time: `sched_setaffinity`, `poll`, `eventfd`, `clock_gettime`,
+//! `tgkill`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::{SyscallError, cvt};
+use super::{SyscallError, cvt, cvt_long};
 
 /// Pins the calling thread to one CPU.
 ///
@@ -38,6 +39,34 @@ pub fn allowed_cpus() -> Result<Vec<usize>, SyscallError> {
         // SAFETY: i < CPU_SETSIZE.
         .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
         .collect())
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock every process of the machine reads alike,
+/// whatever its network namespace, so that one process can time-stamp a packet and another
+/// measure its delay.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, writable timespec; CLOCK_MONOTONIC always exists, so the call
+    // cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sends `signal` to thread `tid` of this process (`tgkill`). A blocking system call in that
+/// thread that checks for signals, such as a long `BPF_PROG_TEST_RUN`, then fails with EINTR
+/// once the signal's handler has run; the process must have a handler installed for it, or
+/// the default action (for most signals, ending the process) applies.
+///
+/// # Errors
+/// ESRCH when the thread has exited, EINVAL for a bad signal number.
+pub fn signal_thread(tid: i32, signal: i32) -> Result<(), SyscallError> {
+    let pid = std::process::id() as libc::pid_t;
+    // SAFETY: tgkill takes no pointers; the kernel checks the ids and the signal number.
+    let ret = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
+    cvt_long(ret, "tgkill").map(drop)
 }
 
 /// The kernel id of the calling thread.
@@ -127,5 +156,27 @@ impl EventFd {
 impl AsFd for EventFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_ns_moves_forward_with_instant() {
+        let a = monotonic_ns();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = monotonic_ns();
+        assert!(b >= a + 2_000_000, "{a} -> {b}");
+    }
+
+    #[test]
+    fn signal_thread_reaches_only_live_threads() {
+        // Signal 0 checks that the thread exists without sending anything.
+        assert!(signal_thread(gettid(), 0).is_ok());
+        let tid = std::thread::spawn(gettid).join().unwrap();
+        let err = signal_thread(tid, 0).unwrap_err();
+        assert_eq!(err.errno(), Some(libc::ESRCH));
     }
 }
