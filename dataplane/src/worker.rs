@@ -443,6 +443,10 @@ impl Worker {
         }
         let port = socket.port;
         let finish = socket.finish_checksums;
+        // The kernel wrote these frames from another CPU: start pulling them in now.
+        for p in &batch {
+            self.io.areas[usize::from(p.frame.umem())].prefetch(&p.frame, p.offset);
+        }
         let bytes: u64 = batch.iter().map(|p| u64::from(p.len)).sum();
         self.io.shared.counters.rx(port, u64::from(n), bytes);
         for packet in batch.drain(..) {
