@@ -313,6 +313,7 @@ impl Daemon {
             "del-route" => self.change_route(params(p)?, false),
             "show-routes" => Ok(self.show_routes()),
             "show-neighbors" => self.show_neighbors(),
+            "dump-fast-path" => self.dump_fast_path(),
             other => Err(RpcError::new(
                 code::METHOD_NOT_FOUND,
                 format!("unknown command {other:?} (see list-commands)"),
@@ -506,6 +507,31 @@ impl Daemon {
         json!({"routes": routes})
     }
 
+    fn dump_fast_path(&self) -> Result<Value, RpcError> {
+        let config = self.switch.config().clone();
+        let name = |id: PortId| config.port(id).map(|p| p.name.clone());
+        let entries: Vec<Value> = self
+            .switch
+            .fast_path_dump()
+            .map_err(switch_error)?
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "in_port": name(e.in_port),
+                    "out_port": e.out_port.and_then(name),
+                    "action": if e.out_port.is_some() { "redirect" } else { "drop" },
+                    "dl_src": e.src.to_string(),
+                    "dl_dst": e.dst.to_string(),
+                    "dl_type": format!("0x{:04x}", e.ethertype),
+                    "rule": e.rule,
+                    "n_packets": e.packets,
+                    "n_bytes": e.bytes,
+                })
+            })
+            .collect();
+        Ok(json!({"enabled": self.switch.fast_path(), "entries": entries}))
+    }
+
     fn show_neighbors(&self) -> Result<Value, RpcError> {
         let config = self.switch.config().clone();
         let entries: Vec<Value> = self
@@ -560,6 +586,7 @@ impl Daemon {
 
     fn show(&self) -> Value {
         let config = self.switch.config().clone();
+        let entries = self.switch.fast_path_entries().unwrap_or_default();
         let ports: Vec<Value> = self
             .switch
             .ports()
@@ -577,6 +604,11 @@ impl Daemon {
                     "driver": info.driver,
                     "xdp_mode": info.xdp_mode.name(),
                     "zero_copy": info.zero_copy,
+                    "fast_path": {
+                        "active": info.fast_path,
+                        "redirect_target": info.redirect_target,
+                        "entries": entries.get(&info.id).copied().unwrap_or(0),
+                    },
                     "queues": info.queues.iter().map(|q| json!({
                         "queue": q.queue, "worker": q.worker, "cpu": q.cpu,
                     })).collect::<Vec<_>>(),
@@ -594,6 +626,7 @@ impl Daemon {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": self.switch.uptime().as_secs_f64(),
+            "fast_path": self.switch.fast_path(),
             "ports": ports,
             "workers": workers,
         })
@@ -627,6 +660,10 @@ impl Daemon {
                     "rx_bytes": c.stats.rx_bytes,
                     "tx_packets": c.stats.tx_packets,
                     "tx_bytes": c.stats.tx_bytes,
+                    "fast_path": {
+                        "rx_packets": c.stats.kernel_rx_packets,
+                        "tx_packets": c.stats.kernel_tx_packets,
+                    },
                     "drops": drops_json(&c.stats),
                     "kernel": {
                         "rx_dropped": c.kernel.rx_dropped,

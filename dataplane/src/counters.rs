@@ -97,6 +97,8 @@ pub(crate) struct PortCounters {
     rx_bytes: AtomicU64,
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
+    kernel_rx_packets: AtomicU64,
+    kernel_tx_packets: AtomicU64,
     drops: [AtomicU64; DROP_KINDS],
 }
 
@@ -111,6 +113,10 @@ pub struct PortStats {
     pub tx_packets: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
+    /// Of the packets received, those the kernel fast path forwarded (or dropped).
+    pub kernel_rx_packets: u64,
+    /// Of the packets sent, those the kernel fast path redirected.
+    pub kernel_tx_packets: u64,
     /// Drops, indexed like [`Drop::ALL`].
     pub drops: [u64; DROP_KINDS],
 }
@@ -127,6 +133,8 @@ impl PortStats {
             rx_bytes: self.rx_bytes.wrapping_sub(base.rx_bytes),
             tx_packets: self.tx_packets.wrapping_sub(base.tx_packets),
             tx_bytes: self.tx_bytes.wrapping_sub(base.tx_bytes),
+            kernel_rx_packets: self.kernel_rx_packets.wrapping_sub(base.kernel_rx_packets),
+            kernel_tx_packets: self.kernel_tx_packets.wrapping_sub(base.kernel_tx_packets),
             drops,
         }
     }
@@ -137,6 +145,8 @@ impl PortStats {
         self.rx_bytes += other.rx_bytes;
         self.tx_packets += other.tx_packets;
         self.tx_bytes += other.tx_bytes;
+        self.kernel_rx_packets += other.kernel_rx_packets;
+        self.kernel_tx_packets += other.kernel_tx_packets;
         for (d, o) in self.drops.iter_mut().zip(other.drops) {
             *d += o;
         }
@@ -221,6 +231,18 @@ impl WorkerCounters {
         bump(&p.tx_bytes, bytes);
     }
 
+    /// Packets the kernel fast path forwarded from `port`; counted in rx too.
+    pub(crate) fn kernel_rx(&self, port: PortId, packets: u64, bytes: u64) {
+        self.rx(port, packets, bytes);
+        bump(&self.ports[usize::from(port)].kernel_rx_packets, packets);
+    }
+
+    /// Packets the kernel fast path redirected to `port`; counted in tx too.
+    pub(crate) fn kernel_tx(&self, port: PortId, packets: u64, bytes: u64) {
+        self.tx(port, packets, bytes);
+        bump(&self.ports[usize::from(port)].kernel_tx_packets, packets);
+    }
+
     pub(crate) fn drop(&self, port: PortId, cause: Drop, n: u64) {
         bump(&self.ports[usize::from(port)].drops[cause.index()], n);
     }
@@ -266,6 +288,8 @@ impl WorkerCounters {
             rx_bytes: p.rx_bytes.load(Ordering::Relaxed),
             tx_packets: p.tx_packets.load(Ordering::Relaxed),
             tx_bytes: p.tx_bytes.load(Ordering::Relaxed),
+            kernel_rx_packets: p.kernel_rx_packets.load(Ordering::Relaxed),
+            kernel_tx_packets: p.kernel_tx_packets.load(Ordering::Relaxed),
             drops,
         }
     }

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod counters;
+pub mod fastpath;
 pub mod port;
 pub mod prog;
 pub mod switch;

@@ -32,6 +32,11 @@ pub struct PortInfo {
     pub xdp_mode: XdpMode,
     /// Whether the sockets run in zero-copy mode.
     pub zero_copy: bool,
+    /// Whether the port's XDP program forwards decided flows in the kernel.
+    pub fast_path: bool,
+    /// Whether the kernel may redirect frames to this port (for a veth: its peer has XDP or
+    /// GRO on).
+    pub redirect_target: bool,
     /// For each queue, the worker that serves it and that worker's CPU.
     pub queues: Vec<QueueInfo>,
 }

@@ -41,6 +41,12 @@ pub mod helper {
     pub const REDIRECT_MAP: i32 = 51;
     /// `bpf_ktime_get_ns`.
     pub const KTIME_GET_NS: i32 = 5;
+    /// `bpf_csum_diff`.
+    pub const CSUM_DIFF: i32 = 28;
+    /// `bpf_xdp_adjust_head`: grows or shrinks the frame at its start.
+    pub const XDP_ADJUST_HEAD: i32 = 44;
+    /// `bpf_ktime_get_coarse_ns`: a cheap clock of jiffy resolution.
+    pub const KTIME_GET_COARSE_NS: i32 = 160;
     /// `bpf_xdp_adjust_tail`: grows or shrinks the frame at its end.
     pub const XDP_ADJUST_TAIL: i32 = 65;
     /// `bpf_xdp_get_buff_len`: the frame's length, fragments included.
@@ -216,6 +222,84 @@ pub mod asm {
     /// `exit`.
     pub fn exit() -> Insn {
         insn(BPF_JMP | 0x90, 0, 0, 0, 0)
+    }
+
+    /// `dst = htobe(dst)` of `bits` (16, 32 or 64): a byte swap on little-endian hosts, so a
+    /// value loaded from the packet becomes its numeric value, and back.
+    pub fn to_be(dst: u8, bits: i32) -> Insn {
+        const BPF_ALU: u8 = 0x04;
+        const BPF_END: u8 = 0xd0;
+        const BPF_TO_BE: u8 = 0x08;
+        insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, bits)
+    }
+
+    /// A program under construction, with named jump targets resolved at the end.
+    #[derive(Debug, Default)]
+    pub struct Builder {
+        insns: Vec<Insn>,
+        labels: std::collections::HashMap<&'static str, usize>,
+        fixups: Vec<(usize, &'static str)>,
+    }
+
+    impl Builder {
+        /// Appends instructions.
+        pub fn push(&mut self, insns: impl IntoIterator<Item = Insn>) -> &mut Self {
+            self.insns.extend(insns);
+            self
+        }
+
+        /// Marks the next instruction as `name`.
+        ///
+        /// # Panics
+        /// If `name` is already defined.
+        pub fn label(&mut self, name: &'static str) -> &mut Self {
+            let previous = self.labels.insert(name, self.insns.len());
+            assert!(previous.is_none(), "label {name} defined twice");
+            self
+        }
+
+        fn jump(&mut self, insn: Insn, target: &'static str) -> &mut Self {
+            self.fixups.push((self.insns.len(), target));
+            self.insns.push(insn);
+            self
+        }
+
+        /// `if dst op imm goto target`.
+        pub fn jmp_imm_to(
+            &mut self,
+            op: Jmp,
+            dst: u8,
+            imm: i32,
+            target: &'static str,
+        ) -> &mut Self {
+            self.jump(jmp_imm(op, dst, imm, 0), target)
+        }
+
+        /// `if dst op src goto target`.
+        pub fn jmp_reg_to(&mut self, op: Jmp, dst: u8, src: u8, target: &'static str) -> &mut Self {
+            self.jump(jmp_reg(op, dst, src, 0), target)
+        }
+
+        /// `goto target`.
+        pub fn ja_to(&mut self, target: &'static str) -> &mut Self {
+            self.jump(ja(0), target)
+        }
+
+        /// The instructions, with every jump resolved.
+        ///
+        /// # Panics
+        /// If a jump names an undefined label or is out of range.
+        pub fn finish(mut self) -> Vec<Insn> {
+            for (at, name) in std::mem::take(&mut self.fixups) {
+                let target = *self
+                    .labels
+                    .get(name)
+                    .unwrap_or_else(|| panic!("undefined label {name}"));
+                let off = target as i64 - at as i64 - 1;
+                self.insns[at].off = i16::try_from(off).expect("jump in range");
+            }
+            self.insns
+        }
     }
 }
 

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use flowtable::{Config, PortConfig, PortId, VlanMode};
 
 use crate::counters::{MAX_PORTS, PortStats, WorkerStats};
+use crate::fastpath::{self, FastPathMaps, FastPort};
 use crate::port::{Interface, Port, PortInfo, PortQueue, QueueInfo, open_socket};
 use crate::prog::{self, ProgError, XdpLink, XdpMode, XskMap};
-use crate::sys::SyscallError;
 use crate::sys::xsk::{BindMode, RingSizes, XdpStatistics, XskRings};
+use crate::sys::{SyscallError, netdev};
 use crate::umem::Umem;
 use crate::worker::{
     Command, FdbEntry, NeighborEntry, QueueSocket, TxMap, Worker, WorkerEvent, WorkerSetup,
@@ -52,6 +53,8 @@ pub struct SwitchOptions {
     pub busy_poll: bool,
     /// Slots of each worker's flow cache.
     pub cache_capacity: usize,
+    /// Forward decided flows in the kernel (XDP redirect) where the kernel supports it.
+    pub fast_path: bool,
 }
 
 /// The default UMEM size in frames: 16384 (32 MiB of 2 KiB frames) where the process may lock
@@ -90,6 +93,7 @@ impl Default for SwitchOptions {
             ring_size: 2048,
             busy_poll: false,
             cache_capacity: flowtable::cache::DEFAULT_CAPACITY,
+            fast_path: true,
         }
     }
 }
@@ -229,6 +233,12 @@ pub struct Switch {
     config: Arc<Config>,
     tags: BTreeSet<u16>,
     started: Instant,
+    /// The fast path's maps, when it is on.
+    fast: Option<Arc<FastPathMaps>>,
+    /// The configuration epoch the kernel entries must carry.
+    config_epoch: u32,
+    fast_ports: Vec<Option<FastPort>>,
+    checks: u64,
 }
 
 impl std::fmt::Debug for Switch {
@@ -286,6 +296,17 @@ impl Switch {
                 }
             })?;
         let umems = vec![Arc::new(umem)];
+        let fast = if options.fast_path {
+            match probe_fast_path() {
+                Ok(maps) => Some(Arc::new(maps)),
+                Err(e) => {
+                    tracing::warn!("fast path unavailable, forwarding in userspace only: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let epoch = Instant::now();
         let config = Arc::new(config);
         let fill_target = Arc::new(AtomicU32::new(options.ring_size));
@@ -304,6 +325,7 @@ impl Switch {
                 umems: umems.clone(),
                 fill_target: fill_target.clone(),
                 fill_budget: options.umem_frames / (2 * options.workers.len() as u32),
+                fast_path: fast.clone(),
             };
             let worker = Worker::new(
                 setup,
@@ -339,7 +361,73 @@ impl Switch {
             config,
             tags: BTreeSet::new(),
             started: Instant::now(),
+            fast,
+            config_epoch: 1,
+            fast_ports: vec![None; MAX_PORTS],
+            checks: 0,
         })
+    }
+
+    /// Whether the in-kernel fast path is on.
+    pub fn fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Tells the workers how the fast path sees the ports.
+    fn send_fast_ports(&self) -> Result<(), SwitchError> {
+        if self.fast.is_some() {
+            let ports = Arc::new(self.fast_ports.clone());
+            for w in &self.workers {
+                w.send(Command::SetFastPorts(ports.clone()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether frames may be redirected to `ifindex` in the kernel (for a veth: whether its
+    /// peer has an XDP program or GRO on).
+    fn accepts_redirects(ifindex: u32) -> bool {
+        netdev::xdp_features(ifindex).is_ok_and(|f| f & netdev::XDP_ACT_NDO_XMIT != 0)
+    }
+
+    /// Makes the workers fold the kernel entries' counters in now.
+    fn sync_fast_path(&self) -> Result<(), SwitchError> {
+        if self.fast.is_some() {
+            for w in &self.workers {
+                w.ask(Command::SyncFastPath)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every kernel entry, with its counters.
+    ///
+    /// # Errors
+    /// A worker did not answer.
+    pub fn fast_path_dump(&self) -> Result<Vec<crate::fastpath::FastEntry>, SwitchError> {
+        let mut all = Vec::new();
+        if self.fast.is_some() {
+            for w in &self.workers {
+                all.extend(w.ask(Command::FastPathEntries)?);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Kernel entries installed, by ingress port.
+    ///
+    /// # Errors
+    /// A worker did not answer.
+    pub fn fast_path_entries(&self) -> Result<BTreeMap<PortId, usize>, SwitchError> {
+        let mut total = BTreeMap::new();
+        if self.fast.is_some() {
+            for w in &self.workers {
+                for (port, n) in w.ask(Command::FastPathCounts)? {
+                    *total.entry(port).or_insert(0) += n;
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// Time since the switch started.
@@ -549,7 +637,11 @@ impl Switch {
         };
         let id = self.alloc_port_id()?;
         let xskmap = XskMap::new(queues, &format!("xvs_xsks_{id}"))?;
-        let prog = prog::load_xdp(&prog::redirect_to_xsk(xskmap.as_fd()), "xvs_port")?;
+        let insns = match &self.fast {
+            Some(maps) => fastpath::program(maps, xskmap.as_fd()),
+            None => prog::redirect_to_xsk(xskmap.as_fd()),
+        };
+        let prog = prog::load_xdp(&insns, "xvs_port")?;
         let (opened, umem, zero_copy) = self.open_queues(&interface, queues)?;
         let (queues_state, rings): (Vec<PortQueue>, Vec<XskRings>) = opened.into_iter().unzip();
         // Attach last: until then the interface's traffic keeps going to the stack.
@@ -581,6 +673,12 @@ impl Switch {
         };
         port.map_queues()?;
         let finish = port.interface.needs_checksum_fix();
+        if let Some(maps) = &self.fast {
+            let ifindex = port.interface.ifindex;
+            let target = Self::accepts_redirects(ifindex) && maps.add_target(ifindex).is_ok();
+            self.fast_ports[usize::from(id)] = Some(FastPort { ifindex, target });
+            self.send_fast_ports()?;
+        }
         self.update_fill_target(port.queues.len());
         for (q, rings) in port.queues.iter().zip(rings) {
             let socket = QueueSocket::new(id, q.queue, rings, finish, umem);
@@ -623,6 +721,13 @@ impl Switch {
     }
 
     fn remove_port(&mut self, id: PortId) -> Result<(), SwitchError> {
+        if let (Some(maps), Some(port)) = (&self.fast, self.ports.get(&id)) {
+            // No frame is redirected to it from now on; the epoch bump below retires every
+            // kernel entry that named it.
+            maps.remove_target(port.interface.ifindex);
+            self.fast_ports[usize::from(id)] = None;
+            self.send_fast_ports()?;
+        }
         let mut config = (*self.config).clone();
         config.remove_port(id);
         self.publish(config)?;
@@ -691,12 +796,22 @@ impl Switch {
             }
         }
         let map = Arc::new(TxMap { owners });
+        // Retire every kernel entry before the change is acknowledged: entries decided under
+        // the old configuration stop matching at once.
+        self.config_epoch = self.config_epoch.wrapping_add(1).max(1);
+        if let Some(maps) = &self.fast {
+            maps.set_epoch(self.config_epoch)?;
+        }
         for w in &self.workers {
-            w.send(Command::SetConfig(config.clone()))?;
+            w.send(Command::SetConfig(config.clone(), self.config_epoch))?;
             w.send(Command::SetTxMap(map.clone()))?;
         }
         self.config = config;
-        self.barrier()
+        self.barrier()?;
+        if let Some(maps) = &self.fast {
+            maps.collect_garbage(self.config_epoch);
+        }
+        Ok(())
     }
 
     /// Returns once every worker has applied every command sent so far.
@@ -728,6 +843,8 @@ impl Switch {
             driver: port.interface.driver.clone(),
             xdp_mode: port.link.mode(),
             zero_copy: port.zero_copy,
+            fast_path: self.fast.is_some(),
+            redirect_target: self.fast_ports[usize::from(port.id)].is_some_and(|f| f.target),
             queues: port
                 .queues
                 .iter()
@@ -753,8 +870,11 @@ impl Switch {
         total
     }
 
-    /// Counters of every port since it was added.
+    /// Counters of every port since it was added, whichever level forwarded the packets.
     pub fn port_counters(&self) -> Vec<PortCounters> {
+        if let Err(e) = self.sync_fast_path() {
+            tracing::warn!("fast path counters not folded in: {e}");
+        }
         self.ports
             .values()
             .map(|p| {
@@ -808,6 +928,7 @@ impl Switch {
     /// # Errors
     /// The worker did not answer.
     pub fn fdb(&self) -> Result<Vec<FdbEntry>, SwitchError> {
+        self.sync_fast_path()?;
         let mut entries = self.workers[0].ask(Command::Fdb)?;
         entries.sort_by_key(|e| (e.vlan, e.mac));
         Ok(entries)
@@ -818,6 +939,7 @@ impl Switch {
     /// # Errors
     /// A worker did not answer.
     pub fn rule_stats(&self) -> Result<std::collections::HashMap<u32, (u64, u64)>, SwitchError> {
+        self.sync_fast_path()?;
         let mut total = std::collections::HashMap::new();
         for w in &self.workers {
             for (rule, (packets, bytes)) in w.ask(Command::RuleStats)? {
@@ -860,6 +982,10 @@ impl Switch {
                 }
             }
         }
+        self.checks += 1;
+        if self.fast.is_some() && self.checks.is_multiple_of(10) {
+            self.refresh_targets();
+        }
         let gone: Vec<(PortId, String)> = self
             .ports
             .values()
@@ -875,6 +1001,45 @@ impl Switch {
             }
         }
         removed
+    }
+
+    /// Follows changes of which ports accept redirected frames (a container turning GRO on or
+    /// off on its end of a veth).
+    fn refresh_targets(&mut self) {
+        let Some(maps) = self.fast.clone() else {
+            return;
+        };
+        let mut changed = false;
+        for port in self.ports.values() {
+            let Some(fp) = self.fast_ports[usize::from(port.id)].as_mut() else {
+                continue;
+            };
+            let now = Self::accepts_redirects(fp.ifindex);
+            if now != fp.target {
+                changed = true;
+                fp.target = now && maps.add_target(fp.ifindex).is_ok();
+                if !now {
+                    maps.remove_target(fp.ifindex);
+                }
+                tracing::info!(
+                    port = port.id,
+                    name = port.interface.name,
+                    redirect_target = fp.target,
+                    "fast path target changed"
+                );
+            }
+        }
+        if changed {
+            if let Err(e) = self.send_fast_ports() {
+                tracing::warn!("{e}");
+            }
+            // Re-decide every flow: ones that could not be offloaded may be now, and entries
+            // redirecting to a port that lost the ability must go.
+            let config = (*self.config).clone();
+            if let Err(e) = self.publish(config) {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     /// Stops the workers, closes every socket and detaches every XDP program.
@@ -905,6 +1070,14 @@ impl Switch {
             }
         }
     }
+}
+
+/// Creates the fast path's maps and checks that the kernel accepts its program.
+fn probe_fast_path() -> Result<FastPathMaps, SwitchError> {
+    let maps = FastPathMaps::new()?;
+    let xsks = XskMap::new(1, "xvs_probe")?;
+    prog::load_xdp(&fastpath::program(&maps, xsks.as_fd()), "xvs_probe")?;
+    Ok(maps)
 }
 
 impl Drop for Switch {

@@ -24,6 +24,7 @@ use flowtable::neighbour::Solicitation;
 use flowtable::{Config, Decision, DropReason, EgressTag, Event, FlowKey, Pipeline, PortId, Step};
 
 use crate::counters::{Drop, MAX_PORTS, WorkerCounters};
+use crate::fastpath::{FastPathMaps, FastPorts, Offloader};
 use crate::sys::frame::{Packet, UmemArea};
 use crate::sys::os::{self, EventFd};
 use crate::sys::xsk::{KickError, XskRings};
@@ -100,7 +101,16 @@ pub(crate) enum Command {
         port: PortId,
         reply: Sender<Vec<XskRings>>,
     },
-    SetConfig(Arc<Config>),
+    /// A new configuration, with the fast path's epoch for it.
+    SetConfig(Arc<Config>, u32),
+    /// The ports as the fast path sees them.
+    SetFastPorts(Arc<FastPorts>),
+    /// Fold the kernel entries' counters in now.
+    SyncFastPath(Sender<()>),
+    /// Kernel entries installed, by ingress port.
+    FastPathCounts(Sender<std::collections::HashMap<PortId, usize>>),
+    /// The kernel entries, after folding their counters in.
+    FastPathEntries(Sender<Vec<crate::fastpath::FastEntry>>),
     SetTxMap(Arc<TxMap>),
     Fdb(Sender<Vec<FdbEntry>>),
     FdbFlush,
@@ -201,6 +211,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) fill_target: Arc<AtomicU32>,
     /// Most frames this worker lends to all its fill rings together.
     pub(crate) fill_budget: u32,
+    /// The fast path's maps, if it is on.
+    pub(crate) fast_path: Option<Arc<FastPathMaps>>,
 }
 
 /// The worker's I/O state: everything but the pipeline, so that a decision borrowed from the
@@ -234,6 +246,7 @@ pub(crate) struct Worker {
     pipeline: Pipeline,
     config: Arc<Config>,
     io: Io,
+    offloader: Option<Offloader>,
     commands: Receiver<Command>,
     rx_batch: Vec<Packet>,
     idle_loops: u32,
@@ -260,8 +273,15 @@ impl Worker {
             .map(|u| FreeList::new(u.clone(), 256, 1024))
             .collect();
         let areas = setup.umems.iter().map(|u| u.area().clone()).collect();
+        let mut pipeline = Pipeline::new(config.clone(), setup.cache_capacity);
+        let offloader = setup.fast_path.clone().map(|maps| {
+            pipeline.track_invalidations(true);
+            let zero = os::monotonic_ns().saturating_sub(setup.epoch.elapsed().as_nanos() as u64);
+            Offloader::new(maps, zero)
+        });
         Worker {
-            pipeline: Pipeline::new(config.clone(), setup.cache_capacity),
+            pipeline,
+            offloader,
             config,
             io: Io {
                 areas,
@@ -306,6 +326,9 @@ impl Worker {
                 work += self.receive(i, now);
             }
             work += self.receive_handoffs();
+            if let Some(off) = &mut self.offloader {
+                off.invalidate(&mut self.pipeline, &self.io.shared.counters);
+            }
             self.send_solicitations();
             self.io.transmit();
             self.io.reap();
@@ -317,6 +340,10 @@ impl Worker {
             self.loops += 1;
             if self.loops.is_multiple_of(1024) {
                 self.pipeline.tick(now);
+                if let Some(off) = &mut self.offloader {
+                    off.sync_if_due(&mut self.pipeline, &self.io.shared.counters, now);
+                    off.invalidate(&mut self.pipeline, &self.io.shared.counters);
+                }
                 self.publish_stats();
             }
             self.io.shared.counters.loop_done(work > 0);
@@ -363,9 +390,44 @@ impl Worker {
                     let rings = self.io.remove_port(port);
                     let _ = reply.send(rings);
                 }
-                Command::SetConfig(config) => {
+                Command::SetConfig(config, epoch) => {
                     self.pipeline.set_config(config.clone());
+                    if let Some(off) = &mut self.offloader {
+                        let now = self.setup.epoch.elapsed().as_nanos() as u64;
+                        off.reset(epoch, &mut self.pipeline, &self.io.shared.counters, now);
+                    }
                     self.config = config;
+                }
+                Command::SetFastPorts(ports) => {
+                    if let Some(off) = &mut self.offloader {
+                        off.set_ports(ports);
+                    }
+                }
+                Command::SyncFastPath(reply) => {
+                    if let Some(off) = &mut self.offloader {
+                        let now = self.setup.epoch.elapsed().as_nanos() as u64;
+                        off.sync(&mut self.pipeline, &self.io.shared.counters, now);
+                    }
+                    let _ = reply.send(());
+                }
+                Command::FastPathEntries(reply) => {
+                    let entries = match &mut self.offloader {
+                        Some(off) => {
+                            let now = self.setup.epoch.elapsed().as_nanos() as u64;
+                            off.sync(&mut self.pipeline, &self.io.shared.counters, now);
+                            off.entries()
+                        }
+                        None => Vec::new(),
+                    };
+                    let _ = reply.send(entries);
+                }
+                Command::FastPathCounts(reply) => {
+                    let counts = self
+                        .offloader
+                        .as_ref()
+                        .map(Offloader::counts)
+                        .unwrap_or_default();
+                    let _ = reply.send(counts);
                 }
                 Command::SetTxMap(map) => self.io.set_tx_map(&map),
                 Command::Fdb(reply) => {
@@ -470,10 +532,15 @@ impl Worker {
                 .drop(in_port, Drop::Pipeline(DropReason::Malformed), packet);
             return;
         };
-        if finish {
-            finish_partial_checksum(frame, &key, &layout);
+        let finished = finish && finish_partial_checksum(frame, &key, &layout);
+        let (decision, miss) = self.pipeline.decide_detailed(&key, packet.len, now);
+        // Later packets of a flow whose checksums the sender leaves unfinished come up to
+        // userspace anyway (the XDP program punts them), so such flows are not offloaded.
+        if let (Some(off), Some(miss)) = (self.offloader.as_mut(), miss)
+            && !finished
+        {
+            off.install(&key, decision, &miss, &self.config, now);
         }
-        let decision = self.pipeline.decide(&key, packet.len, now);
         self.io.execute(decision, &self.config, packet, in_port);
     }
 

@@ -32,7 +32,7 @@ pub use action::{Decision, DropReason, Step};
 pub use classifier::Classifier;
 pub use config::{Config, PortConfig};
 pub use key::{FlowKey, Layout};
-pub use pipeline::{Event, MacEvent, Pipeline, PipelineStats};
+pub use pipeline::{Event, MacEvent, Miss, Pipeline, PipelineStats};
 pub use port::{EgressTag, PortId, VlanMode};
 pub use route::{Route, RouteTable};
 pub use rule::{Action, Match, Rule};

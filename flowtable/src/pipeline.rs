@@ -39,7 +39,7 @@ use crate::wire::{EtherType, EthernetAddress, arp, l4};
 
 const DEP_BUCKETS: usize = 1024;
 /// Most dependencies one decision records (source and destination MAC, next hop, its MAC).
-const MAX_DEPS: usize = 4;
+pub const MAX_DEPS: usize = 4;
 /// How often [`Pipeline::tick`] sweeps the cache and ages the tables.
 pub const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
 
@@ -139,6 +139,29 @@ impl Resolution {
     }
 }
 
+/// What a decision computed from the tables depended on: for a second-level cache (the
+/// kernel's) that must be invalidated exactly as this pipeline's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    /// Generation buckets of the MACs and next hops looked up.
+    pub deps: [Option<u16>; MAX_DEPS],
+    /// The source the flow teaches: (VLAN, MAC, port).
+    pub learn: Option<(u16, u64, PortId)>,
+    /// Whether the decision may be cached at all.
+    pub cacheable: bool,
+    /// The count of dependency changes when the decision was made: changes reported by
+    /// [`Pipeline::take_invalidations`] with a higher count came after it.
+    pub seq: u64,
+}
+
+/// Where a decision is kept: in a cache slot, or in the pipeline's slot for decisions that
+/// must not be cached.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Cache(usize),
+    Uncached,
+}
+
 /// The forwarding pipeline of one worker.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -157,6 +180,14 @@ pub struct Pipeline {
     uncached: Decision,
     /// Whether decisions are cached at all (off: the reference pipeline of the tests).
     caching: bool,
+    /// What the last miss depended on.
+    last_miss: Option<Miss>,
+    /// Record the buckets that change, for a second-level cache to follow.
+    track_invalidations: bool,
+    invalidated: Vec<(u16, u64)>,
+    /// The count of the last change when too many changed to list.
+    invalidated_all: Option<u64>,
+    change_seq: u64,
     last_sweep: u64,
     stats: PipelineStats,
 }
@@ -203,6 +234,11 @@ impl Pipeline {
             changed_scratch: Vec::new(),
             uncached: Decision::drop(DropReason::Rule),
             caching: true,
+            last_miss: None,
+            track_invalidations: false,
+            invalidated: Vec::new(),
+            invalidated_all: None,
+            change_seq: 0,
             last_sweep: 0,
             stats: PipelineStats::default(),
         }
@@ -295,6 +331,28 @@ impl Pipeline {
 
     /// Decides what to do with a packet of flow `key`, `len` bytes long.
     pub fn decide(&mut self, key: &FlowKey, len: u32, now: u64) -> &Decision {
+        self.decide_detailed(key, len, now).0
+    }
+
+    /// [`decide`](Self::decide), also saying what the decision depended on when it was
+    /// computed from the tables rather than served by the cache.
+    pub fn decide_detailed(
+        &mut self,
+        key: &FlowKey,
+        len: u32,
+        now: u64,
+    ) -> (&Decision, Option<Miss>) {
+        let at = self.decide_at(key, len, now);
+        let miss = self.last_miss.take();
+        let decision = match at {
+            Slot::Cache(i) => &self.cache.entry(i).decision,
+            Slot::Uncached => &self.uncached,
+        };
+        (decision, miss)
+    }
+
+    /// Decides, and says where the decision is kept.
+    fn decide_at(&mut self, key: &FlowKey, len: u32, now: u64) -> Slot {
         if let Some(i) = self.cache.lookup(key, now) {
             let generations = &self.generations;
             let entry = self.cache.entry_mut(i);
@@ -308,11 +366,18 @@ impl Pipeline {
                 entry.packets += 1;
                 entry.bytes += u64::from(len);
                 self.stats.cache_hits += 1;
-                return &self.cache.entry(i).decision;
+                self.last_miss = None;
+                return Slot::Cache(i);
             }
         }
         self.stats.cache_misses += 1;
         let (decision, resolution) = self.resolve(key, now);
+        self.last_miss = Some(Miss {
+            deps: resolution.deps,
+            learn: resolution.learn,
+            cacheable: !resolution.uncacheable,
+            seq: self.change_seq,
+        });
         if resolution.uncacheable || !self.caching {
             // The packet taught us something (a neighbour): decide the next one afresh too.
             if let Some(rule) = decision.rule() {
@@ -321,7 +386,7 @@ impl Pipeline {
                 s.1 += u64::from(len);
             }
             self.uncached = decision;
-            return &self.uncached;
+            return Slot::Uncached;
         }
         let entry = CacheEntry {
             decision,
@@ -340,7 +405,7 @@ impl Pipeline {
         if let Some(old) = old {
             self.fold_counts(&old);
         }
-        &self.cache.entry(i).decision
+        Slot::Cache(i)
     }
 
     /// Computes a decision from the tables, learning on the way.
@@ -723,8 +788,58 @@ impl Pipeline {
     }
 
     fn bump_bucket(&mut self, b: u16) {
+        if self.track_invalidations {
+            self.change_seq += 1;
+            if self.invalidated.len() < DEP_BUCKETS {
+                self.invalidated.push((b, self.change_seq));
+            } else {
+                self.invalidated_all = Some(self.change_seq);
+            }
+        }
         let b = usize::from(b);
         self.generations[b] = self.generations[b].wrapping_add(1);
+    }
+
+    /// What the last [`decide`](Self::decide) computed from the tables, or `None` if it was
+    /// served by the cache.
+    pub fn take_miss(&mut self) -> Option<Miss> {
+        self.last_miss.take()
+    }
+
+    /// Starts (or stops) recording which dependency buckets change, for
+    /// [`take_invalidations`](Self::take_invalidations).
+    pub fn track_invalidations(&mut self, on: bool) {
+        self.track_invalidations = on;
+        self.invalidated.clear();
+        self.invalidated_all = None;
+    }
+
+    /// Moves the buckets changed since the last call into `out`, each with the count of the
+    /// change (compare with [`Miss::seq`]: only decisions made before a change depend on the
+    /// old state). Returns `Some(count)` if too many changed to list: every decision made
+    /// before that count is stale.
+    pub fn take_invalidations(&mut self, out: &mut Vec<(u16, u64)>) -> Option<u64> {
+        out.append(&mut self.invalidated);
+        self.invalidated_all.take()
+    }
+
+    /// Adds packets and bytes that another level (the kernel) forwarded for `rule`.
+    pub fn add_rule_counts(&mut self, rule: u32, packets: u64, bytes: u64) {
+        let s = self.rule_counts.entry(rule).or_default();
+        s.0 += packets;
+        s.1 += bytes;
+    }
+
+    /// Keeps a source address fresh after another level forwarded its frames at `seen`: like
+    /// learning, but only if it is still known on `port`.
+    pub fn refresh_source(&mut self, vlan: u16, mac: u64, port: PortId, seen: u64) {
+        if self
+            .mac_table
+            .get(vlan, mac)
+            .is_some_and(|e| e.port == port && e.last_seen < seen)
+        {
+            self.learn_local(vlan, mac, port, seen);
+        }
     }
 
     fn bump(&mut self, vlan: u16, mac: u64) {
@@ -811,13 +926,7 @@ impl Pipeline {
             .filter_map(|(_, e, used)| e.learn.map(|(v, m, p)| (v, m, p, used)))
             .collect();
         for (vlan, mac, port, used) in used {
-            if self
-                .mac_table
-                .get(vlan, mac)
-                .is_some_and(|e| e.port == port && e.last_seen < used)
-            {
-                self.learn_local(vlan, mac, port, used);
-            }
+            self.refresh_source(vlan, mac, port, used);
         }
         let mut expired = std::mem::take(&mut self.changed_scratch);
         self.mac_table.expire(now, &mut expired);
@@ -847,6 +956,10 @@ impl Pipeline {
 
     /// Forgets every learned address.
     pub fn flush_mac_table(&mut self) {
+        if self.track_invalidations {
+            self.change_seq += 1;
+            self.invalidated_all = Some(self.change_seq);
+        }
         self.mac_table.flush();
         self.generations
             .iter_mut()

@@ -123,6 +123,8 @@ enum Cmd {
     ShowRoutes,
     /// Next hops the router resolved (ARP and ND).
     ShowNeighbors,
+    /// Flows the kernel forwards by XDP redirect, with their counters.
+    DumpFastPath,
     /// The MAC learning table.
     Fdb {
         #[command(subcommand)]
@@ -242,10 +244,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "xvsd {} up {:.0}s, {} worker(s)",
+                "xvsd {} up {:.0}s, {} worker(s), fast path {}",
                 s(&r["version"]),
                 r["uptime_s"].as_f64().unwrap_or(0.0),
-                r["workers"].as_array().map_or(0, Vec::len)
+                r["workers"].as_array().map_or(0, Vec::len),
+                if r["fast_path"] == json!(true) {
+                    "on"
+                } else {
+                    "off"
+                }
             );
             let rows: Vec<Vec<String>> = r["ports"]
                 .as_array()
@@ -274,6 +281,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .flatten()
                         .map(|(k, v)| format!("{k}={}", s(v)))
                         .collect();
+                    let fast = &p["fast_path"];
+                    let fast = if fast["active"] != json!(true) {
+                        "off".to_owned()
+                    } else if fast["redirect_target"] == json!(true) {
+                        format!("on, {} entries", fast["entries"])
+                    } else {
+                        format!("rx only, {} entries", fast["entries"])
+                    };
                     vec![
                         s(&p["id"]),
                         s(&p["name"]),
@@ -286,6 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         } else {
                             "copy".into()
                         },
+                        fast,
                         queues.join(" "),
                         vlan,
                         ids.join(","),
@@ -301,6 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "DRIVER",
                     "XDP",
                     "MODE",
+                    "FAST PATH",
                     "QUEUES(q:worker/cpu)",
                     "VLAN",
                     "EXTERNAL_IDS",
@@ -524,6 +541,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect();
             print_table(&["IP", "MAC", "PORT", "VLAN", "AGE(s)"], &rows);
+        }
+        Cmd::DumpFastPath => {
+            let r = client.call("dump-fast-path", json!({}))?;
+            if json_out {
+                emit(&r);
+                return Ok(());
+            }
+            if r["enabled"] != json!(true) {
+                println!("fast path off");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = r["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    vec![
+                        s(&e["in_port"]),
+                        s(&e["dl_src"]),
+                        s(&e["dl_dst"]),
+                        s(&e["dl_type"]),
+                        s(&e["action"]),
+                        s(&e["out_port"]),
+                        s(&e["rule"]),
+                        s(&e["n_packets"]),
+                        s(&e["n_bytes"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "IN_PORT",
+                    "DL_SRC",
+                    "DL_DST",
+                    "DL_TYPE",
+                    "ACTION",
+                    "OUT_PORT",
+                    "RULE",
+                    "N_PACKETS",
+                    "N_BYTES",
+                ],
+                &rows,
+            );
         }
         Cmd::Version => {
             let r = client.call("version", json!({}))?;

@@ -39,6 +39,10 @@ struct Args {
     /// Seconds before a silent MAC address is forgotten.
     #[arg(long, default_value_t = 300)]
     mac_age: u64,
+    /// Forward decided flows in the kernel by XDP redirect (on where the kernel supports it),
+    /// or everything through userspace (off).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    fast_path: String,
     /// Most MAC addresses learned.
     #[arg(long, default_value_t = flowtable::mac_table::DEFAULT_CAPACITY)]
     mac_max: usize,
@@ -93,6 +97,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .umem_frames
             .unwrap_or_else(|| dataplane::switch::default_umem_frames(2048)),
         busy_poll: args.busy_poll,
+        fast_path: args.fast_path == "on",
         ..SwitchOptions::default()
     };
     let mut config = flowtable::Config::default();

@@ -398,6 +398,10 @@ impl Lab {
             cmd.args(["--port", p]);
         }
         cmd.args(extra);
+        // XVS_TEST_FAST_PATH=off runs the whole suite with the in-kernel fast path off.
+        if std::env::var("XVS_TEST_FAST_PATH").is_ok_and(|v| v == "off") {
+            cmd.args(["--fast-path", "off"]);
+        }
         let log_file = std::fs::File::create(&log).expect("log file");
         cmd.stdout(Stdio::null())
             .stderr(log_file.try_clone().unwrap())
