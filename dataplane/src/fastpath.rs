@@ -6,8 +6,9 @@
 //! flow; each port's XDP program looks every frame up there first and, on a hit, applies the
 //! decision and redirects the frame through a DEVMAP without leaving the kernel. On a miss, or
 //! for anything the program does not support (flooding, ARP and ND, traffic for the router,
-//! unfinished checksums, IP options), it redirects the frame to the port's AF_XDP socket as
-//! before.
+//! IP options), it redirects the frame to the port's AF_XDP socket as before. TCP and UDP
+//! checksums a container left for offload (a veth hands them over unfinished) are finished
+//! in the program for flows it forwards.
 //!
 //! # The key
 //! The kernel key holds every field of [`FlowKey`] that the program can read: ingress
@@ -79,7 +80,12 @@ pub struct FastPathMaps {
     flows: Map,
     devmap: Map,
     epoch: Map,
+    /// A per-CPU buffer the program copies TCP/UDP segments into to finish their checksums.
+    scratch: Map,
 }
+
+/// Bytes of the checksum scratch buffer (segments up to one less are finished in the kernel).
+const SCRATCH_LEN: usize = 2048;
 
 impl FastPathMaps {
     /// Creates the maps.
@@ -98,6 +104,14 @@ impl FastPathMaps {
             )?,
             devmap: Map::create(MapType::DevmapHash, 4, 4, MAX_PORTS, 0, "xvs_ports")?,
             epoch: Map::create(MapType::Array, 4, 4, 1, 0, "xvs_epoch")?,
+            scratch: Map::create(
+                MapType::PercpuArray,
+                4,
+                SCRATCH_LEN as u32,
+                1,
+                0,
+                "xvs_scratch",
+            )?,
         };
         maps.set_epoch(1)?;
         Ok(maps)
@@ -180,6 +194,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     let epoch = load_map_fd(1, maps.epoch.as_fd().as_raw_fd());
     let devmap = load_map_fd(1, maps.devmap.as_fd().as_raw_fd());
     let xsks = load_map_fd(1, xskmap.as_raw_fd());
+    let scratch = load_map_fd(1, maps.scratch.as_fd().as_raw_fd());
     let mut b = Builder::default();
     // r6 = ctx, r7 = data, r8 = data_end; the key is at fp-40.
     b.push([
@@ -192,6 +207,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
         store_imm(Size::Dw, 10, -16, 0),
         store_imm(Size::Dw, 10, -8, 0),
         store_imm(Size::W, 10, -56, 0),
+        store_imm(Size::Dw, 10, -72, 0),
         mov_reg(2, 7),
         alu_imm(Alu::Add, 2, 14),
     ]);
@@ -274,6 +290,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
         load(Size::H, 0, 4, 6),
     ]);
     b.jmp_imm_to(Jmp::Eq, 0, 0, "lookup");
+    b.push([mov_imm(1, 6)]);
     b.ja_to("csum");
 
     b.label("tcp");
@@ -283,10 +300,12 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
         load(Size::W, 3, 4, 0),
         store_reg(Size::W, 10, 3, -8),
         load(Size::H, 0, 4, 16),
+        mov_imm(1, 16),
     ]);
 
     // A checksum field holding only the pseudo-header sum was left for offload
-    // (CHECKSUM_PARTIAL): userspace finishes it.
+    // (CHECKSUM_PARTIAL): note where it is (fp-72), to finish it if the flow is forwarded
+    // here (userspace finishes it otherwise).
     b.label("csum");
     b.push([
         to_be(0, 16),
@@ -314,9 +333,11 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
         alu_imm(Alu::And, 3, 0xffff),
         alu_reg(Alu::Add, 3, 5),
     ]);
-    b.jmp_reg_to(Jmp::Eq, 0, 3, "to_xsk");
+    b.jmp_reg_to(Jmp::Eq, 0, 3, "partial");
     b.jmp_imm_to(Jmp::Ne, 3, 0xffff, "lookup");
-    b.jmp_imm_to(Jmp::Eq, 0, 0, "to_xsk");
+    b.jmp_imm_to(Jmp::Ne, 0, 0, "lookup");
+    b.label("partial");
+    b.push([store_reg(Size::Dw, 10, 1, -72)]);
 
     b.label("lookup");
     b.push(flows);
@@ -336,6 +357,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     b.jmp_imm_to(Jmp::Eq, 0, 0, "to_xsk");
     b.push([load(Size::W, 2, 0, 0), load(Size::W, 3, 9, value::EPOCH)]);
     b.jmp_reg_to(Jmp::Ne, 2, 3, "to_xsk");
+    finish_checksum(&mut b, scratch);
     b.push([
         load(Size::B, 2, 9, value::FLAGS),
         mov_reg(3, 2),
@@ -476,6 +498,150 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
         exit(),
     ]);
     b.finish()
+}
+
+/// Finishes a TCP or UDP checksum left for offload, for a flow the kernel forwards: copies
+/// the segment into a per-CPU scratch buffer (`bpf_xdp_load_bytes`), sums it with
+/// `bpf_csum_diff` in four chunks of at most 512 bytes (the helper's limit), adds the last one
+/// to three bytes, folds, complements and stores. The field already holds the folded
+/// pseudo-header sum, which is what the sum needs. Segments over 2 KiB go to userspace.
+///
+/// Working from the buffer keeps the verifier's work small: chunk pointers are constant
+/// offsets into one map value, so only the chunk sizes vary.
+///
+/// Stack: fp-48 L3 offset, fp-56 a zero key, fp-64 IP total length, fp-72 checksum offset in
+/// the L4 header (0: nothing to finish), fp-80/fp-96 spilled ctx and value pointers, fp-88
+/// the running sum, fp-104 the segment length.
+fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
+    use asm::*;
+    b.push([load(Size::Dw, 2, 10, -72)]);
+    b.jmp_imm_to(Jmp::Eq, 2, 0, "csum_done");
+    b.push([load(Size::B, 3, 9, value::ACTION)]);
+    b.jmp_imm_to(Jmp::Eq, 3, i32::from(ACTION_DROP), "csum_done");
+    b.push([load(Size::Dw, 5, 10, -64), alu_imm(Alu::Sub, 5, 20)]);
+    b.jmp_imm_to(Jmp::Gt, 5, SCRATCH_LEN as i32 - 1, "to_xsk");
+    b.jmp_imm_to(Jmp::Lt, 5, 8, "to_xsk");
+    b.push([
+        store_reg(Size::Dw, 10, 6, -80),
+        store_reg(Size::Dw, 10, 9, -96),
+        store_reg(Size::Dw, 10, 5, -104),
+    ]);
+    b.push(scratch);
+    b.push([
+        mov_reg(2, 10),
+        alu_imm(Alu::Add, 2, -56),
+        call(helper::MAP_LOOKUP_ELEM),
+    ]);
+    b.jmp_imm_to(Jmp::Eq, 0, 0, "csum_fail");
+    b.push([
+        mov_reg(9, 0),
+        load(Size::Dw, 1, 10, -80),
+        load(Size::Dw, 2, 10, -48),
+        alu_imm(Alu::Add, 2, 20),
+        mov_reg(3, 9),
+        load(Size::Dw, 4, 10, -104),
+        call(helper::XDP_LOAD_BYTES),
+    ]);
+    b.jmp_imm_to(Jmp::Ne, 0, 0, "csum_fail");
+    b.push([
+        store_imm(Size::Dw, 10, -88, 0),
+        load(Size::Dw, 6, 10, -104),
+        alu_imm(Alu::And, 6, (SCRATCH_LEN as i32 - 1) & !3),
+    ]);
+    for (i, small, next) in [
+        (0, "csum_s0", "csum_n0"),
+        (1, "csum_s1", "csum_n1"),
+        (2, "csum_s2", "csum_n2"),
+        (3, "csum_s3", "csum_n3"),
+    ] {
+        b.push([mov_reg(4, 6)]);
+        b.jmp_imm_to(Jmp::Le, 4, 512, small);
+        b.push([mov_imm(4, 512)]);
+        b.label(small);
+        b.push([
+            mov_imm(1, 0),
+            mov_imm(2, 0),
+            mov_reg(3, 9),
+            alu_imm(Alu::Add, 3, 512 * i),
+            load(Size::Dw, 5, 10, -88),
+            call(helper::CSUM_DIFF),
+        ]);
+        b.jmp_imm_to(Jmp::Slt, 0, 0, "csum_fail");
+        b.push([store_reg(Size::Dw, 10, 0, -88), mov_imm(4, 0)]);
+        b.jmp_imm_to(Jmp::Le, 6, 512, next);
+        b.push([mov_reg(4, 6), alu_imm(Alu::Sub, 4, 512)]);
+        b.label(next);
+        b.push([mov_reg(6, 4)]);
+    }
+    // The last 1-3 bytes, in memory order as csum_partial takes them.
+    b.push([
+        load(Size::Dw, 2, 10, -104),
+        mov_reg(3, 2),
+        alu_imm(Alu::And, 3, (SCRATCH_LEN as i32 - 1) & !3),
+        alu_imm(Alu::And, 2, 3),
+        mov_reg(4, 9),
+        alu_reg(Alu::Add, 4, 3),
+    ]);
+    b.jmp_imm_to(Jmp::Lt, 2, 2, "csum_one");
+    b.push([
+        load(Size::H, 5, 4, 0),
+        load(Size::Dw, 0, 10, -88),
+        alu_reg(Alu::Add, 0, 5),
+        store_reg(Size::Dw, 10, 0, -88),
+        alu_imm(Alu::Add, 4, 2),
+        alu_imm(Alu::Sub, 2, 2),
+    ]);
+    b.label("csum_one");
+    b.jmp_imm_to(Jmp::Eq, 2, 0, "csum_fold");
+    b.push([
+        load(Size::B, 5, 4, 0),
+        load(Size::Dw, 0, 10, -88),
+        alu_reg(Alu::Add, 0, 5),
+        store_reg(Size::Dw, 10, 0, -88),
+    ]);
+    b.label("csum_fold");
+    b.push([
+        load(Size::Dw, 0, 10, -88),
+        mov_reg(1, 0),
+        alu_imm(Alu::Rsh, 1, 32),
+        alu_imm(Alu::Lsh, 0, 32),
+        alu_imm(Alu::Rsh, 0, 32),
+        alu_reg(Alu::Add, 0, 1),
+    ]);
+    for _ in 0..3 {
+        b.push([
+            mov_reg(1, 0),
+            alu_imm(Alu::Rsh, 1, 16),
+            alu_imm(Alu::And, 0, 0xffff),
+            alu_reg(Alu::Add, 0, 1),
+        ]);
+    }
+    b.push([alu_imm(Alu::Xor, 0, 0xffff), load(Size::B, 2, 10, -20)]);
+    b.jmp_imm_to(Jmp::Ne, 2, 17, "csum_store");
+    b.jmp_imm_to(Jmp::Ne, 0, 0, "csum_store");
+    b.push([mov_imm(0, 0xffff)]);
+    b.label("csum_store");
+    b.push([
+        load(Size::Dw, 4, 10, -48),
+        alu_imm(Alu::Add, 4, 20),
+        load(Size::Dw, 3, 10, -72),
+        alu_reg(Alu::Add, 4, 3),
+        mov_reg(5, 7),
+        alu_reg(Alu::Add, 5, 4),
+        mov_reg(2, 5),
+        alu_imm(Alu::Add, 2, 2),
+    ]);
+    b.jmp_reg_to(Jmp::Gt, 2, 8, "csum_fail");
+    b.push([
+        store_reg(Size::H, 5, 0, 0),
+        load(Size::Dw, 6, 10, -80),
+        load(Size::Dw, 9, 10, -96),
+    ]);
+    b.ja_to("csum_done");
+    b.label("csum_fail");
+    b.push([load(Size::Dw, 6, 10, -80)]);
+    b.ja_to("to_xsk");
+    b.label("csum_done");
 }
 
 /// A flow's key as the kernel program builds it.

@@ -45,6 +45,8 @@ pub mod helper {
     pub const CSUM_DIFF: i32 = 28;
     /// `bpf_xdp_adjust_head`: grows or shrinks the frame at its start.
     pub const XDP_ADJUST_HEAD: i32 = 44;
+    /// `bpf_xdp_load_bytes`: copies bytes of the frame out.
+    pub const XDP_LOAD_BYTES: i32 = 189;
     /// `bpf_ktime_get_coarse_ns`: a cheap clock of jiffy resolution.
     pub const KTIME_GET_COARSE_NS: i32 = 160;
     /// `bpf_xdp_adjust_tail`: grows or shrinks the frame at its end.
@@ -115,6 +117,8 @@ pub mod asm {
         Lt = 0xa0,
         /// `<=` unsigned.
         Le = 0xb0,
+        /// `<` signed.
+        Slt = 0xc0,
     }
 
     /// Access sizes.

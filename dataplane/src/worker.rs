@@ -532,13 +532,11 @@ impl Worker {
                 .drop(in_port, Drop::Pipeline(DropReason::Malformed), packet);
             return;
         };
-        let finished = finish && finish_partial_checksum(frame, &key, &layout);
+        if finish {
+            finish_partial_checksum(frame, &key, &layout);
+        }
         let (decision, miss) = self.pipeline.decide_detailed(&key, packet.len, now);
-        // Later packets of a flow whose checksums the sender leaves unfinished come up to
-        // userspace anyway (the XDP program punts them), so such flows are not offloaded.
-        if let (Some(off), Some(miss)) = (self.offloader.as_mut(), miss)
-            && !finished
-        {
+        if let (Some(off), Some(miss)) = (self.offloader.as_mut(), miss) {
             off.install(&key, decision, &miss, &self.config, now);
         }
         self.io.execute(decision, &self.config, packet, in_port);
