@@ -150,6 +150,34 @@ impl Netlink {
         })
     }
 
+    /// Turns GRO on for interface `ifname` in `netns` (or here). A veth whose end has GRO on
+    /// takes frames the switch's fast path redirects into it in the kernel; GRO wanted on a
+    /// down interface takes effect when it comes up.
+    ///
+    /// # Errors
+    /// [`NetlinkError::Setns`] when the namespace cannot be entered, or the ethtool error.
+    pub fn enable_gro(netns: Option<&File>, ifname: &str) -> Result<(), NetlinkError> {
+        let set = || {
+            dataplane::sys::netdev::set_gro(ifname, true).map_err(|e| NetlinkError::Os {
+                op: "enable GRO",
+                source: e.io_error,
+            })
+        };
+        match netns {
+            None => set(),
+            Some(netns) => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        nix::sched::setns(netns.as_fd(), CloneFlags::CLONE_NEWNET)
+                            .map_err(|e| NetlinkError::Setns(io::Error::from(e)))?;
+                        set()
+                    })
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }),
+        }
+    }
+
     /// Sends `message` and collects the replies until the kernel's ACK or DONE.
     fn request(
         &mut self,
