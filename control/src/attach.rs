@@ -367,7 +367,10 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
     let peer_netns = spec.container.as_ref().map(|c| &c.netns.file);
     if let Err(e) = Netlink::enable_gro(peer_netns, &spec.peer_name) {
         // Forwarding works without it; only the kernel fast path cannot deliver here.
-        tracing::warn!(ifname = spec.peer_name, "cannot enable GRO on the container side: {e}");
+        tracing::warn!(
+            ifname = spec.peer_name,
+            "cannot enable GRO on the container side: {e}"
+        );
     }
 
     let host_link = guard

@@ -314,6 +314,16 @@ impl Daemon {
             "show-routes" => Ok(self.show_routes()),
             "show-neighbors" => self.show_neighbors(),
             "dump-fast-path" => self.dump_fast_path(),
+            "set-fast-path" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct On {
+                    on: bool,
+                }
+                let On { on } = params(p)?;
+                self.switch.set_fast_path(on).map_err(switch_error)?;
+                Ok(json!({"fast_path": self.switch.fast_path()}))
+            }
             other => Err(RpcError::new(
                 code::METHOD_NOT_FOUND,
                 format!("unknown command {other:?} (see list-commands)"),

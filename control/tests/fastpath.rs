@@ -314,3 +314,36 @@ fn removing_a_route_takes_effect_at_once() {
     let leaked = rx_during(b, 1.0);
     assert!(leaked <= 3, "{leaked} packets followed a deleted route");
 }
+
+#[test]
+fn the_fast_path_switches_live_without_loss() {
+    let Some(mut lab) = Lab::new("the_fast_path_switches_live_without_loss") else {
+        return;
+    };
+    let Some((cs, d)) = prepare(&mut lab, 2, 25) else {
+        return;
+    };
+    let (a, b) = (&cs[0], &cs[1]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    let pinger = a.spawn(&["ping", "-n", "-q", "-i", "0.01", "-c", "400", &b.ip]);
+    for state in ["off", "on", "off", "on"] {
+        std::thread::sleep(Duration::from_millis(600));
+        let out = d.ctl(&["set-fast-path", state]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let show = d.call("show", json!({}));
+        assert_eq!(show["fast_path"], json!(state == "on"));
+    }
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "pings lost while switching: {text}"
+    );
+    // On again: the flow went back into the kernel.
+    assert_eq!(a.ping(&b.ip, 50, 0.005), 50);
+    wait_in_kernel(&d, &a.port);
+}

@@ -143,8 +143,8 @@ pub(crate) struct Port {
     pub(crate) zero_copy: bool,
     pub(crate) queues: Vec<PortQueue>,
     pub(crate) xskmap: XskMap,
-    /// The loaded program; kept so that the link can be rebuilt or inspected.
-    pub(crate) _prog: OwnedFd,
+    /// The program the link runs.
+    pub(crate) prog: OwnedFd,
     pub(crate) link: XdpLink,
 }
 

@@ -7,6 +7,7 @@
 //! every worker has applied it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -373,6 +374,50 @@ impl Switch {
         self.fast.is_some()
     }
 
+    /// Turns the in-kernel fast path on or off while forwarding: every port's program is
+    /// replaced atomically on its live bpf_link, so no frame meets a detached interface.
+    ///
+    /// # Errors
+    /// The kernel refuses the fast path's program, or a link update or a worker fails.
+    pub fn set_fast_path(&mut self, on: bool) -> Result<(), SwitchError> {
+        if on == self.fast.is_some() {
+            return Ok(());
+        }
+        let maps = if on {
+            Some(Arc::new(probe_fast_path()?))
+        } else {
+            None
+        };
+        // Workers first learn of the maps (so that frames the new programs punt are handled
+        // with the offloader), then each port switches program.
+        for w in &self.workers {
+            w.send(Command::SetFastPath(maps.clone()))?;
+        }
+        self.fast = maps;
+        for port in self.ports.values_mut() {
+            let insns = match &self.fast {
+                Some(maps) => fastpath::program(maps, port.xskmap.as_fd()),
+                None => prog::redirect_to_xsk(port.xskmap.as_fd()),
+            };
+            let new = prog::load_xdp(&insns, "xvs_port")?;
+            port.link.replace(new.as_fd())?;
+            port.prog = new;
+            self.fast_ports[usize::from(port.id)] = match &self.fast {
+                Some(maps) => {
+                    let ifindex = port.interface.ifindex;
+                    let target =
+                        Self::accepts_redirects(ifindex) && maps.add_target(ifindex).is_ok();
+                    Some(FastPort { ifindex, target })
+                }
+                None => None,
+            };
+        }
+        self.send_fast_ports()?;
+        tracing::info!(on, "fast path switched");
+        let config = (*self.config).clone();
+        self.publish(config)
+    }
+
     /// Tells the workers how the fast path sees the ports.
     fn send_fast_ports(&self) -> Result<(), SwitchError> {
         if self.fast.is_some() {
@@ -668,7 +713,7 @@ impl Switch {
             zero_copy,
             queues: queues_state,
             xskmap,
-            _prog: prog,
+            prog,
             link,
         };
         port.map_queues()?;

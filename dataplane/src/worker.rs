@@ -105,6 +105,8 @@ pub(crate) enum Command {
     SetConfig(Arc<Config>, u32),
     /// The ports as the fast path sees them.
     SetFastPorts(Arc<FastPorts>),
+    /// The fast path was turned on (its maps) or off.
+    SetFastPath(Option<Arc<FastPathMaps>>),
     /// Fold the kernel entries' counters in now.
     SyncFastPath(Sender<()>),
     /// Kernel entries installed, by ingress port.
@@ -397,6 +399,18 @@ impl Worker {
                         off.reset(epoch, &mut self.pipeline, &self.io.shared.counters, now);
                     }
                     self.config = config;
+                }
+                Command::SetFastPath(maps) => {
+                    let now = self.now();
+                    if let Some(off) = &mut self.offloader {
+                        // Count what the old entries forwarded before forgetting them.
+                        off.sync(&mut self.pipeline, &self.io.shared.counters, now);
+                    }
+                    self.pipeline.track_invalidations(maps.is_some());
+                    self.offloader = maps.map(|maps| {
+                        let zero = os::monotonic_ns().saturating_sub(now);
+                        Offloader::new(maps, zero)
+                    });
                 }
                 Command::SetFastPorts(ports) => {
                     if let Some(off) = &mut self.offloader {

@@ -125,6 +125,12 @@ enum Cmd {
     ShowNeighbors,
     /// Flows the kernel forwards by XDP redirect, with their counters.
     DumpFastPath,
+    /// Turn the in-kernel fast path on or off without stopping traffic.
+    SetFastPath {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// The MAC learning table.
     Fdb {
         #[command(subcommand)]
@@ -541,6 +547,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect();
             print_table(&["IP", "MAC", "PORT", "VLAN", "AGE(s)"], &rows);
+        }
+        Cmd::SetFastPath { state } => {
+            let r = client.call("set-fast-path", json!({"on": state == "on"}))?;
+            if json_out {
+                emit(&r);
+            }
         }
         Cmd::DumpFastPath => {
             let r = client.call("dump-fast-path", json!({}))?;
