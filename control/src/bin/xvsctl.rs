@@ -223,8 +223,242 @@ fn parse_vlan(words: &[String]) -> anyhow::Result<VlanSpec> {
     }
 }
 
+/// How a command's result is shown without `--json`.
+type Printer = fn(&Value);
+
+fn quiet(_: &Value) {}
+
+/// Prints `r[key]` as a table of the given (header, field) columns.
+fn columns(r: &Value, key: &str, cols: &[(&str, &str)]) {
+    let rows: Vec<Vec<String>> = r[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| cols.iter().map(|(_, field)| s(&e[*field])).collect())
+        .collect();
+    let header: Vec<&str> = cols.iter().map(|(h, _)| *h).collect();
+    print_table(&header, &rows);
+}
+
+fn print_show(r: &Value) {
+    println!(
+        "xvsd {} up {:.0}s, {} worker(s), fast path {}",
+        s(&r["version"]),
+        r["uptime_s"].as_f64().unwrap_or(0.0),
+        r["workers"].as_array().map_or(0, Vec::len),
+        if r["fast_path"] == json!(true) {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    let rows: Vec<Vec<String>> = r["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let queues: Vec<String> = p["queues"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|q| {
+                    let cpu = q["cpu"].as_u64().map_or("-".into(), |c| c.to_string());
+                    format!("{}:w{}/cpu{}", q["queue"], q["worker"], cpu)
+                })
+                .collect();
+            let vlan = match &p["vlan"]["mode"] {
+                Value::String(m) if m == "access" => format!("access {}", p["vlan"]["tag"]),
+                Value::String(m) if m == "trunk" => format!("trunk {}", p["vlan"]["trunks"]),
+                _ => "all".into(),
+            };
+            let ids: Vec<String> = p["external_ids"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", s(v)))
+                .collect();
+            let fast = &p["fast_path"];
+            let fast = if fast["active"] != json!(true) {
+                "off".to_owned()
+            } else if fast["redirect_target"] == json!(true) {
+                format!("on, {} entries", fast["entries"])
+            } else {
+                format!("rx only, {} entries", fast["entries"])
+            };
+            let mode = if p["zero_copy"] == json!(true) {
+                "zc"
+            } else {
+                "copy"
+            };
+            vec![
+                s(&p["id"]),
+                s(&p["name"]),
+                s(&p["ifindex"]),
+                s(&p["mac"]),
+                s(&p["driver"]),
+                s(&p["xdp_mode"]),
+                mode.to_owned(),
+                fast,
+                queues.join(" "),
+                vlan,
+                ids.join(","),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "PORT",
+            "IFINDEX",
+            "MAC",
+            "DRIVER",
+            "XDP",
+            "MODE",
+            "FAST PATH",
+            "QUEUES(q:worker/cpu)",
+            "VLAN",
+            "EXTERNAL_IDS",
+        ],
+        &rows,
+    );
+}
+
+fn print_fdb(r: &Value) {
+    let rows: Vec<Vec<String>> = r["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let kind = if e["static"] == json!(true) {
+                "static"
+            } else {
+                "learned"
+            };
+            vec![
+                s(&e["mac"]),
+                s(&e["vlan"]),
+                s(&e["port"]),
+                format!("{:.1}", e["age_s"].as_f64().unwrap_or(0.0)),
+                kind.to_owned(),
+            ]
+        })
+        .collect();
+    print_table(&["MAC", "VLAN", "PORT", "AGE(s)", "TYPE"], &rows);
+}
+
+fn print_flows(r: &Value) {
+    for f in r["flows"].as_array().into_iter().flatten() {
+        println!(
+            " n_packets={}, n_bytes={}, {}",
+            f["n_packets"],
+            f["n_bytes"],
+            s(&f["flow"])
+        );
+    }
+}
+
+fn print_addrs(r: &Value) {
+    let rows: Vec<Vec<String>> = r["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let addrs: Vec<String> = i["addrs"].as_array().into_iter().flatten().map(s).collect();
+            vec![
+                s(&i["name"]),
+                s(&i["vlan"]),
+                s(&i["port"]),
+                s(&i["mac"]),
+                addrs.join(" "),
+            ]
+        })
+        .collect();
+    print_table(&["INTERFACE", "VLAN", "PORT", "MAC", "ADDRESSES"], &rows);
+}
+
+fn print_routes(r: &Value) {
+    for route in r["routes"].as_array().into_iter().flatten() {
+        match route["type"].as_str() {
+            Some("static") => println!(
+                "{} via {} dev {}",
+                s(&route["prefix"]),
+                s(&route["via"]),
+                s(&route["dev"])
+            ),
+            _ => println!("{} dev {} connected", s(&route["prefix"]), s(&route["dev"])),
+        }
+    }
+}
+
+fn print_neighbors(r: &Value) {
+    columns(
+        r,
+        "neighbors",
+        &[
+            ("IP", "ip"),
+            ("MAC", "mac"),
+            ("PORT", "port"),
+            ("VLAN", "vlan"),
+            ("AGE(s)", "age_s"),
+        ],
+    );
+}
+
+fn print_fast_path(r: &Value) {
+    if r["enabled"] != json!(true) {
+        println!("fast path off");
+        return;
+    }
+    columns(
+        r,
+        "entries",
+        &[
+            ("IN_PORT", "in_port"),
+            ("DL_SRC", "dl_src"),
+            ("DL_DST", "dl_dst"),
+            ("DL_TYPE", "dl_type"),
+            ("ACTION", "action"),
+            ("OUT_PORT", "out_port"),
+            ("RULE", "rule"),
+            ("N_PACKETS", "n_packets"),
+            ("N_BYTES", "n_bytes"),
+        ],
+    );
+}
+
+fn print_version(r: &Value) {
+    println!("xvsd {} (protocol {})", s(&r["version"]), r["protocol"]);
+}
+
+fn print_commands(r: &Value) {
+    let rows: Vec<Vec<String>> = r
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| vec![s(&c["name"]), s(&c["params"]), s(&c["help"])])
+        .collect();
+    print_table(&["COMMAND", "PARAMS", "WHAT"], &rows);
+}
+
+/// Prints an attach/detach report: JSON, or its `summary` line.
+fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        print_json(report);
+    } else {
+        println!("{}", s(&report["summary"]));
+    }
+    Ok(())
+}
+
+fn print_json(r: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(r).expect("JSON values serialize")
+    );
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    match &cli.command {
+    let (method, params, printer): (&str, Value, Printer) = match cli.command {
         Cmd::Attach(args) => return print_report(&args.run(&cli.socket)?.report(), cli.json),
         Cmd::Detach(args) => {
             return print_report(
@@ -232,105 +466,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.json,
             );
         }
-        _ => {}
-    }
-    let mut client = Client::connect(&cli.socket)?;
-    let json_out = cli.json;
-    let emit = |value: &Value| {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("JSON values serialize")
-        );
-    };
-    match cli.command {
-        Cmd::Show => {
-            let r = client.call("show", json!({}))?;
-            if json_out {
-                emit(&r);
-                return Ok(());
-            }
-            println!(
-                "xvsd {} up {:.0}s, {} worker(s), fast path {}",
-                s(&r["version"]),
-                r["uptime_s"].as_f64().unwrap_or(0.0),
-                r["workers"].as_array().map_or(0, Vec::len),
-                if r["fast_path"] == json!(true) {
-                    "on"
-                } else {
-                    "off"
-                }
-            );
-            let rows: Vec<Vec<String>> = r["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    let queues: Vec<String> = p["queues"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|q| {
-                            let cpu = q["cpu"].as_u64().map_or("-".into(), |c| c.to_string());
-                            format!("{}:w{}/cpu{}", q["queue"], q["worker"], cpu)
-                        })
-                        .collect();
-                    let vlan = match &p["vlan"]["mode"] {
-                        Value::String(m) if m == "access" => format!("access {}", p["vlan"]["tag"]),
-                        Value::String(m) if m == "trunk" => {
-                            format!("trunk {}", p["vlan"]["trunks"])
-                        }
-                        _ => "all".into(),
-                    };
-                    let ids: Vec<String> = p["external_ids"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| format!("{k}={}", s(v)))
-                        .collect();
-                    let fast = &p["fast_path"];
-                    let fast = if fast["active"] != json!(true) {
-                        "off".to_owned()
-                    } else if fast["redirect_target"] == json!(true) {
-                        format!("on, {} entries", fast["entries"])
-                    } else {
-                        format!("rx only, {} entries", fast["entries"])
-                    };
-                    vec![
-                        s(&p["id"]),
-                        s(&p["name"]),
-                        s(&p["ifindex"]),
-                        s(&p["mac"]),
-                        s(&p["driver"]),
-                        s(&p["xdp_mode"]),
-                        if p["zero_copy"] == json!(true) {
-                            "zc".into()
-                        } else {
-                            "copy".into()
-                        },
-                        fast,
-                        queues.join(" "),
-                        vlan,
-                        ids.join(","),
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "ID",
-                    "PORT",
-                    "IFINDEX",
-                    "MAC",
-                    "DRIVER",
-                    "XDP",
-                    "MODE",
-                    "FAST PATH",
-                    "QUEUES(q:worker/cpu)",
-                    "VLAN",
-                    "EXTERNAL_IDS",
-                ],
-                &rows,
-            );
-        }
+        Cmd::Show => ("show", json!({}), print_show),
         Cmd::AddPort {
             name,
             queues,
@@ -347,29 +483,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(t) = tag {
                 params["vlan"] = json!(VlanSpec::Access { tag: t });
             }
-            let r = client.call("add-port", params)?;
-            if json_out {
-                emit(&r);
-            }
+            ("add-port", params, quiet)
         }
-        Cmd::DelPort { name } => {
-            let r = client.call("del-port", json!({"name": name}))?;
-            if json_out {
-                emit(&r);
-            }
-        }
+        Cmd::DelPort { name } => ("del-port", json!({"name": name}), quiet),
         Cmd::SetPort { name, setting } => {
             let (what, rest) = setting.split_first().expect("clap requires one");
-            match what.as_str() {
-                "vlan" => {
-                    let vlan = parse_vlan(rest)?;
-                    let r = client.call("set-port", json!({"name": name, "vlan": vlan}))?;
-                    if json_out {
-                        emit(&r);
-                    }
-                }
-                other => bail!("set-port knows `vlan`, not {other:?}"),
+            if what != "vlan" {
+                bail!("set-port knows `vlan`, not {what:?}");
             }
+            let vlan = parse_vlan(rest)?;
+            ("set-port", json!({"name": name, "vlan": vlan}), quiet)
         }
         Cmd::DumpPorts {
             name,
@@ -382,261 +505,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => json!({}),
             };
             if rate {
-                return dump_rates(&mut client, &params, interval, count, json_out);
+                let mut client = Client::connect(&cli.socket)?;
+                return dump_rates(&mut client, &params, interval, count, cli.json);
             }
-            let r = client.call("dump-ports", params)?;
-            if json_out {
-                emit(&r);
-                return Ok(());
-            }
-            print_ports(&r);
+            ("dump-ports", params, print_ports)
         }
         Cmd::Fdb { action } => match action {
-            FdbCmd::Show => {
-                let r = client.call("fdb-show", json!({}))?;
-                if json_out {
-                    emit(&r);
-                    return Ok(());
-                }
-                let rows: Vec<Vec<String>> = r["entries"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        vec![
-                            s(&e["mac"]),
-                            s(&e["vlan"]),
-                            s(&e["port"]),
-                            format!("{:.1}", e["age_s"].as_f64().unwrap_or(0.0)),
-                            if e["static"] == json!(true) {
-                                "static".into()
-                            } else {
-                                "learned".into()
-                            },
-                        ]
-                    })
-                    .collect();
-                print_table(&["MAC", "VLAN", "PORT", "AGE(s)", "TYPE"], &rows);
-            }
-            FdbCmd::Flush => {
-                let r = client.call("fdb-flush", json!({}))?;
-                if json_out {
-                    emit(&r);
-                }
-            }
+            FdbCmd::Show => ("fdb-show", json!({}), print_fdb),
+            FdbCmd::Flush => ("fdb-flush", json!({}), quiet),
         },
-        Cmd::AddFlow { flow } => {
-            let r = client.call("add-flow", json!({"flow": flow}))?;
-            if json_out {
-                emit(&r);
-            }
-        }
+        Cmd::AddFlow { flow } => ("add-flow", json!({"flow": flow}), quiet),
         Cmd::DelFlows { pattern, strict } => {
             let mut params = json!({"strict": strict});
             if let Some(m) = pattern {
                 params["match"] = json!(m);
             }
-            let r = client.call("del-flows", params)?;
-            if json_out {
-                emit(&r);
-            }
+            ("del-flows", params, quiet)
         }
-        Cmd::DumpFlows => {
-            let r = client.call("dump-flows", json!({}))?;
-            if json_out {
-                emit(&r);
-                return Ok(());
-            }
-            for f in r["flows"].as_array().into_iter().flatten() {
-                println!(
-                    " n_packets={}, n_bytes={}, {}",
-                    f["n_packets"],
-                    f["n_bytes"],
-                    s(&f["flow"])
-                );
-            }
-        }
+        Cmd::DumpFlows => ("dump-flows", json!({}), print_flows),
         Cmd::AddAddr { name, addr, mac } => {
             let mut params = json!({"name": name, "addr": addr});
             if let Some(m) = mac {
                 params["mac"] = json!(m);
             }
-            let r = client.call("add-addr", params)?;
-            if json_out {
-                emit(&r);
-            }
+            ("add-addr", params, quiet)
         }
-        Cmd::DelAddr { name, addr } => {
-            let r = client.call("del-addr", json!({"name": name, "addr": addr}))?;
-            if json_out {
-                emit(&r);
-            }
-        }
-        Cmd::ShowAddrs => {
-            let r = client.call("show-addrs", json!({}))?;
-            if json_out {
-                emit(&r);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = r["interfaces"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|i| {
-                    let addrs: Vec<String> =
-                        i["addrs"].as_array().into_iter().flatten().map(s).collect();
-                    vec![
-                        s(&i["name"]),
-                        s(&i["vlan"]),
-                        s(&i["port"]),
-                        s(&i["mac"]),
-                        addrs.join(" "),
-                    ]
-                })
-                .collect();
-            print_table(&["INTERFACE", "VLAN", "PORT", "MAC", "ADDRESSES"], &rows);
-        }
+        Cmd::DelAddr { name, addr } => ("del-addr", json!({"name": name, "addr": addr}), quiet),
+        Cmd::ShowAddrs => ("show-addrs", json!({}), print_addrs),
         Cmd::AddRoute { prefix, via, .. } => {
-            let r = client.call("add-route", json!({"prefix": prefix, "via": via}))?;
-            if json_out {
-                emit(&r);
-            }
+            ("add-route", json!({"prefix": prefix, "via": via}), quiet)
         }
-        Cmd::DelRoute { prefix } => {
-            let r = client.call("del-route", json!({"prefix": prefix}))?;
-            if json_out {
-                emit(&r);
-            }
-        }
-        Cmd::ShowRoutes => {
-            let r = client.call("show-routes", json!({}))?;
-            if json_out {
-                emit(&r);
-                return Ok(());
-            }
-            for route in r["routes"].as_array().into_iter().flatten() {
-                match route["type"].as_str() {
-                    Some("static") => println!(
-                        "{} via {} dev {}",
-                        s(&route["prefix"]),
-                        s(&route["via"]),
-                        s(&route["dev"])
-                    ),
-                    _ => println!("{} dev {} connected", s(&route["prefix"]), s(&route["dev"])),
-                }
-            }
-        }
-        Cmd::ShowNeighbors => {
-            let r = client.call("show-neighbors", json!({}))?;
-            if json_out {
-                emit(&r);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = r["neighbors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|n| {
-                    vec![
-                        s(&n["ip"]),
-                        s(&n["mac"]),
-                        s(&n["port"]),
-                        s(&n["vlan"]),
-                        format!("{:.1}", n["age_s"].as_f64().unwrap_or(0.0)),
-                    ]
-                })
-                .collect();
-            print_table(&["IP", "MAC", "PORT", "VLAN", "AGE(s)"], &rows);
-        }
-        Cmd::SetFastPath { state } => {
-            let r = client.call("set-fast-path", json!({"on": state == "on"}))?;
-            if json_out {
-                emit(&r);
-            }
-        }
-        Cmd::DumpFastPath => {
-            let r = client.call("dump-fast-path", json!({}))?;
-            if json_out {
-                emit(&r);
-                return Ok(());
-            }
-            if r["enabled"] != json!(true) {
-                println!("fast path off");
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = r["entries"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    vec![
-                        s(&e["in_port"]),
-                        s(&e["dl_src"]),
-                        s(&e["dl_dst"]),
-                        s(&e["dl_type"]),
-                        s(&e["action"]),
-                        s(&e["out_port"]),
-                        s(&e["rule"]),
-                        s(&e["n_packets"]),
-                        s(&e["n_bytes"]),
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "IN_PORT",
-                    "DL_SRC",
-                    "DL_DST",
-                    "DL_TYPE",
-                    "ACTION",
-                    "OUT_PORT",
-                    "RULE",
-                    "N_PACKETS",
-                    "N_BYTES",
-                ],
-                &rows,
-            );
-        }
-        Cmd::Version => {
-            let r = client.call("version", json!({}))?;
-            if json_out {
-                emit(&r);
-            } else {
-                println!("xvsd {} (protocol {})", s(&r["version"]), r["protocol"]);
-            }
-        }
-        Cmd::ListCommands => {
-            let r = client.call("list-commands", json!({}))?;
-            if json_out {
-                emit(&r);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = r
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| vec![s(&c["name"]), s(&c["params"]), s(&c["help"])])
-                .collect();
-            print_table(&["COMMAND", "PARAMS", "WHAT"], &rows);
-        }
-        Cmd::Attach(_) | Cmd::Detach(_) => unreachable!("dispatched above"),
+        Cmd::DelRoute { prefix } => ("del-route", json!({"prefix": prefix}), quiet),
+        Cmd::ShowRoutes => ("show-routes", json!({}), print_routes),
+        Cmd::ShowNeighbors => ("show-neighbors", json!({}), print_neighbors),
+        Cmd::SetFastPath { state } => ("set-fast-path", json!({"on": state == "on"}), quiet),
+        Cmd::DumpFastPath => ("dump-fast-path", json!({}), print_fast_path),
+        Cmd::Version => ("version", json!({}), print_version),
+        Cmd::ListCommands => ("list-commands", json!({}), print_commands),
         Cmd::Call { method, params } => {
             let params: Value = match params {
                 Some(text) => serde_json::from_str(&text).context("params must be JSON")?,
                 None => json!({}),
             };
-            emit(&client.call(&method, params)?);
+            let mut client = Client::connect(&cli.socket)?;
+            print_json(&client.call(&method, params)?);
+            return Ok(());
         }
-    }
-    Ok(())
-}
-
-/// Prints an attach/detach report: JSON, or its `summary` line.
-fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(report)?);
+    };
+    let mut client = Client::connect(&cli.socket)?;
+    let result = client.call(method, params)?;
+    if cli.json {
+        print_json(&result);
     } else {
-        println!("{}", s(&report["summary"]));
+        printer(&result);
     }
     Ok(())
 }
