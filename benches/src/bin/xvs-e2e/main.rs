@@ -640,6 +640,9 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                 Ok(details) => sw.rounds.push(details),
                 Err(e) if is_interrupted(&e) => {
                     interrupted = true;
+                    sw.rounds
+                        .push(json!({ "round": round + 1, "error": "interrupted" }));
+                    rounds_run[i] -= 1;
                     break 'rounds;
                 }
                 Err(e) => {
@@ -661,7 +664,7 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     for (i, sw) in switches.iter_mut().enumerate() {
-        sw.finish(round_failures[i], rounds_run[i]);
+        sw.finish(round_failures[i], rounds_run[i], args.trials as usize);
         if sw.status == report::Status::Failed && sw.reason.is_none() {
             sw.reason = sw
                 .rounds

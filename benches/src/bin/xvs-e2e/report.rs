@@ -233,8 +233,10 @@ pub(crate) enum Status {
     Partial,
     /// No round ran to its end.
     Failed,
-    /// Not measured (not installed, not selected by a failed check).
+    /// Not measured (not installed, say).
     Skipped,
+    /// Ctrl-C or SIGTERM ended the run before every round of this switch ran.
+    Interrupted,
 }
 
 /// Everything measured of one switch.
@@ -294,8 +296,9 @@ impl SwitchReport {
         }
     }
 
-    /// Computes the summaries and the status, once every round ran.
-    pub(crate) fn finish(&mut self, round_failures: usize, rounds: usize) {
+    /// Computes the summaries and the status, once the rounds ran: `rounds` of the
+    /// `planned`, `round_failures` of which failed.
+    pub(crate) fn finish(&mut self, round_failures: usize, rounds: usize, planned: usize) {
         let mut any_error = round_failures > 0;
         for f in self.figures.values_mut() {
             let values: Vec<f64> = f.trials.iter().flatten().copied().collect();
@@ -307,7 +310,11 @@ impl SwitchReport {
         if self.status == Status::Skipped {
             return;
         }
-        self.status = if rounds > 0 && round_failures == rounds {
+        self.status = if rounds < planned {
+            self.reason
+                .get_or_insert_with(|| format!("interrupted after {rounds} of {planned} rounds"));
+            Status::Interrupted
+        } else if rounds > 0 && round_failures == rounds {
             Status::Failed
         } else if any_error {
             Status::Partial
@@ -484,12 +491,17 @@ mod tests {
             bridge.set(key::RATE64, b);
             bridge.fail(key::TCP, round, "connection timed out");
         }
-        xvs.finish(0, 3);
-        bridge.finish(0, 3);
-        ovs.finish(0, 0);
+        xvs.finish(0, 3, 3);
+        bridge.finish(0, 3, 3);
+        ovs.finish(0, 0, 3);
         assert_eq!(xvs.status, Status::Ok);
         assert_eq!(bridge.status, Status::Partial);
         assert_eq!(ovs.status, Status::Skipped);
+        let mut cut = SwitchReport::new("xdp-redirect", &f);
+        cut.begin_round();
+        cut.finish(0, 1, 3);
+        assert_eq!(cut.status, Status::Interrupted);
+        assert!(cut.reason.as_deref().unwrap().contains("1 of 3"));
         let r64 = &xvs.figures[key::RATE64];
         assert_eq!(
             (r64.min, r64.median, r64.max),
