@@ -395,10 +395,20 @@ fn run_round(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result
         eprintln!("  no traffic, {seconds} s");
         let w = measure::idle(ctx, switch.pid(), seconds)?;
         let busy = w.cpus.iter().map(cpu::CpuSeconds::busy).sum::<f64>() / w.seconds;
-        eprintln!("    all CPUs busy {busy:.2}");
+        let own = w
+            .process
+            .as_ref()
+            .map_or(0.0, |p| (p.user + p.system) / w.seconds);
+        eprintln!("    all CPUs busy {busy:.2}, the switch process {own:.2}");
+        if busy - own > 0.2 {
+            eprintln!(
+                "    note: {:.2} CPUs busy with something else: expect noise",
+                busy - own
+            );
+        }
         sw.set(key::IDLE_ALL, busy);
-        if let Some(p) = &w.process {
-            sw.set(key::IDLE_PROC, (p.user + p.system) / w.seconds);
+        if w.process.is_some() {
+            sw.set(key::IDLE_PROC, own);
         }
         details["no_traffic"] = serde_json::to_value(&w)?;
 
@@ -409,6 +419,20 @@ fn run_round(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result
         let t = measure::rate(ctx, &topo, &max(64, 1), Some(switch.pid()));
         if let Some(t) = attempt(sw, round, &keys, t)? {
             eprintln!("    {}", describe_rate(&t));
+            if let Some(p) = t.cpu.as_ref().and_then(|w| w.process.as_ref()) {
+                let threads: Vec<String> = p
+                    .threads
+                    .iter()
+                    .take(3)
+                    .map(|t| format!("{} {:.2}+{:.2}", t.name, t.user, t.system))
+                    .collect();
+                eprintln!(
+                    "    switch process: user {:.2} s, system {:.2} s ({})",
+                    p.user,
+                    p.system,
+                    threads.join(", ")
+                );
+            }
             sw.set(key::RATE64, t.forwarded_pps / 1e6);
             sw.set(key::OFFERED64, t.offered_pps / 1e6);
             cpu_figures(sw, &t);

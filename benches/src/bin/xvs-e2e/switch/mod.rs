@@ -28,8 +28,10 @@ pub(crate) enum Kind {
     /// The Linux bridge.
     Bridge,
     /// Open vSwitch, userspace datapath, AF_XDP ports.
+    #[value(alias = "ovs-afxdp")]
     Ovs,
     /// A bare XDP redirect between the two veths (a reference, not a switch).
+    #[value(alias = "xdp-redirect")]
     Xdp,
 }
 
