@@ -294,7 +294,7 @@ fn attempt<T>(
 ) -> anyhow::Result<Option<T>> {
     match result {
         Ok(t) => Ok(Some(t)),
-        Err(e) if is_interrupted(&e) => Err(e),
+        Err(e) if is_interrupted(&e) || proc::interrupted() => Err(e),
         Err(e) => {
             let msg = format!("{e:#}");
             eprintln!("    failed: {msg}");
@@ -463,12 +463,18 @@ fn run_round(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result
                     };
                     let t = measure::rate(ctx, &topo, &load, None)?;
                     eprintln!(
-                        "    at {:.3} Mpps: offered {:.3}, loss {:.4} %",
+                        "    at {:.3} Mpps: offered {:.3}, loss {:.4} % ({} at the source veth)",
                         rate / 1e6,
                         t.offered_pps / 1e6,
-                        t.loss_pct
+                        t.loss_pct,
+                        t.source_tx_dropped.unwrap_or(0)
                     );
-                    Ok::<_, anyhow::Error>((t.offered_pps, t.sent, t.received))
+                    Ok::<_, anyhow::Error>(search::Probe {
+                        offered_pps: t.offered_pps,
+                        sent: t.sent,
+                        received: t.received,
+                        source_tx_dropped: t.source_tx_dropped,
+                    })
                 })
             }
             _ => Err(anyhow::anyhow!(
@@ -662,7 +668,9 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             };
             match run_round(&r, kinds[i], sw) {
                 Ok(details) => sw.rounds.push(details),
-                Err(e) if is_interrupted(&e) => {
+                // A Ctrl-C from a terminal reaches the tools and daemons too, and a dead
+                // daemon may be what the round reports: still an interruption.
+                Err(e) if is_interrupted(&e) || proc::interrupted() => {
                     interrupted = true;
                     sw.rounds
                         .push(json!({ "round": round + 1, "error": "interrupted" }));

@@ -9,6 +9,19 @@
 
 use serde::Serialize;
 
+/// What a trial of the search reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Probe {
+    /// The rate the generator reached.
+    pub(crate) offered_pps: f64,
+    /// Frames sent.
+    pub(crate) sent: u64,
+    /// Frames that reached the sink.
+    pub(crate) received: u64,
+    /// Of the lost frames, those the source's veth could not hand to the switch.
+    pub(crate) source_tx_dropped: Option<u64>,
+}
+
 /// What one trial of the search saw.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub(crate) struct Step {
@@ -22,6 +35,9 @@ pub(crate) struct Step {
     pub(crate) received: u64,
     /// Lost frames as a percentage of those sent.
     pub(crate) loss_pct: f64,
+    /// Of the lost frames, those the source's veth could not hand to the switch (its ingress
+    /// ring was full); the rest were lost in the switch or on its way out.
+    pub(crate) source_tx_dropped: Option<u64>,
     /// Whether the loss was within the tolerance.
     pub(crate) passed: bool,
 }
@@ -35,9 +51,8 @@ pub(crate) struct Outcome {
     pub(crate) steps: Vec<Step>,
 }
 
-/// Searches from `start_pps` down with `steps` trials; `trial(rate)` runs one and reports
-/// `(offered_pps, sent, received)`. A step passes when its loss is at most `tolerance_pct`
-/// percent of what it sent (and it sent something).
+/// Searches from `start_pps` down with `steps` trials; `trial(rate)` runs one. A step passes
+/// when its loss is at most `tolerance_pct` percent of what it sent (and it sent something).
 ///
 /// # Errors
 /// The first error of `trial`.
@@ -45,7 +60,7 @@ pub(crate) fn zero_loss<E>(
     start_pps: f64,
     steps: u32,
     tolerance_pct: f64,
-    mut trial: impl FnMut(f64) -> Result<(f64, u64, u64), E>,
+    mut trial: impl FnMut(f64) -> Result<Probe, E>,
 ) -> Result<Outcome, E> {
     let mut outcome = Outcome {
         zero_loss_pps: 0.0,
@@ -55,7 +70,12 @@ pub(crate) fn zero_loss<E>(
     let mut target = start_pps;
     for _ in 0..steps {
         let target_pps = target.round().max(1.0);
-        let (offered_pps, sent, received) = trial(target_pps)?;
+        let Probe {
+            offered_pps,
+            sent,
+            received,
+            source_tx_dropped,
+        } = trial(target_pps)?;
         let lost = sent.saturating_sub(received);
         let loss_pct = if sent == 0 {
             100.0
@@ -69,6 +89,7 @@ pub(crate) fn zero_loss<E>(
             sent,
             received,
             loss_pct,
+            source_tx_dropped,
             passed,
         });
         if passed {
@@ -92,10 +113,19 @@ mod tests {
     use super::*;
 
     /// A switch that forwards everything up to `capacity` pps and drops the excess.
-    fn switch(capacity: f64) -> impl FnMut(f64) -> Result<(f64, u64, u64), ()> {
+    fn probe(offered_pps: f64, sent: u64, received: u64) -> Probe {
+        Probe {
+            offered_pps,
+            sent,
+            received,
+            source_tx_dropped: None,
+        }
+    }
+
+    fn switch(capacity: f64) -> impl FnMut(f64) -> Result<Probe, ()> {
         move |rate| {
             let sent = rate as u64;
-            Ok((rate, sent, sent.min(capacity as u64)))
+            Ok(probe(rate, sent, sent.min(capacity as u64)))
         }
     }
 
@@ -119,7 +149,7 @@ mod tests {
     #[test]
     fn tolerance_admits_a_little_loss() {
         // 0.001% of 1M is 10 frames.
-        let lossy = |rate: f64| Ok::<_, ()>((rate, rate as u64, rate as u64 - 10));
+        let lossy = |rate: f64| Ok::<_, ()>(probe(rate, rate as u64, rate as u64 - 10));
         let o = zero_loss(1_000_000.0, 3, 0.001, lossy).unwrap();
         assert!(o.steps[0].passed);
         let o = zero_loss(1_000_000.0, 3, 0.0, lossy).unwrap();
@@ -135,7 +165,7 @@ mod tests {
 
     #[test]
     fn stray_frames_do_not_count_as_negative_loss() {
-        let o = zero_loss(100.0, 1, 0.0, |r| Ok::<_, ()>((r, 100, 103))).unwrap();
+        let o = zero_loss(100.0, 1, 0.0, |r| Ok::<_, ()>(probe(r, 100, 103))).unwrap();
         assert_eq!(o.steps[0].loss_pct, 0.0);
     }
 }
