@@ -1,0 +1,361 @@
+//! One trial of each kind, run across whatever switch joins the topology's veths:
+//!
+//! - [`rate`]: `xvs-pktgen send` (XDP live frames) from the source namespace at a size, a
+//!   number of flows and a rate (or `max`), `xvs-pktgen count` (an XDP program that counts and
+//!   drops) on the sink's `eth0`; optionally with the CPU accounting of the window in which
+//!   the generator ran.
+//! - [`latency`]: `send --latency` (AF_XDP, stamped frames) at a moderate rate and
+//!   `count --latency` (AF_XDP receiver) for the percentiles.
+//! - [`tcp`]: an iperf3 server in the sink namespace and a client in the source.
+//! - [`idle`]: no traffic at all, for what the switch (and the rest of the machine) burns
+//!   while waiting.
+//!
+//! Every tool runs pinned to the generator's CPU. A trial starts the counter and waits for it
+//! to attach, runs the sender to its end, gives in-flight frames half a second, stops the
+//! counter with SIGINT (it then prints its summary), and sleeps a settling time so that the
+//! next trial starts on a quiet machine.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::Signal;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cpu::{Snapshot, Window};
+use crate::lab::{SINK_IP, Topology};
+use crate::proc::{Proc, cmd, in_ns, output, sleep};
+
+/// What the trials need besides the topology.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    /// xvs-pktgen.
+    pub(crate) pktgen: &'a Path,
+    /// The CPU of every tool.
+    pub(crate) gen_cpu: usize,
+    /// Where the tools' output goes.
+    pub(crate) dir: &'a Path,
+    /// The pause after each trial.
+    pub(crate) settle: Duration,
+    /// `USER_HZ`.
+    pub(crate) ticks_per_s: f64,
+}
+
+/// The load of a packet-rate trial.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    /// Frame size with FCS.
+    pub(crate) size: u16,
+    /// Flows.
+    pub(crate) flows: u32,
+    /// Packets per second, `None` for as fast as the generator goes.
+    pub(crate) rate_pps: Option<f64>,
+    /// Seconds of sending.
+    pub(crate) seconds: f64,
+}
+
+/// What a packet-rate trial saw.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RateTrial {
+    /// Frame size with FCS.
+    pub(crate) size: u16,
+    /// Flows.
+    pub(crate) flows: u32,
+    /// The rate asked for, `None` for max.
+    pub(crate) target_pps: Option<f64>,
+    /// How the generator sent ("live-frames" or "afxdp").
+    pub(crate) send_mode: String,
+    /// Frames the generator handed to its interface.
+    pub(crate) sent: u64,
+    /// Frames the sink's counter saw.
+    pub(crate) received: u64,
+    /// Their bytes, FCS included.
+    pub(crate) received_bytes: u64,
+    /// The generator's sending time.
+    pub(crate) seconds: f64,
+    /// `sent / seconds`.
+    pub(crate) offered_pps: f64,
+    /// `received / seconds`: the forwarding rate.
+    pub(crate) forwarded_pps: f64,
+    /// Forwarded bits per second, FCS included (no preamble or gap).
+    pub(crate) forwarded_bps: f64,
+    /// Lost frames as a percentage of those sent.
+    pub(crate) loss_pct: f64,
+    /// Frames the source's `eth0` could not pass to its peer (the switch's ingress ring was
+    /// full): part of the loss.
+    pub(crate) source_tx_dropped: Option<u64>,
+    /// Whether the ping that primes learning switches got its reply.
+    pub(crate) primed: bool,
+    /// CPU time over the generator's run, when asked for.
+    pub(crate) cpu: Option<Window>,
+}
+
+fn json_of(what: &str, text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("parsing {what}'s JSON: {text:?}"))
+}
+
+fn u64_of(v: &Value, key: &str) -> anyhow::Result<u64> {
+    v[key].as_u64().with_context(|| format!("no {key} in {v}"))
+}
+
+fn f64_of(v: &Value, key: &str) -> anyhow::Result<f64> {
+    v[key].as_f64().with_context(|| format!("no {key} in {v}"))
+}
+
+/// Starts `xvs-pktgen count` on the sink's `eth0` and waits until it is attached.
+fn start_counter(ctx: &Ctx<'_>, topo: &Topology, latency: bool) -> anyhow::Result<Proc> {
+    let mut c = in_ns(Some(&topo.sink_ns), Some(ctx.gen_cpu), ctx.pktgen);
+    c.args(["count", "--dev", "eth0", "--json"]);
+    if latency {
+        c.arg("--latency");
+    }
+    let mut counter = Proc::spawn("count", c, ctx.dir)?;
+    counter.wait_for_stderr(
+        if latency {
+            "receiving on"
+        } else {
+            "counting on"
+        },
+        Duration::from_secs(10),
+    )?;
+    Ok(counter)
+}
+
+/// Stops the counter after in-flight frames had time to arrive, and returns its summary.
+fn stop_counter(mut counter: Proc) -> anyhow::Result<Value> {
+    sleep(Duration::from_millis(500))?;
+    counter.signal(Signal::SIGINT);
+    let out = counter.finish(Duration::from_secs(10))?;
+    json_of("xvs-pktgen count", &out)
+}
+
+fn send_command(ctx: &Ctx<'_>, topo: &Topology, load: &Load) -> std::process::Command {
+    let mut c = in_ns(Some(&topo.src_ns), Some(ctx.gen_cpu), ctx.pktgen);
+    let rate = load.rate_pps.map_or_else(
+        || "max".to_owned(),
+        |r| format!("{}", r.round().max(1.0) as u64),
+    );
+    c.args([
+        "send",
+        "--dev",
+        "eth0",
+        "--dst-mac",
+        &topo.sink_mac,
+        "--size",
+        &load.size.to_string(),
+        "--flows",
+        &load.flows.to_string(),
+        "--rate",
+        &rate,
+        "--duration",
+        &load.seconds.to_string(),
+        "--cpu",
+        &ctx.gen_cpu.to_string(),
+        "--json",
+    ]);
+    c
+}
+
+fn send_timeout(load: &Load) -> Duration {
+    Duration::from_secs_f64(load.seconds + 30.0)
+}
+
+/// One packet-rate trial; with `cpu`, the CPU time of the window in which the generator ran
+/// (the switch's process `pid` too, when it has one).
+///
+/// # Errors
+/// A tool failed or its output did not parse, or the bench was interrupted.
+pub(crate) fn rate(
+    ctx: &Ctx<'_>,
+    topo: &Topology,
+    load: &Load,
+    cpu: Option<Option<u32>>,
+) -> anyhow::Result<RateTrial> {
+    let primed = topo.prime();
+    let counter = start_counter(ctx, topo, false)?;
+    let before = cpu.map(Snapshot::take);
+    let mut sender = Proc::spawn("send", send_command(ctx, topo, load), ctx.dir)?;
+    let sent_out = sender.finish(send_timeout(load))?;
+    let after = cpu.map(Snapshot::take);
+    let counted = stop_counter(counter)?;
+    let sent = json_of("xvs-pktgen send", &sent_out)?;
+
+    let seconds = f64_of(&sent, "duration_s")?;
+    if seconds <= 0.0 {
+        bail!("the generator sent for no time: {sent}");
+    }
+    let sent_packets = u64_of(&sent, "sent_packets")?;
+    let received = u64_of(&counted, "received_packets")?;
+    let received_bytes = u64_of(&counted, "received_bytes")?;
+    let trial = RateTrial {
+        size: load.size,
+        flows: load.flows,
+        target_pps: load.rate_pps,
+        send_mode: sent["mode"].as_str().unwrap_or_default().to_owned(),
+        sent: sent_packets,
+        received,
+        received_bytes,
+        seconds,
+        offered_pps: sent_packets as f64 / seconds,
+        forwarded_pps: received as f64 / seconds,
+        forwarded_bps: received_bytes as f64 * 8.0 / seconds,
+        loss_pct: if sent_packets == 0 {
+            100.0
+        } else {
+            sent_packets.saturating_sub(received) as f64 * 100.0 / sent_packets as f64
+        },
+        source_tx_dropped: sent["device_tx_dropped"].as_u64(),
+        primed,
+        cpu: match (before, after) {
+            (Some(b), Some(a)) => Some(Window::between(&b, &a, ctx.ticks_per_s)),
+            _ => None,
+        },
+    };
+    sleep(ctx.settle)?;
+    Ok(trial)
+}
+
+/// CPU time over `seconds` with the switch up and no traffic (the switch process `pid` too,
+/// when it has one).
+///
+/// # Errors
+/// The bench was interrupted.
+pub(crate) fn idle(ctx: &Ctx<'_>, pid: Option<u32>, seconds: f64) -> anyhow::Result<Window> {
+    let before = Snapshot::take(pid);
+    sleep(Duration::from_secs_f64(seconds))?;
+    let after = Snapshot::take(pid);
+    Ok(Window::between(&before, &after, ctx.ticks_per_s))
+}
+
+/// What a latency trial saw.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LatencyTrial {
+    /// The rate of stamped frames.
+    pub(crate) rate_pps: f64,
+    /// Stamped frames that arrived.
+    pub(crate) samples: u64,
+    /// Median one-way delay, generator to counter, µs.
+    pub(crate) p50_us: f64,
+    /// 99th percentile, µs.
+    pub(crate) p99_us: f64,
+    /// The counter's whole latency report (ns).
+    pub(crate) report: Value,
+}
+
+/// One latency trial: 64-byte stamped frames at `rate_pps` for `seconds`.
+///
+/// # Errors
+/// A tool failed, no stamped frame arrived, or the bench was interrupted.
+pub(crate) fn latency(
+    ctx: &Ctx<'_>,
+    topo: &Topology,
+    rate_pps: f64,
+    seconds: f64,
+) -> anyhow::Result<LatencyTrial> {
+    topo.prime();
+    let counter = start_counter(ctx, topo, true)?;
+    let load = Load {
+        size: 64,
+        flows: 1,
+        rate_pps: Some(rate_pps),
+        seconds,
+    };
+    let mut c = send_command(ctx, topo, &load);
+    c.arg("--latency");
+    let mut sender = Proc::spawn("send-latency", c, ctx.dir)?;
+    sender.finish(send_timeout(&load))?;
+    let counted = stop_counter(counter)?;
+    let report = counted["latency"].clone();
+    if report.is_null() {
+        bail!(
+            "no stamped frame reached the sink ({} frames counted)",
+            counted["received_packets"]
+        );
+    }
+    let trial = LatencyTrial {
+        rate_pps,
+        samples: u64_of(&report, "samples")?,
+        p50_us: f64_of(&report, "p50_ns")? / 1e3,
+        p99_us: f64_of(&report, "p99_ns")? / 1e3,
+        report,
+    };
+    sleep(ctx.settle)?;
+    Ok(trial)
+}
+
+/// What a TCP trial saw.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TcpTrial {
+    /// Goodput the server received, Gbit/s.
+    pub(crate) gbps: f64,
+    /// Retransmitted segments.
+    pub(crate) retransmits: Option<u64>,
+}
+
+const IPERF_PORT: &str = "5201";
+
+/// One iperf3 run of `seconds` from the source to the sink.
+///
+/// # Errors
+/// iperf3 failed (its own error message, e.g. a connection that timed out), or the bench
+/// was interrupted.
+pub(crate) fn tcp(ctx: &Ctx<'_>, topo: &Topology, seconds: f64) -> anyhow::Result<TcpTrial> {
+    let mut s = in_ns(Some(&topo.sink_ns), Some(ctx.gen_cpu), Path::new("iperf3"));
+    s.args(["-s", "-1", "-B", SINK_IP, "-p", IPERF_PORT]);
+    let mut server = Proc::spawn("iperf3-server", s, ctx.dir)?;
+    let mut listening = false;
+    for _ in 0..100 {
+        let ss = output(cmd(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &topo.sink_ns,
+                "ss",
+                "-Hltn",
+                &format!("sport = :{IPERF_PORT}"),
+            ],
+        ))?;
+        if !ss.stdout.is_empty() {
+            listening = true;
+            break;
+        }
+        if !server.is_running() {
+            bail!("the iperf3 server exited: {}", server.stderr_tail());
+        }
+        sleep(Duration::from_millis(50))?;
+    }
+    if !listening {
+        bail!("the iperf3 server did not listen within 5 s");
+    }
+    let mut c = in_ns(Some(&topo.src_ns), Some(ctx.gen_cpu), Path::new("iperf3"));
+    c.args([
+        "-c",
+        SINK_IP,
+        "-p",
+        IPERF_PORT,
+        "-t",
+        &format!("{}", seconds.ceil().max(1.0) as u64),
+        "-J",
+        "--connect-timeout",
+        "3000",
+    ]);
+    let mut client = Proc::spawn("iperf3-client", c, ctx.dir)?;
+    client.wait(Duration::from_secs_f64(seconds + 30.0))?;
+    server.stop(Duration::from_secs(2));
+    let result = json_of("iperf3", &client.stdout())?;
+    if let Some(error) = result["error"].as_str() {
+        bail!("iperf3: {error}");
+    }
+    let gbps = result["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 reported no received rate")?
+        / 1e9;
+    let trial = TcpTrial {
+        gbps,
+        retransmits: result["end"]["sum_sent"]["retransmits"].as_u64(),
+    };
+    sleep(ctx.settle)?;
+    Ok(trial)
+}

@@ -1,0 +1,554 @@
+//! The results: every figure of every switch, trial by trial, summarized as min/median/max,
+//! with the ratio of xvs's median to each peer's; written as JSON and printed as a table
+//! (rows: figures; columns: switches, then the ratios).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::stats::{ratio, summarize};
+
+/// Which way a figure improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Better {
+    /// Rates.
+    Higher,
+    /// Latencies, CPU time per packet.
+    Lower,
+    /// Context (the offered load).
+    Neither,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Figure {
+    /// The key in the JSON.
+    pub(crate) key: String,
+    /// What it is.
+    pub(crate) label: String,
+    /// Its unit.
+    pub(crate) unit: String,
+    /// Which way it improves.
+    pub(crate) better: Better,
+}
+
+impl Figure {
+    fn new(key: impl Into<String>, label: impl Into<String>, unit: &str, better: Better) -> Figure {
+        Figure {
+            key: key.into(),
+            label: label.into(),
+            unit: unit.to_owned(),
+            better,
+        }
+    }
+}
+
+/// Keys of the figures that are not per CPU.
+pub(crate) mod key {
+    /// 64 B, 1 flow, max load: forwarded.
+    pub(crate) const RATE64: &str = "rate_64b_1flow_mpps";
+    /// 64 B, 1 flow, max load: offered.
+    pub(crate) const OFFERED64: &str = "offered_64b_1flow_mpps";
+    /// 64 B, 1000 flows, max load: forwarded.
+    pub(crate) const RATE64_FLOWS: &str = "rate_64b_1000flows_mpps";
+    /// 64 B, zero-loss rate.
+    pub(crate) const ZERO_LOSS: &str = "zero_loss_64b_mpps";
+    /// 1518 B, max load, packets.
+    pub(crate) const RATE1518: &str = "rate_1518b_mpps";
+    /// 1518 B, max load, bits.
+    pub(crate) const RATE1518_GBPS: &str = "rate_1518b_gbps";
+    /// iperf3, default offloads.
+    pub(crate) const TCP: &str = "tcp_gbps";
+    /// iperf3, TX checksum offload off.
+    pub(crate) const TCP_NO_CSUM: &str = "tcp_tx_csum_off_gbps";
+    /// Latency median.
+    pub(crate) const P50: &str = "latency_p50_us";
+    /// Latency 99th percentile.
+    pub(crate) const P99: &str = "latency_p99_us";
+    /// Switch process, user time per Mpkt.
+    pub(crate) const PROC_USER: &str = "cpu_switch_process_user_s_per_mpkt";
+    /// Switch process, system time per Mpkt.
+    pub(crate) const PROC_SYSTEM: &str = "cpu_switch_process_system_s_per_mpkt";
+    /// All CPUs, busy time per Mpkt.
+    pub(crate) const ALL_BUSY: &str = "cpu_all_busy_s_per_mpkt";
+    /// All CPUs, busy time per second with the switch up and no traffic.
+    pub(crate) const IDLE_ALL: &str = "idle_all_cpus_busy";
+    /// The switch process, busy time per second with no traffic.
+    pub(crate) const IDLE_PROC: &str = "idle_switch_process_busy";
+
+    /// A per-CPU figure: `part` is user, system or softirq.
+    pub(crate) fn cpu(cpu: usize, part: &str) -> String {
+        format!("cpu{cpu}_{part}_s_per_mpkt")
+    }
+}
+
+/// Settings that name figures.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Naming {
+    /// CPUs on the machine.
+    pub(crate) cpus: usize,
+    /// The generator's CPU.
+    pub(crate) gen_cpu: usize,
+    /// The switch's CPU.
+    pub(crate) switch_cpu: usize,
+    /// The rate of the latency trials.
+    pub(crate) latency_pps: f64,
+    /// The zero-loss tolerance, percent.
+    pub(crate) tolerance_pct: f64,
+}
+
+/// Every figure, in the table's order.
+pub(crate) fn figures(n: &Naming) -> Vec<Figure> {
+    use Better::*;
+    let mut f = vec![
+        Figure::new(
+            key::RATE64,
+            "64 B, 1 flow, max load: forwarded",
+            "Mpps",
+            Higher,
+        ),
+        Figure::new(
+            key::OFFERED64,
+            "  offered by the generator",
+            "Mpps",
+            Neither,
+        ),
+        Figure::new(
+            key::RATE64_FLOWS,
+            "64 B, 1000 flows, max load: forwarded",
+            "Mpps",
+            Higher,
+        ),
+        Figure::new(
+            key::ZERO_LOSS,
+            format!(
+                "64 B, 1 flow: zero-loss rate (loss <= {} %)",
+                n.tolerance_pct
+            ),
+            "Mpps",
+            Higher,
+        ),
+        Figure::new(
+            key::RATE1518,
+            "1518 B, 1 flow, max load: forwarded",
+            "Mpps",
+            Higher,
+        ),
+        Figure::new(
+            key::RATE1518_GBPS,
+            "1518 B, 1 flow, max load: forwarded",
+            "Gbit/s",
+            Higher,
+        ),
+        Figure::new(key::TCP, "TCP (iperf3), default offloads", "Gbit/s", Higher),
+        Figure::new(
+            key::TCP_NO_CSUM,
+            "TCP (iperf3), tx checksum offload off",
+            "Gbit/s",
+            Higher,
+        ),
+        Figure::new(
+            key::P50,
+            format!("latency p50 at {} pps", n.latency_pps),
+            "us",
+            Lower,
+        ),
+        Figure::new(
+            key::P99,
+            format!("latency p99 at {} pps", n.latency_pps),
+            "us",
+            Lower,
+        ),
+        Figure::new(key::PROC_USER, "CPU: switch process, user", "s/Mpkt", Lower),
+        Figure::new(
+            key::PROC_SYSTEM,
+            "CPU: switch process, system",
+            "s/Mpkt",
+            Lower,
+        ),
+    ];
+    for cpu in 0..n.cpus {
+        let role = if cpu == n.gen_cpu {
+            " (generator)"
+        } else if cpu == n.switch_cpu {
+            " (switch)"
+        } else {
+            ""
+        };
+        for part in ["user", "system", "softirq"] {
+            f.push(Figure::new(
+                key::cpu(cpu, part),
+                format!("CPU: cpu{cpu}{role}, {part}"),
+                "s/Mpkt",
+                Lower,
+            ));
+        }
+    }
+    f.push(Figure::new(
+        key::ALL_BUSY,
+        "CPU: all CPUs, busy",
+        "s/Mpkt",
+        Lower,
+    ));
+    f.push(Figure::new(
+        key::IDLE_PROC,
+        "no traffic: switch process busy",
+        "CPUs",
+        Lower,
+    ));
+    f.push(Figure::new(
+        key::IDLE_ALL,
+        "no traffic: all CPUs busy (incl. others' load)",
+        "CPUs",
+        Lower,
+    ));
+    f
+}
+
+/// One figure of one switch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct FigureResult {
+    /// One value per round, `null` where the trial failed or did not run.
+    pub(crate) trials: Vec<Option<f64>>,
+    /// The smallest value.
+    pub(crate) min: Option<f64>,
+    /// The median.
+    pub(crate) median: Option<f64>,
+    /// The largest value.
+    pub(crate) max: Option<f64>,
+    /// Why trials failed, prefixed by their round.
+    pub(crate) errors: Vec<String>,
+}
+
+/// How a switch's measurement went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    /// Every round ran.
+    Ok,
+    /// Some rounds or trials failed.
+    Partial,
+    /// No round ran to its end.
+    Failed,
+    /// Not measured (not installed, say).
+    Skipped,
+    /// Ctrl-C or SIGTERM ended the run before every round of this switch ran.
+    Interrupted,
+}
+
+/// Everything measured of one switch.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SwitchReport {
+    /// The switch's name.
+    pub(crate) name: String,
+    /// How it went.
+    pub(crate) status: Status,
+    /// Why it was skipped or failed.
+    pub(crate) reason: Option<String>,
+    /// Figures by key.
+    pub(crate) figures: BTreeMap<String, FigureResult>,
+    /// Per round: the setup, every trial's details, the switch's final state.
+    pub(crate) rounds: Vec<Value>,
+}
+
+impl SwitchReport {
+    /// A switch with every figure empty.
+    pub(crate) fn new(name: &str, figures: &[Figure]) -> SwitchReport {
+        SwitchReport {
+            name: name.to_owned(),
+            status: Status::Ok,
+            reason: None,
+            figures: figures
+                .iter()
+                .map(|f| (f.key.clone(), FigureResult::default()))
+                .collect(),
+            rounds: Vec::new(),
+        }
+    }
+
+    /// Marks it skipped.
+    pub(crate) fn skip(&mut self, reason: String) {
+        self.status = Status::Skipped;
+        self.reason = Some(reason);
+    }
+
+    /// Opens a round: every figure gets an empty trial slot.
+    pub(crate) fn begin_round(&mut self) {
+        for f in self.figures.values_mut() {
+            f.trials.push(None);
+        }
+    }
+
+    /// Sets this round's value of a figure.
+    pub(crate) fn set(&mut self, key: &str, value: f64) {
+        if let Some(slot) = self.figures.get_mut(key).and_then(|f| f.trials.last_mut()) {
+            *slot = Some(value);
+        }
+    }
+
+    /// Records why this round's value of a figure is missing.
+    pub(crate) fn fail(&mut self, key: &str, round: usize, error: &str) {
+        if let Some(f) = self.figures.get_mut(key) {
+            f.errors.push(format!("round {}: {error}", round + 1));
+        }
+    }
+
+    /// Computes the summaries and the status, once the rounds ran: `rounds` of the
+    /// `planned`, `round_failures` of which failed.
+    pub(crate) fn finish(&mut self, round_failures: usize, rounds: usize, planned: usize) {
+        let mut any_error = round_failures > 0;
+        for f in self.figures.values_mut() {
+            let values: Vec<f64> = f.trials.iter().flatten().copied().collect();
+            if let Some(s) = summarize(&values) {
+                (f.min, f.median, f.max) = (Some(s.min), Some(s.median), Some(s.max));
+            }
+            any_error |= !f.errors.is_empty();
+        }
+        if self.status == Status::Skipped {
+            return;
+        }
+        self.status = if rounds < planned {
+            self.reason
+                .get_or_insert_with(|| format!("interrupted after {rounds} of {planned} rounds"));
+            Status::Interrupted
+        } else if rounds > 0 && round_failures == rounds {
+            Status::Failed
+        } else if any_error {
+            Status::Partial
+        } else {
+            Status::Ok
+        };
+    }
+
+    fn median(&self, key: &str) -> Option<f64> {
+        self.figures.get(key).and_then(|f| f.median)
+    }
+}
+
+/// `xvs/peer` → figure → ratio of medians, for every peer measured beside xvs.
+pub(crate) fn ratios(
+    switches: &[SwitchReport],
+    figures: &[Figure],
+) -> BTreeMap<String, BTreeMap<String, Option<f64>>> {
+    let mut out = BTreeMap::new();
+    let Some(xvs) = switches.iter().find(|s| s.name == "xvs") else {
+        return out;
+    };
+    for peer in switches.iter().filter(|s| s.name != "xvs") {
+        let row = figures
+            .iter()
+            .filter(|f| f.better != Better::Neither)
+            .map(|f| {
+                (
+                    f.key.clone(),
+                    ratio(xvs.median(&f.key), peer.median(&f.key)),
+                )
+            })
+            .collect();
+        out.insert(format!("xvs/{}", peer.name), row);
+    }
+    out
+}
+
+/// A number with about three significant digits.
+pub(crate) fn num(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".to_owned()
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else if a >= 0.01 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
+fn cell(f: Option<&FigureResult>) -> String {
+    let Some(f) = f else {
+        return "-".to_owned();
+    };
+    match (f.min, f.median, f.max) {
+        (Some(lo), Some(med), Some(hi)) if lo == hi => num(med),
+        (Some(lo), Some(med), Some(hi)) => format!("{} ({}-{})", num(med), num(lo), num(hi)),
+        _ if !f.errors.is_empty() => "failed".to_owned(),
+        _ => "-".to_owned(),
+    }
+}
+
+/// The table: one row per figure, one column per switch (median, and min-max), then one per
+/// ratio `xvs/peer` of the medians.
+pub(crate) fn table(
+    switches: &[SwitchReport],
+    figures: &[Figure],
+    ratios: &BTreeMap<String, BTreeMap<String, Option<f64>>>,
+) -> String {
+    let shown: Vec<&SwitchReport> = switches
+        .iter()
+        .filter(|s| s.status != Status::Skipped)
+        .collect();
+    // Ratio columns in the switches' order.
+    let ratio_cols: Vec<(String, &BTreeMap<String, Option<f64>>)> = shown
+        .iter()
+        .filter_map(|s| {
+            let name = format!("xvs/{}", s.name);
+            ratios.get(&name).map(|r| (name, r))
+        })
+        .collect();
+    let mut header = vec!["figure".to_owned(), "unit".to_owned()];
+    header.extend(shown.iter().map(|s| s.name.clone()));
+    header.extend(ratio_cols.iter().map(|(n, _)| n.clone()));
+    let mut rows = vec![header];
+    for f in figures {
+        // Rows no switch has a value or an error for (say, the process CPU of a run with only
+        // the bridge) are left out.
+        let any = shown.iter().any(|s| {
+            s.figures
+                .get(&f.key)
+                .is_some_and(|r| r.median.is_some() || !r.errors.is_empty())
+        });
+        if !any {
+            continue;
+        }
+        let mut row = vec![f.label.clone(), f.unit.clone()];
+        row.extend(shown.iter().map(|s| cell(s.figures.get(&f.key))));
+        row.extend(ratio_cols.iter().map(|(_, r)| {
+            r.get(&f.key)
+                .copied()
+                .flatten()
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+        }));
+        rows.push(row);
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, text) in row.iter().enumerate() {
+            let pad = widths[c] - text.chars().count();
+            if c == 0 {
+                let _ = write!(line, "{text}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(line, "  {}{text}", " ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (columns - 1)));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naming() -> Naming {
+        Naming {
+            cpus: 2,
+            gen_cpu: 0,
+            switch_cpu: 1,
+            latency_pps: 10_000.0,
+            tolerance_pct: 0.001,
+        }
+    }
+
+    #[test]
+    fn figures_cover_every_cpu() {
+        let f = figures(&naming());
+        assert!(f.iter().any(|f| f.key == "cpu1_softirq_s_per_mpkt"));
+        assert!(f.iter().any(|f| f.label.contains("cpu0 (generator)")));
+        let mut keys: Vec<&str> = f.iter().map(|f| f.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), f.len(), "keys are unique");
+    }
+
+    #[test]
+    fn summaries_ratios_and_table() {
+        let f = figures(&naming());
+        let mut xvs = SwitchReport::new("xvs", &f);
+        let mut bridge = SwitchReport::new("bridge", &f);
+        let mut ovs = SwitchReport::new("ovs-afxdp", &f);
+        ovs.skip("not installed".into());
+        for (round, (a, b)) in [(1.0, 0.5), (3.0, 1.0), (2.0, 1.5)].into_iter().enumerate() {
+            xvs.begin_round();
+            bridge.begin_round();
+            xvs.set(key::RATE64, a);
+            bridge.set(key::RATE64, b);
+            bridge.fail(key::TCP, round, "connection timed out");
+        }
+        xvs.finish(0, 3, 3);
+        bridge.finish(0, 3, 3);
+        ovs.finish(0, 0, 3);
+        assert_eq!(xvs.status, Status::Ok);
+        assert_eq!(bridge.status, Status::Partial);
+        assert_eq!(ovs.status, Status::Skipped);
+        let mut cut = SwitchReport::new("xdp-redirect", &f);
+        cut.begin_round();
+        cut.finish(0, 1, 3);
+        assert_eq!(cut.status, Status::Interrupted);
+        assert!(cut.reason.as_deref().unwrap().contains("1 of 3"));
+        let r64 = &xvs.figures[key::RATE64];
+        assert_eq!(
+            (r64.min, r64.median, r64.max),
+            (Some(1.0), Some(2.0), Some(3.0))
+        );
+        assert_eq!(r64.trials.len(), 3);
+        assert_eq!(xvs.figures[key::TCP].trials, vec![None, None, None]);
+
+        let switches = vec![xvs, bridge, ovs];
+        let r = ratios(&switches, &f);
+        assert_eq!(r["xvs/bridge"][key::RATE64], Some(2.0));
+        assert_eq!(r["xvs/bridge"][key::TCP], None);
+        assert!(
+            !r["xvs/bridge"].contains_key(key::OFFERED64),
+            "the offered load is context, not a result"
+        );
+
+        let t = table(&switches, &f, &r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].contains("xvs") && lines[0].contains("xvs/bridge"));
+        assert!(
+            !lines[0].contains("ovs-afxdp"),
+            "skipped switches get no column"
+        );
+        let rate = lines
+            .iter()
+            .find(|l| l.contains("64 B, 1 flow, max"))
+            .unwrap();
+        assert!(
+            rate.contains("2.00 (1.00-3.00)") && rate.ends_with("2.00"),
+            "{rate}"
+        );
+        let tcp = lines
+            .iter()
+            .find(|l| l.contains("default offloads"))
+            .unwrap();
+        assert!(tcp.contains("failed"), "{tcp}");
+        assert!(!t.contains("latency"), "rows without data are left out");
+    }
+
+    #[test]
+    fn numbers_keep_three_digits() {
+        assert_eq!(num(0.7871), "0.787");
+        assert_eq!(num(2.6), "2.60");
+        assert_eq!(num(12.34), "12.3");
+        assert_eq!(num(1234.0), "1234");
+        assert_eq!(num(0.0), "0");
+        assert_eq!(num(0.00123), "1.2e-3");
+    }
+}
