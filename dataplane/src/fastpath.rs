@@ -978,6 +978,8 @@ pub(crate) type FastPorts = Vec<Option<FastPort>>;
 /// A kernel entry a worker installed, and what it needs to follow it.
 #[derive(Debug, Clone)]
 struct Installed {
+    /// The flow, to have userspace decide it again if the kernel entry goes away.
+    flow: FlowKey,
     in_port: PortId,
     out_port: Option<PortId>,
     rule: Option<u32>,
@@ -1134,6 +1136,7 @@ impl Offloader {
         self.installed.insert(
             kkey,
             Installed {
+                flow: *key,
                 in_port: key.in_port,
                 out_port: action.out_port,
                 rule: decision.rule(),
@@ -1280,6 +1283,9 @@ impl Offloader {
                 if alive {
                     let _ = self.maps.flows.delete(&k);
                 }
+                // The flow's next packet comes to userspace: decide it afresh there, so that
+                // it is offloaded again rather than served by the userspace cache forever.
+                pipeline.forget(&entry.flow);
                 for b in entry.deps.iter().flatten() {
                     if let Some(keys) = self.by_bucket.get_mut(b) {
                         keys.retain(|x| x != &k);

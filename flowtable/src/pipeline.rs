@@ -823,6 +823,16 @@ impl Pipeline {
         self.invalidated_all.take()
     }
 
+    /// Forgets the cached decision of `key`, so that its next packet is decided afresh (and
+    /// a second-level cache that dropped the flow gets a chance to take it again).
+    pub fn forget(&mut self, key: &FlowKey) {
+        if let Some(i) = self.cache.lookup(key, 0) {
+            let entry = self.cache.entry(i).clone();
+            self.fold_counts(&entry);
+            self.cache.remove(key);
+        }
+    }
+
     /// Adds packets and bytes that another level (the kernel) forwarded for `rule`.
     pub fn add_rule_counts(&mut self, rule: u32, packets: u64, bytes: u64) {
         let s = self.rule_counts.entry(rule).or_default();
