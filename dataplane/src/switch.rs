@@ -239,7 +239,6 @@ pub struct Switch {
     /// The configuration epoch the kernel entries must carry.
     config_epoch: u32,
     fast_ports: Vec<Option<FastPort>>,
-    checks: u64,
 }
 
 impl std::fmt::Debug for Switch {
@@ -365,7 +364,6 @@ impl Switch {
             fast,
             config_epoch: 1,
             fast_ports: vec![None; MAX_PORTS],
-            checks: 0,
         })
     }
 
@@ -1027,8 +1025,7 @@ impl Switch {
                 }
             }
         }
-        self.checks += 1;
-        if self.fast.is_some() && self.checks.is_multiple_of(10) {
+        if self.fast.is_some() {
             self.refresh_targets();
         }
         let gone: Vec<(PortId, String)> = self

@@ -259,15 +259,23 @@ pub fn xdp_features(ifindex: u32) -> Result<u64, SyscallError> {
         call,
         io_error: std::io::Error::from_raw_os_error(libc::ENOENT),
     };
-    let reply = genl_request(
-        GENL_ID_CTRL,
-        CTRL_CMD_GETFAMILY,
-        &[(CTRL_ATTR_FAMILY_NAME, b"netdev\0")],
-    )?;
-    let family = genl_attr(&reply, CTRL_ATTR_FAMILY_ID)
-        .and_then(|a| a.get(0..2))
-        .map(|a| u16::from_ne_bytes([a[0], a[1]]))
-        .ok_or_else(|| missing("genetlink(netdev family)"))?;
+    // The family's id does not change while the kernel runs: ask once.
+    static FAMILY: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    let family = match FAMILY.get() {
+        Some(f) => *f,
+        None => {
+            let reply = genl_request(
+                GENL_ID_CTRL,
+                CTRL_CMD_GETFAMILY,
+                &[(CTRL_ATTR_FAMILY_NAME, b"netdev\0")],
+            )?;
+            let f = genl_attr(&reply, CTRL_ATTR_FAMILY_ID)
+                .and_then(|a| a.get(0..2))
+                .map(|a| u16::from_ne_bytes([a[0], a[1]]))
+                .ok_or_else(|| missing("genetlink(netdev family)"))?;
+            *FAMILY.get_or_init(|| f)
+        }
+    };
     let reply = genl_request(
         family,
         NETDEV_CMD_DEV_GET,

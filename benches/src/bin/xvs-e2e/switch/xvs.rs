@@ -24,11 +24,17 @@ pub(crate) struct Xvs {
 }
 
 impl Xvs {
-    /// Starts xvsd and waits until it answers on its socket.
+    /// Turns GRO on at the namespaces' ends of the veths, as `xvsctl attach` and the CNI and
+    /// Docker plugins do for the containers they wire (it lets the kernel fast path deliver
+    /// into them; restored by the topology), then starts xvsd and waits until it answers on
+    /// its socket.
     ///
     /// # Errors
-    /// It exits or does not answer within 15 s.
-    pub(crate) fn start(topo: &Topology, env: &Env<'_>) -> anyhow::Result<Xvs> {
+    /// ethtool fails, or xvsd exits or does not answer within 15 s.
+    pub(crate) fn start(topo: &mut Topology, env: &Env<'_>) -> anyhow::Result<Xvs> {
+        let (src_ns, sink_ns) = (topo.src_ns.clone(), topo.sink_ns.clone());
+        topo.set_offload(Some(&src_ns), "eth0", "gro", true)?;
+        topo.set_offload(Some(&sink_ns), "eth0", "gro", true)?;
         let socket = env.dir.join(format!("{}-xvsd.ctl", topo.id));
         let mut args: Vec<String> = vec![
             "--socket".into(),
@@ -95,7 +101,7 @@ impl Switch for Xvs {
     }
 
     fn setup(&self) -> Value {
-        json!({ "xvsd_args": self.args, "show": self.show })
+        json!({ "xvsd_args": self.args, "show": self.show, "gro_on_namespace_eth0": true })
     }
 
     fn check(&mut self) -> anyhow::Result<()> {
