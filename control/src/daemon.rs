@@ -199,6 +199,12 @@ struct FlowParams {
     flow: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowsParams {
+    flows: Vec<String>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct DelFlowsParams {
@@ -304,6 +310,7 @@ impl Daemon {
                 Ok(json!({}))
             }
             "add-flow" => self.add_flow(params(p)?),
+            "add-flows" => self.add_flows(params(p)?),
             "del-flows" => self.del_flows(params(p)?),
             "dump-flows" => self.dump_flows(),
             "add-addr" => self.change_addr(params(p)?, true),
@@ -352,6 +359,22 @@ impl Daemon {
         let replaced = config.rules.insert(spec.into_rule(id));
         self.publish(config)?;
         Ok(json!({"id": id, "replaced": replaced.map(|r| r.id)}))
+    }
+
+    /// Installs every rule or none: a bad spec is reported with its line number.
+    fn add_flows(&mut self, p: FlowsParams) -> Result<Value, RpcError> {
+        let mut config = self.config();
+        let mut ids = Vec::with_capacity(p.flows.len());
+        for (n, flow) in p.flows.iter().enumerate() {
+            let spec = parse_flow(flow, &|name| config.port_by_name(name).map(|p| p.id))
+                .map_err(|e| bad_spec(format!("flow {}: {e}", n + 1)))?;
+            let id = self.next_rule;
+            self.next_rule += 1;
+            config.rules.insert(spec.into_rule(id));
+            ids.push(id);
+        }
+        self.publish(config)?;
+        Ok(json!({"ids": ids}))
     }
 
     fn del_flows(&mut self, p: DelFlowsParams) -> Result<Value, RpcError> {

@@ -74,6 +74,12 @@ enum Cmd {
         /// The rule.
         flow: String,
     },
+    /// Install the rules of a file, one per line (blank lines and `#` comments skipped), all
+    /// at once, or none if one is bad (as `ovs-ofctl add-flows`).
+    AddFlows {
+        /// The file (`-` for standard input).
+        file: PathBuf,
+    },
     /// Delete the rules a match covers (all rules without a match).
     DelFlows {
         /// The match, e.g. "icmp,nw_dst=10.0.0.2".
@@ -515,6 +521,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             FdbCmd::Flush => ("fdb-flush", json!({}), quiet),
         },
         Cmd::AddFlow { flow } => ("add-flow", json!({"flow": flow}), quiet),
+        Cmd::AddFlows { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let flows: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            ("add-flows", json!({"flows": flows}), quiet)
+        }
         Cmd::DelFlows { pattern, strict } => {
             let mut params = json!({"strict": strict});
             if let Some(m) = pattern {

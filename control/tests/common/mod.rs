@@ -305,13 +305,27 @@ impl Lab {
     /// `{prefix}h{i}`. Offloads are left at their defaults, as `ip link add` sets them. IPv6 is
     /// off in the namespace so that no stray packets disturb counters.
     pub fn container(&mut self, i: u8, net: u8) -> Container {
+        self.container_with_queues(i, net, 1)
+    }
+
+    /// As [`container`](Self::container), with a veth of `queues` RX and TX queues on both
+    /// ends.
+    pub fn container_with_queues(&mut self, i: u8, net: u8, queues: u32) -> Container {
         let ns = format!("{}n{i}", self.prefix);
         let port = format!("{}h{i}", self.prefix);
         must(&["ip", "netns", "add", &ns]);
         self.namespaces.push(ns.clone());
-        must(&[
-            "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-        ]);
+        let q = queues.to_string();
+        let mut add = vec!["ip", "link", "add", &port];
+        if queues > 1 {
+            add.extend(["numtxqueues", &q, "numrxqueues", &q]);
+        }
+        add.extend(["type", "veth", "peer", "name", "eth0"]);
+        if queues > 1 {
+            add.extend(["numtxqueues", &q, "numrxqueues", &q]);
+        }
+        add.extend(["netns", &ns]);
+        must(&add);
         self.links.push(port.clone());
         must(&[
             "sysctl",

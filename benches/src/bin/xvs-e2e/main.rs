@@ -88,6 +88,11 @@ struct Args {
         allow_hyphen_values = true
     )]
     xvsd_args: String,
+    /// Install this many rules in xvs before measuring, none of which matches the traffic
+    /// (UDP to ports the generator does not use), to show that the flow cache and the fast
+    /// path keep the rate whatever the rule count.
+    #[arg(long, default_value_t = 0)]
+    xvs_rules: u32,
     /// The CPU of the generator, the counter, iperf3, and the switches' control threads.
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
@@ -628,6 +633,7 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         switch_cpu: args.switch_cpu,
         dir: &work.path,
         xvsd_args: &xvsd_args,
+        xvs_rules: args.xvs_rules,
     };
     let ctx = Ctx {
         pktgen: &bins.pktgen,
@@ -748,6 +754,7 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             "tcp_trial_s": args.tcp_duration,
             "settle_s": args.settle,
             "xvsd_args": xvsd_args,
+            "xvs_rules": args.xvs_rules,
             "bins": { "xvsd": bins.xvsd, "xvsctl": bins.xvsctl, "xvs_pktgen": bins.pktgen },
         });
         let doc = json!({

@@ -86,6 +86,8 @@ pub(crate) struct Env<'a> {
     pub(crate) dir: &'a Path,
     /// Extra arguments for xvsd.
     pub(crate) xvsd_args: &'a [String],
+    /// Rules to install in xvs that the traffic does not match.
+    pub(crate) xvs_rules: u32,
 }
 
 /// A running switch.

@@ -64,6 +64,7 @@ impl Xvs {
             }
             if let Ok(show) = xvs.ctl(&["show"]) {
                 xvs.show = show;
+                xvs.install_rules(env.xvs_rules)?;
                 return Ok(xvs);
             }
             if Instant::now() > deadline {
@@ -74,6 +75,54 @@ impl Xvs {
             }
             sleep(Duration::from_millis(100))?;
         }
+    }
+
+    /// Installs `n` rules that the generator's traffic (UDP to port 9) never matches: UDP to
+    /// ports from 10000 up, over a few masks, so the classifier holds them all.
+    fn install_rules(&self, n: u32) -> anyhow::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let flows: Vec<String> = (0..n)
+            .map(|i| match i % 4 {
+                0 => format!(
+                    "priority={},udp,tp_dst={},actions=drop",
+                    100 + i % 1000,
+                    10_000 + i
+                ),
+                1 => format!(
+                    "priority={},udp,nw_src=10.{}.{}.0/24,tp_dst={},actions=drop",
+                    100 + i % 1000,
+                    i >> 16 & 0xff,
+                    i >> 8 & 0xff,
+                    10_000 + i
+                ),
+                2 => format!(
+                    "priority={},tcp,tp_dst={},actions=drop",
+                    100 + i % 1000,
+                    10_000 + i
+                ),
+                _ => format!(
+                    "priority={},udp,tp_src={},tp_dst={},actions=drop",
+                    100 + i % 1000,
+                    10_000 + i,
+                    10_000 + i
+                ),
+            })
+            .collect();
+        let file = self.socket.with_extension("flows");
+        std::fs::write(&file, flows.join("\n")).context("writing the rules file")?;
+        let out = Command::new(&self.xvsctl)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("add-flows")
+            .arg(&file)
+            .output()
+            .context("running xvsctl add-flows")?;
+        if !out.status.success() {
+            bail!("xvsctl add-flows: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
     }
 
     /// Runs `xvsctl --json ARGS` and parses its output.
@@ -101,7 +150,11 @@ impl Switch for Xvs {
     }
 
     fn setup(&self) -> Value {
-        json!({ "xvsd_args": self.args, "show": self.show, "gro_on_namespace_eth0": true })
+        json!({
+            "xvsd_args": self.args,
+            "show": self.show,
+            "gro_on_namespace_eth0": true,
+        })
     }
 
     fn check(&mut self) -> anyhow::Result<()> {
