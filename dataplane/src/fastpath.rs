@@ -19,7 +19,8 @@
 //!
 //! # Coherence
 //! - Every entry carries the configuration epoch it was decided under; the program compares it
-//!   with the current epoch (a one-slot ARRAY map). Publishing a configuration bumps the epoch
+//!   with the current epoch (a one-slot ARRAY map, read through a direct pointer, as is the
+//!   coarse clock userspace keeps beside it). Publishing a configuration bumps the epoch
 //!   before it is acknowledged, which invalidates every entry at once.
 //! - MAC moves and aging, and neighbour changes, bump generation buckets in the deciding
 //!   worker's pipeline; the worker deletes the kernel entries that depended on those buckets
@@ -47,12 +48,13 @@ pub const MAX_FLOWS: u32 = 32768;
 /// Interfaces the DEVMAP holds at most.
 const MAX_PORTS: u32 = 1024;
 
-const KEY_LEN: usize = 40;
+const KEY_LEN: usize = 32;
 const VALUE_LEN: usize = 56;
 
 /// Offsets in a value.
 mod value {
-    pub(super) const OUT_IFINDEX: i16 = 0;
+    /// The output port's number: its slot in the DEVMAP.
+    pub(super) const OUT_PORT: i16 = 0;
     pub(super) const EPOCH: i16 = 4;
     pub(super) const ACTION: i16 = 8;
     pub(super) const FLAGS: i16 = 9;
@@ -82,6 +84,7 @@ pub struct FastPathMaps {
     epoch: Map,
     /// A per-CPU buffer the program copies TCP/UDP segments into to finish their checksums.
     scratch: Map,
+    current_epoch: std::sync::atomic::AtomicU32,
 }
 
 /// Bytes of the checksum scratch buffer (segments up to one less are finished in the kernel).
@@ -102,8 +105,9 @@ impl FastPathMaps {
                 0,
                 "xvs_flows",
             )?,
-            devmap: Map::create(MapType::DevmapHash, 4, 4, MAX_PORTS, 0, "xvs_ports")?,
-            epoch: Map::create(MapType::Array, 4, 4, 1, 0, "xvs_epoch")?,
+            // An array indexed by port number: cheaper to look up than a hash by ifindex.
+            devmap: Map::create(MapType::Devmap, 4, 4, MAX_PORTS, 0, "xvs_ports")?,
+            epoch: Map::create(MapType::Array, 4, 16, 1, 0, "xvs_epoch")?,
             scratch: Map::create(
                 MapType::PercpuArray,
                 4,
@@ -112,32 +116,55 @@ impl FastPathMaps {
                 0,
                 "xvs_scratch",
             )?,
+            current_epoch: std::sync::atomic::AtomicU32::new(0),
         };
         maps.set_epoch(1)?;
         Ok(maps)
     }
 
-    /// Sets the current configuration epoch: entries of any other epoch stop matching.
+    /// Sets the current configuration epoch (entries of any other epoch stop matching) and
+    /// the clock entries stamp their last use with.
     ///
     /// # Errors
     /// `BPF_MAP_UPDATE_ELEM` fails.
     pub fn set_epoch(&self, epoch: u32) -> Result<(), SyscallError> {
-        self.epoch
-            .update(&0u32.to_ne_bytes(), &epoch.to_ne_bytes(), 0)
+        self.current_epoch
+            .store(epoch, std::sync::atomic::Ordering::Relaxed);
+        self.write_state(epoch)
     }
 
-    /// Lets the programs redirect to interface `ifindex`.
+    /// Advances the clock the program stamps entries with (CLOCK_MONOTONIC, as often as the
+    /// control thread ticks: aging and idleness need no finer time, and the program saves a
+    /// helper call per packet).
+    ///
+    /// # Errors
+    /// `BPF_MAP_UPDATE_ELEM` fails.
+    pub fn tick_clock(&self) -> Result<(), SyscallError> {
+        self.write_state(
+            self.current_epoch
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn write_state(&self, epoch: u32) -> Result<(), SyscallError> {
+        let mut value = [0u8; 16];
+        value[0..4].copy_from_slice(&epoch.to_ne_bytes());
+        value[8..16].copy_from_slice(&crate::sys::os::monotonic_ns().to_ne_bytes());
+        self.epoch.update(&0u32.to_ne_bytes(), &value, 0)
+    }
+
+    /// Lets the programs redirect to port `port`, interface `ifindex`.
     ///
     /// # Errors
     /// `BPF_MAP_UPDATE_ELEM` fails (the device cannot be a redirect target).
-    pub fn add_target(&self, ifindex: u32) -> Result<(), SyscallError> {
+    pub fn add_target(&self, port: PortId, ifindex: u32) -> Result<(), SyscallError> {
         self.devmap
-            .update(&ifindex.to_ne_bytes(), &ifindex.to_ne_bytes(), 0)
+            .update(&u32::from(port).to_ne_bytes(), &ifindex.to_ne_bytes(), 0)
     }
 
-    /// Stops redirects to interface `ifindex`.
-    pub fn remove_target(&self, ifindex: u32) {
-        let _ = self.devmap.delete(&ifindex.to_ne_bytes());
+    /// Stops redirects to port `port`.
+    pub fn remove_target(&self, port: PortId) {
+        let _ = self.devmap.delete(&u32::from(port).to_ne_bytes());
     }
 
     /// Deletes every flow entry not of `epoch`; returns how many.
@@ -188,20 +215,24 @@ impl FastPathMaps {
 
 /// The fast path's XDP program for one port: look the flow up, apply, redirect; else hand the
 /// frame to the port's AF_XDP socket.
-pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::bpf::Insn> {
+pub fn program(
+    maps: &FastPathMaps,
+    xskmap: BorrowedFd<'_>,
+    port: PortId,
+) -> Vec<crate::sys::bpf::Insn> {
     use asm::*;
     let flows = load_map_fd(1, maps.flows.as_fd().as_raw_fd());
-    let epoch = load_map_fd(1, maps.epoch.as_fd().as_raw_fd());
+    let epoch = load_map_value(2, maps.epoch.as_fd().as_raw_fd(), 0);
+    let clock = load_map_value(0, maps.epoch.as_fd().as_raw_fd(), 8);
     let devmap = load_map_fd(1, maps.devmap.as_fd().as_raw_fd());
     let xsks = load_map_fd(1, xskmap.as_raw_fd());
     let scratch = load_map_fd(1, maps.scratch.as_fd().as_raw_fd());
     let mut b = Builder::default();
-    // r6 = ctx, r7 = data, r8 = data_end; the key is at fp-40.
+    // r6 = ctx, r7 = data, r8 = data_end; the key is at fp-32 (layout: see `kernel_key`).
     b.push([
         mov_reg(6, 1),
         load(Size::W, 7, 6, xdp_md::DATA),
         load(Size::W, 8, 6, xdp_md::DATA_END),
-        store_imm(Size::Dw, 10, -40, 0),
         store_imm(Size::Dw, 10, -32, 0),
         store_imm(Size::Dw, 10, -24, 0),
         store_imm(Size::Dw, 10, -16, 0),
@@ -213,14 +244,13 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     ]);
     b.jmp_reg_to(Jmp::Gt, 2, 8, "to_xsk");
     b.push([
-        load(Size::W, 2, 6, xdp_md::INGRESS_IFINDEX),
-        store_reg(Size::W, 10, 2, -40),
+        store_imm(Size::H, 10, -32, i32::from(port)),
         load(Size::W, 2, 7, 0),
-        store_reg(Size::W, 10, 2, -32),
-        load(Size::W, 2, 7, 4),
         store_reg(Size::W, 10, 2, -28),
-        load(Size::W, 2, 7, 8),
+        load(Size::W, 2, 7, 4),
         store_reg(Size::W, 10, 2, -24),
+        load(Size::W, 2, 7, 8),
+        store_reg(Size::W, 10, 2, -20),
         mov_imm(9, 14),
         load(Size::H, 3, 7, 12),
     ]);
@@ -232,13 +262,13 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
         to_be(2, 16),
         alu_imm(Alu::And, 2, 0x0fff),
         alu_imm(Alu::Or, 2, i32::from(VLAN_PRESENT)),
-        store_reg(Size::H, 10, 2, -36),
+        store_reg(Size::H, 10, 2, -30),
         load(Size::H, 3, 7, 16),
         mov_imm(9, 18),
     ]);
     b.label("have_type");
     b.push([
-        store_reg(Size::H, 10, 3, -34),
+        store_reg(Size::H, 10, 3, -16),
         store_reg(Size::Dw, 10, 9, -48),
     ]);
     b.jmp_imm_to(Jmp::Ne, 3, 0x0008, "lookup");
@@ -259,11 +289,11 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     b.push([
         store_reg(Size::Dw, 10, 5, -64),
         load(Size::B, 2, 4, 9),
-        store_reg(Size::B, 10, 2, -20),
+        store_reg(Size::B, 10, 2, -14),
         load(Size::W, 3, 4, 12),
-        store_reg(Size::W, 10, 3, -16),
+        store_reg(Size::W, 10, 3, -8),
         load(Size::W, 3, 4, 16),
-        store_reg(Size::W, 10, 3, -12),
+        store_reg(Size::W, 10, 3, -4),
         load(Size::H, 3, 4, 6),
         to_be(3, 16),
         alu_imm(Alu::And, 3, 0x1fff),
@@ -278,7 +308,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     b.label("icmp");
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
     b.jmp_reg_to(Jmp::Gt, 3, 8, "lookup");
-    b.push([load(Size::H, 3, 4, 0), store_reg(Size::H, 10, 3, -8)]);
+    b.push([load(Size::H, 3, 4, 0), store_reg(Size::H, 10, 3, -12)]);
     b.ja_to("lookup");
 
     b.label("udp");
@@ -286,7 +316,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     b.jmp_reg_to(Jmp::Gt, 3, 8, "lookup");
     b.push([
         load(Size::W, 3, 4, 0),
-        store_reg(Size::W, 10, 3, -8),
+        store_reg(Size::W, 10, 3, -12),
         load(Size::H, 0, 4, 6),
     ]);
     b.jmp_imm_to(Jmp::Eq, 0, 0, "lookup");
@@ -298,7 +328,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     b.jmp_reg_to(Jmp::Gt, 3, 8, "lookup");
     b.push([
         load(Size::W, 3, 4, 0),
-        store_reg(Size::W, 10, 3, -8),
+        store_reg(Size::W, 10, 3, -12),
         load(Size::H, 0, 4, 16),
         mov_imm(1, 16),
     ]);
@@ -309,15 +339,15 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     b.label("csum");
     b.push([
         to_be(0, 16),
-        load(Size::H, 3, 10, -16),
+        load(Size::H, 3, 10, -8),
         to_be(3, 16),
-        load(Size::H, 5, 10, -14),
+        load(Size::H, 5, 10, -6),
         to_be(5, 16),
         alu_reg(Alu::Add, 3, 5),
-        load(Size::H, 5, 10, -12),
+        load(Size::H, 5, 10, -4),
         to_be(5, 16),
         alu_reg(Alu::Add, 3, 5),
-        load(Size::H, 5, 10, -10),
+        load(Size::H, 5, 10, -2),
         to_be(5, 16),
         alu_reg(Alu::Add, 3, 5),
         alu_reg(Alu::Add, 3, 2),
@@ -343,19 +373,13 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     b.push(flows);
     b.push([
         mov_reg(2, 10),
-        alu_imm(Alu::Add, 2, -40),
+        alu_imm(Alu::Add, 2, -32),
         call(helper::MAP_LOOKUP_ELEM),
     ]);
     b.jmp_imm_to(Jmp::Eq, 0, 0, "to_xsk");
     b.push([mov_reg(9, 0)]);
     b.push(epoch);
-    b.push([
-        mov_reg(2, 10),
-        alu_imm(Alu::Add, 2, -56),
-        call(helper::MAP_LOOKUP_ELEM),
-    ]);
-    b.jmp_imm_to(Jmp::Eq, 0, 0, "to_xsk");
-    b.push([load(Size::W, 2, 0, 0), load(Size::W, 3, 9, value::EPOCH)]);
+    b.push([load(Size::W, 2, 2, 0), load(Size::W, 3, 9, value::EPOCH)]);
     b.jmp_reg_to(Jmp::Ne, 2, 3, "to_xsk");
     finish_checksum(&mut b, scratch);
     b.push([
@@ -399,7 +423,10 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
         load(Size::Dw, 4, 9, value::BYTES),
         alu_reg(Alu::Add, 4, 3),
         store_reg(Size::Dw, 9, 4, value::BYTES),
-        call(helper::KTIME_GET_COARSE_NS),
+    ]);
+    b.push(clock);
+    b.push([
+        load(Size::Dw, 0, 0, 0),
         store_reg(Size::Dw, 9, 0, value::LAST_SEEN),
         load(Size::B, 2, 9, value::ACTION),
     ]);
@@ -480,7 +507,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>) -> Vec<crate::sys::b
     b.label("redirect");
     b.push(devmap);
     b.push([
-        load(Size::W, 2, 9, value::OUT_IFINDEX),
+        load(Size::W, 2, 9, value::OUT_PORT),
         mov_imm(3, action::XDP_DROP),
         call(helper::REDIRECT_MAP),
         exit(),
@@ -616,7 +643,7 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
             alu_reg(Alu::Add, 0, 1),
         ]);
     }
-    b.push([alu_imm(Alu::Xor, 0, 0xffff), load(Size::B, 2, 10, -20)]);
+    b.push([alu_imm(Alu::Xor, 0, 0xffff), load(Size::B, 2, 10, -14)]);
     b.jmp_imm_to(Jmp::Ne, 2, 17, "csum_store");
     b.jmp_imm_to(Jmp::Ne, 0, 0, "csum_store");
     b.push([mov_imm(0, 0xffff)]);
@@ -647,29 +674,32 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
 /// A flow's key as the kernel program builds it.
 pub(crate) type KernelKey = [u8; KEY_LEN];
 
-/// The kernel key of a flow, as the program would compute it for a packet of that flow on
-/// interface `ifindex`.
-pub(crate) fn kernel_key(key: &FlowKey, ifindex: u32) -> KernelKey {
+/// The kernel key of a flow, as the program of its ingress port computes it.
+pub(crate) fn kernel_key(key: &FlowKey) -> KernelKey {
+    // 0 port, 2 VLAN (as FlowKey has them, native order); 4 destination and 10 source MAC;
+    // 16 EtherType, 18 IP protocol; 20 TCP/UDP ports (ICMP type and code); 24 source and
+    // 28 destination IPv4 address; all as on the wire but the first two. 32 bytes: eight
+    // words for the map's hash.
     let mut k = [0u8; KEY_LEN];
-    k[0..4].copy_from_slice(&ifindex.to_ne_bytes());
-    k[4..6].copy_from_slice(&key.vlan.to_ne_bytes());
-    k[6..8].copy_from_slice(&key.dl_type.to_be_bytes());
-    k[8..14].copy_from_slice(&EthernetAddress::from_u64(key.dl_dst).0);
-    k[14..20].copy_from_slice(&EthernetAddress::from_u64(key.dl_src).0);
+    k[0..2].copy_from_slice(&key.in_port.to_ne_bytes());
+    k[2..4].copy_from_slice(&key.vlan.to_ne_bytes());
+    k[4..10].copy_from_slice(&EthernetAddress::from_u64(key.dl_dst).0);
+    k[10..16].copy_from_slice(&EthernetAddress::from_u64(key.dl_src).0);
+    k[16..18].copy_from_slice(&key.dl_type.to_be_bytes());
     if key.dl_type == EtherType::IPV4 {
-        k[20] = key.nw_proto;
-        k[24..28].copy_from_slice(&(key.nw_src as u32).to_be_bytes());
-        k[28..32].copy_from_slice(&(key.nw_dst as u32).to_be_bytes());
+        k[18] = key.nw_proto;
         match key.nw_proto {
             1 => {
-                k[32] = key.tp_src as u8;
-                k[33] = key.tp_dst as u8;
+                k[20] = key.tp_src as u8;
+                k[21] = key.tp_dst as u8;
             }
             _ => {
-                k[32..34].copy_from_slice(&key.tp_src.to_be_bytes());
-                k[34..36].copy_from_slice(&key.tp_dst.to_be_bytes());
+                k[20..22].copy_from_slice(&key.tp_src.to_be_bytes());
+                k[22..24].copy_from_slice(&key.tp_dst.to_be_bytes());
             }
         }
+        k[24..28].copy_from_slice(&(key.nw_src as u32).to_be_bytes());
+        k[28..32].copy_from_slice(&(key.nw_dst as u32).to_be_bytes());
     }
     k
 }
@@ -762,12 +792,12 @@ pub(crate) fn offload(
 /// The per-CPU value bytes of an entry, for every CPU.
 pub(crate) fn kernel_value(
     action: &KernelAction,
-    out_ifindex: u32,
+    out_slot: u32,
     epoch: u32,
     value_len: usize,
 ) -> Vec<u8> {
     let mut one = [0u8; VALUE_LEN];
-    one[0..4].copy_from_slice(&out_ifindex.to_ne_bytes());
+    one[0..4].copy_from_slice(&out_slot.to_ne_bytes());
     one[4..8].copy_from_slice(&epoch.to_ne_bytes());
     one[8] = if action.out_port.is_some() {
         ACTION_REDIRECT
@@ -841,7 +871,7 @@ mod tests {
         }
         let maps = FastPathMaps::new().expect("maps");
         let xsks = XskMap::new(4, "test_xsks").expect("xskmap");
-        let insns = program(&maps, xsks.as_fd());
+        let insns = program(&maps, xsks.as_fd(), 1);
         match load_xdp(&insns, "xvs_fast_test") {
             Ok(_) => {}
             Err(e) => panic!("{e}"),
@@ -863,15 +893,16 @@ mod tests {
             tp_dst: 53,
             ..FlowKey::default()
         };
-        let k = kernel_key(&key, 7);
-        assert_eq!(&k[0..4], &7u32.to_ne_bytes());
-        assert_eq!(u16::from_ne_bytes([k[4], k[5]]), 0x100a);
-        assert_eq!(&k[6..8], &[0x08, 0x00]);
-        assert_eq!(&k[8..14], &[2, 0, 0, 0, 0, 2]);
+        let k = kernel_key(&key);
+        assert_eq!(&k[0..2], &1u16.to_ne_bytes());
+        assert_eq!(u16::from_ne_bytes([k[2], k[3]]), 0x100a);
+        assert_eq!(&k[4..10], &[2, 0, 0, 0, 0, 2]);
+        assert_eq!(&k[16..18], &[0x08, 0x00]);
+        assert_eq!(k[18], 17);
+        assert_eq!(&k[20..24], &[0x03, 0xe8, 0, 53]);
         assert_eq!(&k[24..28], &[10, 0, 0, 1]);
-        assert_eq!(&k[32..36], &[0x03, 0xe8, 0, 53]);
         let ttl = FlowKey { nw_ttl: 9, ..key };
-        assert_eq!(kernel_key(&ttl, 7), k, "TTL is not part of the key");
+        assert_eq!(kernel_key(&ttl), k, "TTL is not part of the key");
     }
 
     #[test]
@@ -1040,9 +1071,9 @@ impl Offloader {
             .map(|(k, e)| FastEntry {
                 in_port: e.in_port,
                 out_port: e.out_port,
-                dst: EthernetAddress::from_bytes(&k[8..14]),
-                src: EthernetAddress::from_bytes(&k[14..20]),
-                ethertype: u16::from_be_bytes([k[6], k[7]]),
+                dst: EthernetAddress::from_bytes(&k[4..10]),
+                src: EthernetAddress::from_bytes(&k[10..16]),
+                ethertype: u16::from_be_bytes([k[16], k[17]]),
                 rule: e.rule,
                 packets: e.packets,
                 bytes: e.bytes,
@@ -1099,28 +1130,23 @@ impl Offloader {
             );
             return;
         }
-        let Some(input) = self.port(key.in_port) else {
+        if self.port(key.in_port).is_none() {
             tracing::debug!(port = key.in_port, "not offloaded: no fast port");
             return;
-        };
+        }
         let Some(action) = offload(key, decision, config) else {
             tracing::debug!(?decision, "not offloaded: decision");
             return;
         };
-        let out_ifindex = match action.out_port {
+        let out_slot = match action.out_port {
             Some(p) => match self.port(p) {
-                Some(out) if out.target => out.ifindex,
+                Some(out) if out.target => u32::from(p),
                 _ => return,
             },
             None => 0,
         };
-        let kkey = kernel_key(key, input.ifindex);
-        let value = kernel_value(
-            &action,
-            out_ifindex,
-            self.epoch,
-            self.maps.flows.value_len(),
-        );
+        let kkey = kernel_key(key);
+        let value = kernel_value(&action, out_slot, self.epoch, self.maps.flows.value_len());
         if let Err(e) = self.maps.flows.update(&kkey, &value, 0) {
             tracing::debug!("fast path entry not installed: {e}");
             return;

@@ -203,6 +203,16 @@ pub mod asm {
         ]
     }
 
+    /// `dst = &map.value[offset]` for a single-entry ARRAY map: a direct pointer into the
+    /// value, with no helper call (two instructions).
+    pub fn load_map_value(dst: u8, fd: i32, offset: i32) -> [Insn; 2] {
+        const BPF_PSEUDO_MAP_VALUE: u8 = 2;
+        [
+            insn(BPF_LD | BPF_DW | BPF_IMM, dst, BPF_PSEUDO_MAP_VALUE, 0, fd),
+            insn(0, 0, 0, 0, offset),
+        ]
+    }
+
     /// `if dst op imm goto +off`.
     pub fn jmp_imm(op: Jmp, dst: u8, imm: i32, off: i16) -> Insn {
         insn(BPF_JMP | op as u8 | BPF_K, dst, 0, off, imm)

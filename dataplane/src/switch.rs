@@ -394,7 +394,7 @@ impl Switch {
         self.fast = maps;
         for port in self.ports.values_mut() {
             let insns = match &self.fast {
-                Some(maps) => fastpath::program(maps, port.xskmap.as_fd()),
+                Some(maps) => fastpath::program(maps, port.xskmap.as_fd(), port.id),
                 None => prog::redirect_to_xsk(port.xskmap.as_fd()),
             };
             let new = prog::load_xdp(&insns, "xvs_port")?;
@@ -403,8 +403,8 @@ impl Switch {
             self.fast_ports[usize::from(port.id)] = match &self.fast {
                 Some(maps) => {
                     let ifindex = port.interface.ifindex;
-                    let target =
-                        Self::accepts_redirects(ifindex) && maps.add_target(ifindex).is_ok();
+                    let target = Self::accepts_redirects(ifindex)
+                        && maps.add_target(port.id, ifindex).is_ok();
                     Some(FastPort { ifindex, target })
                 }
                 None => None,
@@ -681,7 +681,7 @@ impl Switch {
         let id = self.alloc_port_id()?;
         let xskmap = XskMap::new(queues, &format!("xvs_xsks_{id}"))?;
         let insns = match &self.fast {
-            Some(maps) => fastpath::program(maps, xskmap.as_fd()),
+            Some(maps) => fastpath::program(maps, xskmap.as_fd(), id),
             None => prog::redirect_to_xsk(xskmap.as_fd()),
         };
         let prog = prog::load_xdp(&insns, "xvs_port")?;
@@ -718,7 +718,8 @@ impl Switch {
         let finish = port.interface.needs_checksum_fix();
         if let Some(maps) = &self.fast {
             let ifindex = port.interface.ifindex;
-            let target = Self::accepts_redirects(ifindex) && maps.add_target(ifindex).is_ok();
+            let target =
+                Self::accepts_redirects(ifindex) && maps.add_target(port.id, ifindex).is_ok();
             self.fast_ports[usize::from(id)] = Some(FastPort { ifindex, target });
             self.send_fast_ports()?;
         }
@@ -764,10 +765,10 @@ impl Switch {
     }
 
     fn remove_port(&mut self, id: PortId) -> Result<(), SwitchError> {
-        if let (Some(maps), Some(port)) = (&self.fast, self.ports.get(&id)) {
+        if let Some(maps) = &self.fast {
             // No frame is redirected to it from now on; the epoch bump below retires every
             // kernel entry that named it.
-            maps.remove_target(port.interface.ifindex);
+            maps.remove_target(id);
             self.fast_ports[usize::from(id)] = None;
             self.send_fast_ports()?;
         }
@@ -1025,7 +1026,10 @@ impl Switch {
                 }
             }
         }
-        if self.fast.is_some() {
+        if let Some(maps) = &self.fast {
+            if let Err(e) = maps.tick_clock() {
+                tracing::warn!("fast path clock not advanced: {e}");
+            }
             self.refresh_targets();
         }
         let gone: Vec<(PortId, String)> = self
@@ -1059,9 +1063,9 @@ impl Switch {
             let now = Self::accepts_redirects(fp.ifindex);
             if now != fp.target {
                 changed = true;
-                fp.target = now && maps.add_target(fp.ifindex).is_ok();
+                fp.target = now && maps.add_target(port.id, fp.ifindex).is_ok();
                 if !now {
-                    maps.remove_target(fp.ifindex);
+                    maps.remove_target(port.id);
                 }
                 tracing::info!(
                     port = port.id,
@@ -1118,7 +1122,7 @@ impl Switch {
 fn probe_fast_path() -> Result<FastPathMaps, SwitchError> {
     let maps = FastPathMaps::new()?;
     let xsks = XskMap::new(1, "xvs_probe")?;
-    prog::load_xdp(&fastpath::program(&maps, xsks.as_fd()), "xvs_probe")?;
+    prog::load_xdp(&fastpath::program(&maps, xsks.as_fd(), 0), "xvs_probe")?;
     Ok(maps)
 }
 
