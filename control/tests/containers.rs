@@ -137,6 +137,20 @@ fn attach_three_namespaces_then_detach_one() {
     let sleeper = cs[2].spawn(&["sleep", "30"]);
     let pid = sleeper.id().to_string();
     lab.keep(sleeper);
+    // `ip netns exec` enters the namespace, then becomes `sleep`: wait for the first.
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .as_ref()
+        == Some(&host_ns)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sleeper never entered its namespace"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let out = d.ctl(&[
         "--json",
         "attach",

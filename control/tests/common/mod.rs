@@ -416,7 +416,9 @@ impl Lab {
         }
         cmd.args(extra);
         // XVS_TEST_FAST_PATH=off runs the whole suite with the in-kernel fast path off.
-        if std::env::var("XVS_TEST_FAST_PATH").is_ok_and(|v| v == "off") {
+        if std::env::var("XVS_TEST_FAST_PATH").is_ok_and(|v| v == "off")
+            && !extra.contains(&"--fast-path")
+        {
             cmd.args(["--fast-path", "off"]);
         }
         let log_file = std::fs::File::create(&log).expect("log file");
