@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientError};
-use crate::daemon::VlanSpec;
+use crate::protocol::VlanSpec;
 use crate::netlink::{Netlink, NetlinkError, VethPair};
 use crate::protocol::code;
 

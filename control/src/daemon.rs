@@ -5,21 +5,24 @@ use std::collections::BTreeMap;
 use dataplane::{Drop, PortOptions, Switch, SwitchError, XdpMode};
 use flowtable::config::{Binding, RouteTarget};
 use flowtable::flow_spec::{format_flow, parse_flow, parse_match};
-use flowtable::port::MAX_VID;
 use flowtable::route::parse_prefix;
 use flowtable::rule::Rule;
-use flowtable::{Config, PortId, VlanMode};
+use flowtable::{Config, PortId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::protocol::{Request, RpcError, code};
+use crate::protocol::{Request, RpcError, VlanSpec, check_vid, code};
 
-/// A command the daemon understands, with its parameters and what it does.
+/// What a command does: reads its parameters and answers.
+type Handler = fn(&mut Daemon, &Value) -> Result<Value, RpcError>;
+
+/// A command the daemon understands: the table is both the dispatch and `list-commands`.
 struct Command {
     name: &'static str,
     params: &'static str,
     help: &'static str,
+    run: Handler,
 }
 
 const COMMANDS: &[Command] = &[
@@ -27,117 +30,146 @@ const COMMANDS: &[Command] = &[
         name: "version",
         params: "",
         help: "daemon and protocol version",
+        run: |_, _| Ok(json!({"version": env!("CARGO_PKG_VERSION"), "protocol": 1})),
     },
     Command {
         name: "list-commands",
         params: "",
         help: "this list",
+        run: |_, _| Ok(list_commands()),
     },
     Command {
         name: "show",
         params: "",
         help: "ports, queues, workers, uptime",
+        run: |d, _| Ok(d.show()),
     },
     Command {
         name: "add-port",
         params: "name, queues?, xdp_mode? (drv|skb), vlan?, external_ids?",
         help: "switch an interface (hot add)",
+        run: |d, p| d.add_port(params(p)?),
     },
     Command {
         name: "del-port",
         params: "name",
         help: "give an interface back to the kernel",
+        run: |d, p| d.del_port(params(p)?),
     },
     Command {
         name: "set-port",
         params: "name, vlan",
         help: "set a port's VLAN mode",
+        run: |d, p| d.set_port(params(p)?),
     },
     Command {
         name: "dump-ports",
         params: "name?",
         help: "per-port and per-worker counters",
+        run: |d, p| d.dump_ports(params(p)?),
     },
     Command {
         name: "fdb-show",
         params: "",
         help: "the learned MAC table",
+        run: |d, _| d.fdb_show(),
     },
     Command {
         name: "fdb-flush",
         params: "",
         help: "forget every learned MAC",
+        run: |d, _| {
+            d.switch.fdb_flush().map_err(switch_error)?;
+            Ok(json!({}))
+        },
+    },
+    Command {
+        name: "add-flow",
+        params: "flow",
+        help: "add a rule (ovs-ofctl syntax); same match and priority replaces",
+        run: |d, p| d.add_flow(params(p)?),
+    },
+    Command {
+        name: "add-flows",
+        params: "flows",
+        help: "add several rules: all or none",
+        run: |d, p| d.add_flows(params(p)?),
+    },
+    Command {
+        name: "del-flows",
+        params: "match?, strict?",
+        help: "delete the rules a match covers (all without one)",
+        run: |d, p| d.del_flows(params(p)?),
+    },
+    Command {
+        name: "dump-flows",
+        params: "",
+        help: "the rules with their counters",
+        run: |d, _| d.dump_flows(),
+    },
+    Command {
+        name: "add-addr",
+        params: "name (port or vlanN), addr (ip/len), mac?",
+        help: "give the switch a router address",
+        run: |d, p| d.change_addr(params(p)?, true),
+    },
+    Command {
+        name: "del-addr",
+        params: "name, addr",
+        help: "remove a router address",
+        run: |d, p| d.change_addr(params(p)?, false),
+    },
+    Command {
+        name: "show-addrs",
+        params: "",
+        help: "the router interfaces and their addresses",
+        run: |d, _| Ok(d.show_addrs()),
+    },
+    Command {
+        name: "add-route",
+        params: "prefix, via",
+        help: "add a static route",
+        run: |d, p| d.change_route(params(p)?, true),
+    },
+    Command {
+        name: "del-route",
+        params: "prefix",
+        help: "remove a static route",
+        run: |d, p| d.change_route(params(p)?, false),
+    },
+    Command {
+        name: "show-routes",
+        params: "",
+        help: "connected and static routes",
+        run: |d, _| Ok(d.show_routes()),
+    },
+    Command {
+        name: "show-neighbors",
+        params: "",
+        help: "the resolved next hops",
+        run: |d, _| d.show_neighbors(),
+    },
+    Command {
+        name: "dump-fast-path",
+        params: "",
+        help: "the flows the kernel forwards",
+        run: |d, _| d.dump_fast_path(),
+    },
+    Command {
+        name: "set-fast-path",
+        params: "on",
+        help: "turn the in-kernel fast path on or off",
+        run: |d, p| d.set_fast_path(params(p)?),
     },
 ];
 
-/// A VLAN mode as the protocol spells it.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
-pub enum VlanSpec {
-    /// Every VLAN, frames as they come.
-    All,
-    /// One VLAN, untagged on the wire.
-    Access {
-        /// The VLAN.
-        tag: u16,
-    },
-    /// Several VLANs tagged, one optionally untagged.
-    Trunk {
-        /// The tagged VLANs.
-        trunks: Vec<u16>,
-        /// The untagged VLAN.
-        #[serde(default)]
-        native: Option<u16>,
-    },
-}
-
-fn check_vid(vid: u16) -> Result<u16, RpcError> {
-    if (1..=MAX_VID).contains(&vid) {
-        Ok(vid)
-    } else {
-        Err(RpcError::params(format!(
-            "VLAN {vid} is out of range 1-{MAX_VID}"
-        )))
-    }
-}
-
-impl VlanSpec {
-    /// The dataplane's VLAN mode, after checking the VIDs.
-    ///
-    /// # Errors
-    /// A VID outside 1-4094, or a trunk without VLANs.
-    pub fn to_mode(&self) -> Result<VlanMode, RpcError> {
-        Ok(match self {
-            VlanSpec::All => VlanMode::All,
-            VlanSpec::Access { tag } => VlanMode::Access(check_vid(*tag)?),
-            VlanSpec::Trunk { trunks, native } => {
-                if trunks.is_empty() && native.is_none() {
-                    return Err(RpcError::params("a trunk needs at least one VLAN"));
-                }
-                let mut allowed = trunks
-                    .iter()
-                    .map(|&v| check_vid(v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                allowed.sort_unstable();
-                allowed.dedup();
-                VlanMode::Trunk {
-                    allowed,
-                    native: native.map(check_vid).transpose()?,
-                }
-            }
-        })
-    }
-
-    fn from_mode(mode: &VlanMode) -> VlanSpec {
-        match mode {
-            VlanMode::All => VlanSpec::All,
-            VlanMode::Access(tag) => VlanSpec::Access { tag: *tag },
-            VlanMode::Trunk { allowed, native } => VlanSpec::Trunk {
-                trunks: allowed.clone(),
-                native: *native,
-            },
-        }
-    }
+fn list_commands() -> Value {
+    Value::Array(
+        COMMANDS
+            .iter()
+            .map(|c| json!({"name": c.name, "params": c.params, "help": c.help}))
+            .collect(),
+    )
 }
 
 fn params<T: DeserializeOwned>(value: &Value) -> Result<T, RpcError> {
@@ -191,6 +223,12 @@ struct SetPortParams {
 struct DumpPortsParams {
     #[serde(default)]
     name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastPathParams {
+    on: bool,
 }
 
 #[derive(Deserialize)]
@@ -275,134 +313,110 @@ impl Daemon {
     /// # Errors
     /// The request's error, with a code from [`code`].
     pub fn handle(&mut self, request: &Request) -> Result<Value, RpcError> {
-        let p = &request.params;
-        match request.method.as_str() {
-            "version" => Ok(json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "protocol": 1,
-            })),
-            "list-commands" => Ok(Value::Array(
-                COMMANDS
-                    .iter()
-                    .map(|c| json!({"name": c.name, "params": c.params, "help": c.help}))
-                    .collect(),
-            )),
-            "show" => Ok(self.show()),
-            "add-port" => self.add_port(params(p)?),
-            "del-port" => {
-                let NameParam { name } = params(p)?;
-                self.switch.del_port(&name).map_err(switch_error)?;
-                self.external_ids.remove(&name);
-                Ok(json!({}))
-            }
-            "set-port" => {
-                let SetPortParams { name, vlan } = params(p)?;
-                let mode = vlan.to_mode()?;
-                self.switch
-                    .set_port_vlan(&name, mode)
-                    .map_err(switch_error)?;
-                Ok(json!({}))
-            }
-            "dump-ports" => self.dump_ports(params(p)?),
-            "fdb-show" => self.fdb_show(),
-            "fdb-flush" => {
-                self.switch.fdb_flush().map_err(switch_error)?;
-                Ok(json!({}))
-            }
-            "add-flow" => self.add_flow(params(p)?),
-            "add-flows" => self.add_flows(params(p)?),
-            "del-flows" => self.del_flows(params(p)?),
-            "dump-flows" => self.dump_flows(),
-            "add-addr" => self.change_addr(params(p)?, true),
-            "del-addr" => self.change_addr(params(p)?, false),
-            "show-addrs" => Ok(self.show_addrs()),
-            "add-route" => self.change_route(params(p)?, true),
-            "del-route" => self.change_route(params(p)?, false),
-            "show-routes" => Ok(self.show_routes()),
-            "show-neighbors" => self.show_neighbors(),
-            "dump-fast-path" => self.dump_fast_path(),
-            "set-fast-path" => {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct On {
-                    on: bool,
-                }
-                let On { on } = params(p)?;
-                self.switch.set_fast_path(on).map_err(switch_error)?;
-                Ok(json!({"fast_path": self.switch.fast_path()}))
-            }
-            other => Err(RpcError::new(
+        let method = request.method.as_str();
+        let command = COMMANDS.iter().find(|c| c.name == method).ok_or_else(|| {
+            RpcError::new(
                 code::METHOD_NOT_FOUND,
-                format!("unknown command {other:?} (see list-commands)"),
-            )),
-        }
+                format!("unknown command {method:?} (see list-commands)"),
+            )
+        })?;
+        (command.run)(self, &request.params)
     }
 
-    fn config(&self) -> Config {
-        (**self.switch.config()).clone()
+    fn del_port(&mut self, p: NameParam) -> Result<Value, RpcError> {
+        self.switch.del_port(&p.name).map_err(switch_error)?;
+        self.external_ids.remove(&p.name);
+        Ok(json!({}))
     }
 
-    fn publish(&mut self, config: Config) -> Result<(), RpcError> {
-        self.switch.publish(config).map_err(switch_error)
+    fn set_port(&mut self, p: SetPortParams) -> Result<Value, RpcError> {
+        let mode = p.vlan.to_mode()?;
+        self.switch
+            .set_port_vlan(&p.name, mode)
+            .map_err(switch_error)?;
+        Ok(json!({}))
+    }
+
+    fn set_fast_path(&mut self, p: FastPathParams) -> Result<Value, RpcError> {
+        self.switch.set_fast_path(p.on).map_err(switch_error)?;
+        Ok(json!({"fast_path": self.switch.fast_path()}))
+    }
+
+    /// Edits a copy of the configuration and publishes it: the change is in force on every
+    /// worker when this returns.
+    fn update<T>(
+        &mut self,
+        edit: impl FnOnce(&mut Self, &mut Config) -> Result<T, RpcError>,
+    ) -> Result<T, RpcError> {
+        let mut config = (**self.switch.config()).clone();
+        let out = edit(self, &mut config)?;
+        self.switch.publish(config).map_err(switch_error)?;
+        Ok(out)
+    }
+
+    fn next_rule_id(&mut self) -> u32 {
+        let id = self.next_rule;
+        self.next_rule += 1;
+        id
     }
 
     fn port_names(config: &Config) -> impl Fn(PortId) -> Option<String> + '_ {
         |id| config.port(id).map(|p| p.name.clone())
     }
 
+    fn port_ids(config: &Config) -> impl Fn(&str) -> Option<PortId> + '_ {
+        |name| config.port_by_name(name).map(|p| p.id)
+    }
+
     fn add_flow(&mut self, p: FlowParams) -> Result<Value, RpcError> {
-        let mut config = self.config();
-        let spec = parse_flow(&p.flow, &|name| config.port_by_name(name).map(|p| p.id))
-            .map_err(bad_spec)?;
-        let id = self.next_rule;
-        self.next_rule += 1;
-        let replaced = config.rules.insert(spec.into_rule(id));
-        self.publish(config)?;
-        Ok(json!({"id": id, "replaced": replaced.map(|r| r.id)}))
+        self.update(|d, config| {
+            let spec = parse_flow(&p.flow, &Self::port_ids(config)).map_err(bad_spec)?;
+            let id = d.next_rule_id();
+            let replaced = config.rules.insert(spec.into_rule(id));
+            Ok(json!({"id": id, "replaced": replaced.map(|r| r.id)}))
+        })
     }
 
     /// Installs every rule or none: a bad spec is reported with its line number.
     fn add_flows(&mut self, p: FlowsParams) -> Result<Value, RpcError> {
-        let mut config = self.config();
-        let mut ids = Vec::with_capacity(p.flows.len());
-        for (n, flow) in p.flows.iter().enumerate() {
-            let spec = parse_flow(flow, &|name| config.port_by_name(name).map(|p| p.id))
-                .map_err(|e| bad_spec(format!("flow {}: {e}", n + 1)))?;
-            let id = self.next_rule;
-            self.next_rule += 1;
-            config.rules.insert(spec.into_rule(id));
-            ids.push(id);
-        }
-        self.publish(config)?;
-        Ok(json!({"ids": ids}))
+        self.update(|d, config| {
+            let mut ids = Vec::with_capacity(p.flows.len());
+            for (n, flow) in p.flows.iter().enumerate() {
+                let spec = parse_flow(flow, &Self::port_ids(config))
+                    .map_err(|e| bad_spec(format!("flow {}: {e}", n + 1)))?;
+                let id = d.next_rule_id();
+                config.rules.insert(spec.into_rule(id));
+                ids.push(id);
+            }
+            Ok(json!({"ids": ids}))
+        })
     }
 
     fn del_flows(&mut self, p: DelFlowsParams) -> Result<Value, RpcError> {
-        let mut config = self.config();
-        let deleted = match &p.pattern {
-            None => {
-                let n = config.rules.len();
-                config.rules.clear();
-                n
-            }
-            Some(text) => {
-                let spec = parse_match(text, &|name| config.port_by_name(name).map(|p| p.id))
-                    .map_err(bad_spec)?;
-                if p.strict {
-                    let priority = spec.priority.unwrap_or(Rule::DEFAULT_PRIORITY);
-                    usize::from(
-                        config
-                            .rules
-                            .remove_strict(&spec.pattern, priority)
-                            .is_some(),
-                    )
-                } else {
-                    config.rules.remove_matching(&spec.pattern).len()
+        self.update(|_, config| {
+            let deleted = match &p.pattern {
+                None => {
+                    let n = config.rules.len();
+                    config.rules.clear();
+                    n
                 }
-            }
-        };
-        self.publish(config)?;
-        Ok(json!({"deleted": deleted}))
+                Some(text) => {
+                    let spec = parse_match(text, &Self::port_ids(config)).map_err(bad_spec)?;
+                    if p.strict {
+                        let priority = spec.priority.unwrap_or(Rule::DEFAULT_PRIORITY);
+                        usize::from(
+                            config
+                                .rules
+                                .remove_strict(&spec.pattern, priority)
+                                .is_some(),
+                        )
+                    } else {
+                        config.rules.remove_matching(&spec.pattern).len()
+                    }
+                }
+            };
+            Ok(json!({"deleted": deleted}))
+        })
     }
 
     fn dump_flows(&self) -> Result<Value, RpcError> {
@@ -444,8 +458,7 @@ impl Daemon {
     }
 
     fn change_addr(&mut self, p: AddrParams, add: bool) -> Result<Value, RpcError> {
-        let mut config = self.config();
-        let binding = Self::binding(&config, &p.name)?;
+        let binding = Self::binding(self.switch.config(), &p.name)?;
         let (addr, len) = match p.addr.split_once('/') {
             Some((a, l)) => (
                 a.parse()
@@ -465,24 +478,29 @@ impl Daemon {
                 ));
             }
         };
-        if add {
-            let mac = p
+        let mac = if add {
+            p
                 .mac
                 .as_deref()
                 .map(|m| m.parse().map_err(|e| bad_spec(format!("mac {m:?}: {e}"))))
-                .transpose()?;
-            config
-                .add_address(binding, addr, len, mac)
-                .map_err(bad_spec)?;
+                .transpose()?
         } else {
-            config.remove_address(binding, addr).map_err(bad_spec)?;
-        }
-        self.publish(config)?;
-        Ok(json!({}))
+            None
+        };
+        self.update(|_, config| {
+            if add {
+                config.add_address(binding, addr, len, mac)
+            } else {
+                config.remove_address(binding, addr)
+            }
+            .map_err(bad_spec)?;
+            Ok(json!({}))
+        })
     }
 
     fn show_addrs(&self) -> Value {
         let config = self.switch.config().clone();
+        let name = Self::port_names(&config);
         let interfaces: Vec<Value> = config
             .interfaces()
             .iter()
@@ -490,7 +508,7 @@ impl Daemon {
                 json!({
                     "name": i.name,
                     "vlan": i.vlan,
-                    "port": i.port().and_then(|p| config.port(p)).map(|p| p.name.clone()),
+                    "port": i.port().and_then(&name),
                     "mac": i.mac.to_string(),
                     "addrs": i.addrs.iter().map(|(a, l)| format!("{a}/{l}")).collect::<Vec<_>>(),
                 })
@@ -500,22 +518,27 @@ impl Daemon {
     }
 
     fn change_route(&mut self, p: RouteParams, add: bool) -> Result<Value, RpcError> {
-        let mut config = self.config();
         let (prefix, len) = parse_prefix(&p.prefix).map_err(bad_spec)?;
-        if add {
+        let via = if add {
             let via = p
                 .via
                 .as_deref()
                 .ok_or_else(|| bad_spec("a static route needs a next hop (via)"))?;
-            let via = via
-                .parse()
-                .map_err(|_| bad_spec(format!("next hop {via:?} is not an IP address")))?;
-            config.add_route(prefix, len, via).map_err(bad_spec)?;
+            Some(
+                via.parse()
+                    .map_err(|_| bad_spec(format!("next hop {via:?} is not an IP address")))?,
+            )
         } else {
-            config.remove_route(prefix, len).map_err(bad_spec)?;
-        }
-        self.publish(config)?;
-        Ok(json!({}))
+            None
+        };
+        self.update(|_, config| {
+            match via {
+                Some(via) => config.add_route(prefix, len, via),
+                None => config.remove_route(prefix, len),
+            }
+            .map_err(bad_spec)?;
+            Ok(json!({}))
+        })
     }
 
     fn show_routes(&self) -> Value {
@@ -542,7 +565,7 @@ impl Daemon {
 
     fn dump_fast_path(&self) -> Result<Value, RpcError> {
         let config = self.switch.config().clone();
-        let name = |id: PortId| config.port(id).map(|p| p.name.clone());
+        let name = Self::port_names(&config);
         let entries: Vec<Value> = self
             .switch
             .fast_path_dump()
@@ -551,7 +574,7 @@ impl Daemon {
             .map(|e| {
                 json!({
                     "in_port": name(e.in_port),
-                    "out_port": e.out_port.and_then(name),
+                    "out_port": e.out_port.and_then(&name),
                     "action": if e.out_port.is_some() { "redirect" } else { "drop" },
                     "dl_src": e.src.to_string(),
                     "dl_dst": e.dst.to_string(),
@@ -567,6 +590,7 @@ impl Daemon {
 
     fn show_neighbors(&self) -> Result<Value, RpcError> {
         let config = self.switch.config().clone();
+        let name = Self::port_names(&config);
         let entries: Vec<Value> = self
             .switch
             .neighbors()
@@ -576,7 +600,7 @@ impl Daemon {
                 json!({
                     "ip": n.ip.to_string(),
                     "mac": n.mac.to_string(),
-                    "port": config.port(n.port).map(|p| p.name.clone()),
+                    "port": name(n.port),
                     "vlan": n.vlan,
                     "age_s": n.age_ns as f64 / 1e9,
                 })
@@ -742,6 +766,7 @@ impl Daemon {
 
     fn fdb_show(&self) -> Result<Value, RpcError> {
         let config = self.switch.config().clone();
+        let name = Self::port_names(&config);
         let entries: Vec<Value> = self
             .switch
             .fdb()
@@ -751,7 +776,7 @@ impl Daemon {
                 json!({
                     "mac": e.mac.to_string(),
                     "vlan": e.vlan,
-                    "port": config.port(e.port).map(|p| p.name.clone()),
+                    "port": name(e.port),
                     "age_s": e.age_ns as f64 / 1e9,
                     "static": e.is_static,
                 })

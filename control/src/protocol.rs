@@ -1,5 +1,7 @@
 //! The command socket's protocol: one JSON-RPC 2.0 request per line, one response per line.
 
+use flowtable::VlanMode;
+use flowtable::port::MAX_VID;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -175,5 +177,80 @@ mod tests {
                 .code,
             code::INVALID_REQUEST
         );
+    }
+}
+
+/// A VLAN mode as the protocol spells it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum VlanSpec {
+    /// Every VLAN, frames as they come.
+    All,
+    /// One VLAN, untagged on the wire.
+    Access {
+        /// The VLAN.
+        tag: u16,
+    },
+    /// Several VLANs tagged, one optionally untagged.
+    Trunk {
+        /// The tagged VLANs.
+        trunks: Vec<u16>,
+        /// The untagged VLAN.
+        #[serde(default)]
+        native: Option<u16>,
+    },
+}
+
+/// `vid` if it names a VLAN (1-4094).
+///
+/// # Errors
+/// An invalid-parameters error saying the range.
+pub(crate) fn check_vid(vid: u16) -> Result<u16, RpcError> {
+    if (1..=MAX_VID).contains(&vid) {
+        Ok(vid)
+    } else {
+        Err(RpcError::params(format!(
+            "VLAN {vid} is out of range 1-{MAX_VID}"
+        )))
+    }
+}
+
+impl VlanSpec {
+    /// The dataplane's VLAN mode, after checking the VIDs.
+    ///
+    /// # Errors
+    /// A VID outside 1-4094, or a trunk without VLANs.
+    pub fn to_mode(&self) -> Result<VlanMode, RpcError> {
+        Ok(match self {
+            VlanSpec::All => VlanMode::All,
+            VlanSpec::Access { tag } => VlanMode::Access(check_vid(*tag)?),
+            VlanSpec::Trunk { trunks, native } => {
+                if trunks.is_empty() && native.is_none() {
+                    return Err(RpcError::params("a trunk needs at least one VLAN"));
+                }
+                let mut allowed = trunks
+                    .iter()
+                    .map(|&v| check_vid(v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                allowed.sort_unstable();
+                allowed.dedup();
+                VlanMode::Trunk {
+                    allowed,
+                    native: native.map(check_vid).transpose()?,
+                }
+            }
+        })
+    }
+
+    /// The protocol's spelling of a dataplane VLAN mode.
+    pub fn from_mode(mode: &VlanMode) -> VlanSpec {
+        match mode {
+            VlanMode::All => VlanSpec::All,
+            VlanMode::Access(tag) => VlanSpec::Access { tag: *tag },
+            VlanMode::Trunk { allowed, native } => VlanSpec::Trunk {
+                trunks: allowed.clone(),
+                native: *native,
+            },
+        }
     }
 }
