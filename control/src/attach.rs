@@ -16,9 +16,8 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientError};
-use crate::protocol::VlanSpec;
 use crate::netlink::{Netlink, NetlinkError, VethPair};
-use crate::protocol::code;
+use crate::protocol::{VlanSpec, code};
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;

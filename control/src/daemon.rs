@@ -479,8 +479,7 @@ impl Daemon {
             }
         };
         let mac = if add {
-            p
-                .mac
+            p.mac
                 .as_deref()
                 .map(|m| m.parse().map_err(|e| bad_spec(format!("mac {m:?}: {e}"))))
                 .transpose()?

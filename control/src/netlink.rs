@@ -158,7 +158,7 @@ impl Netlink {
     /// [`NetlinkError::Setns`] when the namespace cannot be entered, or the ethtool error.
     pub fn enable_gro(netns: Option<&File>, ifname: &str) -> Result<(), NetlinkError> {
         let set = || {
-            dataplane::sys::netdev::set_gro(ifname, true).map_err(|e| NetlinkError::Os {
+            xvs_sys::netdev::set_gro(ifname, true).map_err(|e| NetlinkError::Os {
                 op: "enable GRO",
                 source: e.io_error,
             })

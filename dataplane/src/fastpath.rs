@@ -38,10 +38,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use flowtable::key::VLAN_PRESENT;
 use flowtable::wire::{EtherType, EthernetAddress};
 use flowtable::{Decision, DropReason, EgressTag, FlowKey, PortId, Step};
-
-use crate::prog::{action, asm, helper, xdp_md};
-use crate::sys::SyscallError;
-use crate::sys::bpf::{Map, MapType};
+use xvs_sys::SyscallError;
+use xvs_sys::bpf::abi::{action, helper, xdp_md};
+use xvs_sys::bpf::{Map, MapType, asm};
 
 /// Entries the kernel flow table holds at most.
 pub const MAX_FLOWS: u32 = 32768;
@@ -149,7 +148,7 @@ impl FastPathMaps {
     fn write_state(&self, epoch: u32) -> Result<(), SyscallError> {
         let mut value = [0u8; 16];
         value[0..4].copy_from_slice(&epoch.to_ne_bytes());
-        value[8..16].copy_from_slice(&crate::sys::os::monotonic_ns().to_ne_bytes());
+        value[8..16].copy_from_slice(&xvs_sys::os::monotonic_ns().to_ne_bytes());
         self.epoch.update(&0u32.to_ne_bytes(), &value, 0)
     }
 
@@ -219,7 +218,7 @@ pub fn program(
     maps: &FastPathMaps,
     xskmap: BorrowedFd<'_>,
     port: PortId,
-) -> Vec<crate::sys::bpf::Insn> {
+) -> Vec<xvs_sys::bpf::Insn> {
     use asm::*;
     let flows = load_map_fd(1, maps.flows.as_fd().as_raw_fd());
     let epoch = load_map_value(2, maps.epoch.as_fd().as_raw_fd(), 0);
@@ -228,6 +227,20 @@ pub fn program(
     let xsks = load_map_fd(1, xskmap.as_raw_fd());
     let scratch = load_map_fd(1, maps.scratch.as_fd().as_raw_fd());
     let mut b = Builder::default();
+    let have_type = b.label();
+    let icmp = b.label();
+    let udp = b.label();
+    let tcp = b.label();
+    let csum = b.label();
+    let partial = b.label();
+    let lookup = b.label();
+    let count = b.label();
+    let vlan = b.label();
+    let set_vid = b.label();
+    let strip = b.label();
+    let redirect = b.label();
+    let drop = b.label();
+    let to_xsk = b.label();
     // r6 = ctx, r7 = data, r8 = data_end; the key is at fp-32 (layout: see `kernel_key`).
     b.push([
         mov_reg(6, 1),
@@ -242,7 +255,7 @@ pub fn program(
         mov_reg(2, 7),
         alu_imm(Alu::Add, 2, 14),
     ]);
-    b.jmp_reg_to(Jmp::Gt, 2, 8, "to_xsk");
+    b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
     b.push([
         store_imm(Size::H, 10, -32, i32::from(port)),
         load(Size::W, 2, 7, 0),
@@ -254,9 +267,9 @@ pub fn program(
         mov_imm(9, 14),
         load(Size::H, 3, 7, 12),
     ]);
-    b.jmp_imm_to(Jmp::Ne, 3, 0x0081, "have_type");
+    b.jmp_imm(Jmp::Ne, 3, 0x0081, have_type);
     b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 18)]);
-    b.jmp_reg_to(Jmp::Gt, 2, 8, "to_xsk");
+    b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
     b.push([
         load(Size::H, 2, 7, 14),
         to_be(2, 16),
@@ -266,12 +279,12 @@ pub fn program(
         load(Size::H, 3, 7, 16),
         mov_imm(9, 18),
     ]);
-    b.label("have_type");
+    b.bind(have_type);
     b.push([
         store_reg(Size::H, 10, 3, -16),
         store_reg(Size::Dw, 10, 9, -48),
     ]);
-    b.jmp_imm_to(Jmp::Ne, 3, 0x0008, "lookup");
+    b.jmp_imm(Jmp::Ne, 3, 0x0008, lookup);
     // IPv4 without options, whole, else userspace decides.
     b.push([
         mov_reg(4, 7),
@@ -279,13 +292,13 @@ pub fn program(
         mov_reg(2, 4),
         alu_imm(Alu::Add, 2, 20),
     ]);
-    b.jmp_reg_to(Jmp::Gt, 2, 8, "to_xsk");
+    b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
     b.push([load(Size::B, 2, 4, 0)]);
-    b.jmp_imm_to(Jmp::Ne, 2, 0x45, "to_xsk");
+    b.jmp_imm(Jmp::Ne, 2, 0x45, to_xsk);
     b.push([load(Size::H, 5, 4, 2), to_be(5, 16)]);
-    b.jmp_imm_to(Jmp::Lt, 5, 20, "to_xsk");
+    b.jmp_imm(Jmp::Lt, 5, 20, to_xsk);
     b.push([mov_reg(2, 8), alu_reg(Alu::Sub, 2, 4)]);
-    b.jmp_reg_to(Jmp::Gt, 5, 2, "to_xsk");
+    b.jmp_reg(Jmp::Gt, 5, 2, to_xsk);
     b.push([
         store_reg(Size::Dw, 10, 5, -64),
         load(Size::B, 2, 4, 9),
@@ -298,34 +311,34 @@ pub fn program(
         to_be(3, 16),
         alu_imm(Alu::And, 3, 0x1fff),
     ]);
-    b.jmp_imm_to(Jmp::Ne, 3, 0, "lookup");
+    b.jmp_imm(Jmp::Ne, 3, 0, lookup);
     b.push([alu_imm(Alu::Add, 4, 20)]);
-    b.jmp_imm_to(Jmp::Eq, 2, 1, "icmp");
-    b.jmp_imm_to(Jmp::Eq, 2, 6, "tcp");
-    b.jmp_imm_to(Jmp::Eq, 2, 17, "udp");
-    b.ja_to("lookup");
+    b.jmp_imm(Jmp::Eq, 2, 1, icmp);
+    b.jmp_imm(Jmp::Eq, 2, 6, tcp);
+    b.jmp_imm(Jmp::Eq, 2, 17, udp);
+    b.ja(lookup);
 
-    b.label("icmp");
+    b.bind(icmp);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
-    b.jmp_reg_to(Jmp::Gt, 3, 8, "lookup");
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([load(Size::H, 3, 4, 0), store_reg(Size::H, 10, 3, -12)]);
-    b.ja_to("lookup");
+    b.ja(lookup);
 
-    b.label("udp");
+    b.bind(udp);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
-    b.jmp_reg_to(Jmp::Gt, 3, 8, "lookup");
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([
         load(Size::W, 3, 4, 0),
         store_reg(Size::W, 10, 3, -12),
         load(Size::H, 0, 4, 6),
     ]);
-    b.jmp_imm_to(Jmp::Eq, 0, 0, "lookup");
+    b.jmp_imm(Jmp::Eq, 0, 0, lookup);
     b.push([mov_imm(1, 6)]);
-    b.ja_to("csum");
+    b.ja(csum);
 
-    b.label("tcp");
+    b.bind(tcp);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
-    b.jmp_reg_to(Jmp::Gt, 3, 8, "lookup");
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([
         load(Size::W, 3, 4, 0),
         store_reg(Size::W, 10, 3, -12),
@@ -336,7 +349,7 @@ pub fn program(
     // A checksum field holding only the pseudo-header sum was left for offload
     // (CHECKSUM_PARTIAL): note where it is (fp-72), to finish it if the flow is forwarded
     // here (userspace finishes it otherwise).
-    b.label("csum");
+    b.bind(csum);
     b.push([
         to_be(0, 16),
         load(Size::H, 3, 10, -8),
@@ -363,31 +376,31 @@ pub fn program(
         alu_imm(Alu::And, 3, 0xffff),
         alu_reg(Alu::Add, 3, 5),
     ]);
-    b.jmp_reg_to(Jmp::Eq, 0, 3, "partial");
-    b.jmp_imm_to(Jmp::Ne, 3, 0xffff, "lookup");
-    b.jmp_imm_to(Jmp::Ne, 0, 0, "lookup");
-    b.label("partial");
+    b.jmp_reg(Jmp::Eq, 0, 3, partial);
+    b.jmp_imm(Jmp::Ne, 3, 0xffff, lookup);
+    b.jmp_imm(Jmp::Ne, 0, 0, lookup);
+    b.bind(partial);
     b.push([store_reg(Size::Dw, 10, 1, -72)]);
 
-    b.label("lookup");
+    b.bind(lookup);
     b.push(flows);
     b.push([
         mov_reg(2, 10),
         alu_imm(Alu::Add, 2, -32),
         call(helper::MAP_LOOKUP_ELEM),
     ]);
-    b.jmp_imm_to(Jmp::Eq, 0, 0, "to_xsk");
+    b.jmp_imm(Jmp::Eq, 0, 0, to_xsk);
     b.push([mov_reg(9, 0)]);
     b.push(epoch);
     b.push([load(Size::W, 2, 2, 0), load(Size::W, 3, 9, value::EPOCH)]);
-    b.jmp_reg_to(Jmp::Ne, 2, 3, "to_xsk");
-    finish_checksum(&mut b, scratch);
+    b.jmp_reg(Jmp::Ne, 2, 3, to_xsk);
+    finish_checksum(&mut b, scratch, to_xsk);
     b.push([
         load(Size::B, 2, 9, value::FLAGS),
         mov_reg(3, 2),
         alu_imm(Alu::And, 3, i32::from(FLAG_DEC_TTL)),
     ]);
-    b.jmp_imm_to(Jmp::Eq, 3, 0, "count");
+    b.jmp_imm(Jmp::Eq, 3, 0, count);
     // Routed IPv4: decrement the TTL, fix the header checksum (RFC 1624, as ip_decrease_ttl).
     b.push([
         load(Size::Dw, 4, 10, -48),
@@ -396,9 +409,9 @@ pub fn program(
         mov_reg(3, 5),
         alu_imm(Alu::Add, 3, 20),
     ]);
-    b.jmp_reg_to(Jmp::Gt, 3, 8, "to_xsk");
+    b.jmp_reg(Jmp::Gt, 3, 8, to_xsk);
     b.push([load(Size::B, 3, 5, 8)]);
-    b.jmp_imm_to(Jmp::Le, 3, 1, "to_xsk");
+    b.jmp_imm(Jmp::Le, 3, 1, to_xsk);
     b.push([
         alu_imm(Alu::Sub, 3, 1),
         store_reg(Size::B, 5, 3, 8),
@@ -413,7 +426,7 @@ pub fn program(
         store_reg(Size::H, 5, 3, 10),
     ]);
 
-    b.label("count");
+    b.bind(count);
     b.push([
         load(Size::Dw, 3, 9, value::PACKETS),
         alu_imm(Alu::Add, 3, 1),
@@ -430,14 +443,14 @@ pub fn program(
         store_reg(Size::Dw, 9, 0, value::LAST_SEEN),
         load(Size::B, 2, 9, value::ACTION),
     ]);
-    b.jmp_imm_to(Jmp::Eq, 2, i32::from(ACTION_DROP), "drop");
+    b.jmp_imm(Jmp::Eq, 2, i32::from(ACTION_DROP), drop);
     b.push([
         load(Size::B, 2, 9, value::FLAGS),
         alu_imm(Alu::And, 2, i32::from(FLAG_REWRITE_MACS)),
     ]);
-    b.jmp_imm_to(Jmp::Eq, 2, 0, "vlan");
+    b.jmp_imm(Jmp::Eq, 2, 0, vlan);
     b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 14)]);
-    b.jmp_reg_to(Jmp::Gt, 2, 8, "drop");
+    b.jmp_reg(Jmp::Gt, 2, 8, drop);
     b.push([
         load(Size::W, 3, 9, value::NEW_DST),
         store_reg(Size::W, 7, 3, 0),
@@ -449,21 +462,21 @@ pub fn program(
         store_reg(Size::W, 7, 3, 8),
     ]);
 
-    b.label("vlan");
+    b.bind(vlan);
     b.push([load(Size::B, 2, 9, value::VLAN_OP)]);
-    b.jmp_imm_to(Jmp::Eq, 2, i32::from(VLAN_NONE), "redirect");
-    b.jmp_imm_to(Jmp::Eq, 2, i32::from(VLAN_SET), "set_vid");
-    b.jmp_imm_to(Jmp::Eq, 2, i32::from(VLAN_STRIP), "strip");
+    b.jmp_imm(Jmp::Eq, 2, i32::from(VLAN_NONE), redirect);
+    b.jmp_imm(Jmp::Eq, 2, i32::from(VLAN_SET), set_vid);
+    b.jmp_imm(Jmp::Eq, 2, i32::from(VLAN_STRIP), strip);
     // Push: make room, move the addresses down, write the tag (priority 0).
     b.push([mov_reg(1, 6), mov_imm(2, -4), call(helper::XDP_ADJUST_HEAD)]);
-    b.jmp_imm_to(Jmp::Ne, 0, 0, "drop");
+    b.jmp_imm(Jmp::Ne, 0, 0, drop);
     b.push([
         load(Size::W, 7, 6, xdp_md::DATA),
         load(Size::W, 8, 6, xdp_md::DATA_END),
         mov_reg(2, 7),
         alu_imm(Alu::Add, 2, 18),
     ]);
-    b.jmp_reg_to(Jmp::Gt, 2, 8, "drop");
+    b.jmp_reg(Jmp::Gt, 2, 8, drop);
     b.push([
         load(Size::Dw, 3, 7, 4),
         store_reg(Size::Dw, 7, 3, 0),
@@ -474,11 +487,11 @@ pub fn program(
         to_be(3, 16),
         store_reg(Size::H, 7, 3, 14),
     ]);
-    b.ja_to("redirect");
+    b.ja(redirect);
 
-    b.label("set_vid");
+    b.bind(set_vid);
     b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 18)]);
-    b.jmp_reg_to(Jmp::Gt, 2, 8, "drop");
+    b.jmp_reg(Jmp::Gt, 2, 8, drop);
     b.push([
         load(Size::H, 4, 7, 14),
         to_be(4, 16),
@@ -488,11 +501,11 @@ pub fn program(
         to_be(4, 16),
         store_reg(Size::H, 7, 4, 14),
     ]);
-    b.ja_to("redirect");
+    b.ja(redirect);
 
-    b.label("strip");
+    b.bind(strip);
     b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 18)]);
-    b.jmp_reg_to(Jmp::Gt, 2, 8, "drop");
+    b.jmp_reg(Jmp::Gt, 2, 8, drop);
     b.push([
         load(Size::W, 3, 7, 8),
         store_reg(Size::W, 7, 3, 12),
@@ -502,9 +515,9 @@ pub fn program(
         mov_imm(2, 4),
         call(helper::XDP_ADJUST_HEAD),
     ]);
-    b.jmp_imm_to(Jmp::Ne, 0, 0, "drop");
+    b.jmp_imm(Jmp::Ne, 0, 0, drop);
 
-    b.label("redirect");
+    b.bind(redirect);
     b.push(devmap);
     b.push([
         load(Size::W, 2, 9, value::OUT_PORT),
@@ -513,10 +526,10 @@ pub fn program(
         exit(),
     ]);
 
-    b.label("drop");
+    b.bind(drop);
     b.push([mov_imm(0, action::XDP_DROP), exit()]);
 
-    b.label("to_xsk");
+    b.bind(to_xsk);
     b.push([load(Size::W, 2, 6, xdp_md::RX_QUEUE_INDEX)]);
     b.push(xsks);
     b.push([
@@ -539,15 +552,20 @@ pub fn program(
 /// Stack: fp-48 L3 offset, fp-56 a zero key, fp-64 IP total length, fp-72 checksum offset in
 /// the L4 header (0: nothing to finish), fp-80/fp-96 spilled ctx and value pointers, fp-88
 /// the running sum, fp-104 the segment length.
-fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
+fn finish_checksum(b: &mut asm::Builder, scratch: [xvs_sys::bpf::Insn; 2], to_xsk: asm::Label) {
     use asm::*;
+    let csum_one = b.label();
+    let csum_fold = b.label();
+    let csum_store = b.label();
+    let csum_fail = b.label();
+    let csum_done = b.label();
     b.push([load(Size::Dw, 2, 10, -72)]);
-    b.jmp_imm_to(Jmp::Eq, 2, 0, "csum_done");
+    b.jmp_imm(Jmp::Eq, 2, 0, csum_done);
     b.push([load(Size::B, 3, 9, value::ACTION)]);
-    b.jmp_imm_to(Jmp::Eq, 3, i32::from(ACTION_DROP), "csum_done");
+    b.jmp_imm(Jmp::Eq, 3, i32::from(ACTION_DROP), csum_done);
     b.push([load(Size::Dw, 5, 10, -64), alu_imm(Alu::Sub, 5, 20)]);
-    b.jmp_imm_to(Jmp::Gt, 5, SCRATCH_LEN as i32 - 1, "to_xsk");
-    b.jmp_imm_to(Jmp::Lt, 5, 8, "to_xsk");
+    b.jmp_imm(Jmp::Gt, 5, SCRATCH_LEN as i32 - 1, to_xsk);
+    b.jmp_imm(Jmp::Lt, 5, 8, to_xsk);
     b.push([
         store_reg(Size::Dw, 10, 6, -80),
         store_reg(Size::Dw, 10, 9, -96),
@@ -559,7 +577,7 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
         alu_imm(Alu::Add, 2, -56),
         call(helper::MAP_LOOKUP_ELEM),
     ]);
-    b.jmp_imm_to(Jmp::Eq, 0, 0, "csum_fail");
+    b.jmp_imm(Jmp::Eq, 0, 0, csum_fail);
     b.push([
         mov_reg(9, 0),
         load(Size::Dw, 1, 10, -80),
@@ -569,22 +587,19 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
         load(Size::Dw, 4, 10, -104),
         call(helper::XDP_LOAD_BYTES),
     ]);
-    b.jmp_imm_to(Jmp::Ne, 0, 0, "csum_fail");
+    b.jmp_imm(Jmp::Ne, 0, 0, csum_fail);
     b.push([
         store_imm(Size::Dw, 10, -88, 0),
         load(Size::Dw, 6, 10, -104),
         alu_imm(Alu::And, 6, (SCRATCH_LEN as i32 - 1) & !3),
     ]);
-    for (i, small, next) in [
-        (0, "csum_s0", "csum_n0"),
-        (1, "csum_s1", "csum_n1"),
-        (2, "csum_s2", "csum_n2"),
-        (3, "csum_s3", "csum_n3"),
-    ] {
+    for i in 0..4 {
+        let small = b.label();
+        let next = b.label();
         b.push([mov_reg(4, 6)]);
-        b.jmp_imm_to(Jmp::Le, 4, 512, small);
+        b.jmp_imm(Jmp::Le, 4, 512, small);
         b.push([mov_imm(4, 512)]);
-        b.label(small);
+        b.bind(small);
         b.push([
             mov_imm(1, 0),
             mov_imm(2, 0),
@@ -593,11 +608,11 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
             load(Size::Dw, 5, 10, -88),
             call(helper::CSUM_DIFF),
         ]);
-        b.jmp_imm_to(Jmp::Slt, 0, 0, "csum_fail");
+        b.jmp_imm(Jmp::Slt, 0, 0, csum_fail);
         b.push([store_reg(Size::Dw, 10, 0, -88), mov_imm(4, 0)]);
-        b.jmp_imm_to(Jmp::Le, 6, 512, next);
+        b.jmp_imm(Jmp::Le, 6, 512, next);
         b.push([mov_reg(4, 6), alu_imm(Alu::Sub, 4, 512)]);
-        b.label(next);
+        b.bind(next);
         b.push([mov_reg(6, 4)]);
     }
     // The last 1-3 bytes, in memory order as csum_partial takes them.
@@ -609,7 +624,7 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
         mov_reg(4, 9),
         alu_reg(Alu::Add, 4, 3),
     ]);
-    b.jmp_imm_to(Jmp::Lt, 2, 2, "csum_one");
+    b.jmp_imm(Jmp::Lt, 2, 2, csum_one);
     b.push([
         load(Size::H, 5, 4, 0),
         load(Size::Dw, 0, 10, -88),
@@ -618,15 +633,15 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
         alu_imm(Alu::Add, 4, 2),
         alu_imm(Alu::Sub, 2, 2),
     ]);
-    b.label("csum_one");
-    b.jmp_imm_to(Jmp::Eq, 2, 0, "csum_fold");
+    b.bind(csum_one);
+    b.jmp_imm(Jmp::Eq, 2, 0, csum_fold);
     b.push([
         load(Size::B, 5, 4, 0),
         load(Size::Dw, 0, 10, -88),
         alu_reg(Alu::Add, 0, 5),
         store_reg(Size::Dw, 10, 0, -88),
     ]);
-    b.label("csum_fold");
+    b.bind(csum_fold);
     b.push([
         load(Size::Dw, 0, 10, -88),
         mov_reg(1, 0),
@@ -644,10 +659,10 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
         ]);
     }
     b.push([alu_imm(Alu::Xor, 0, 0xffff), load(Size::B, 2, 10, -14)]);
-    b.jmp_imm_to(Jmp::Ne, 2, 17, "csum_store");
-    b.jmp_imm_to(Jmp::Ne, 0, 0, "csum_store");
+    b.jmp_imm(Jmp::Ne, 2, 17, csum_store);
+    b.jmp_imm(Jmp::Ne, 0, 0, csum_store);
     b.push([mov_imm(0, 0xffff)]);
-    b.label("csum_store");
+    b.bind(csum_store);
     b.push([
         load(Size::Dw, 4, 10, -48),
         alu_imm(Alu::Add, 4, 20),
@@ -658,17 +673,17 @@ fn finish_checksum(b: &mut asm::Builder, scratch: [crate::sys::bpf::Insn; 2]) {
         mov_reg(2, 5),
         alu_imm(Alu::Add, 2, 2),
     ]);
-    b.jmp_reg_to(Jmp::Gt, 2, 8, "csum_fail");
+    b.jmp_reg(Jmp::Gt, 2, 8, csum_fail);
     b.push([
         store_reg(Size::H, 5, 0, 0),
         load(Size::Dw, 6, 10, -80),
         load(Size::Dw, 9, 10, -96),
     ]);
-    b.ja_to("csum_done");
-    b.label("csum_fail");
+    b.ja(csum_done);
+    b.bind(csum_fail);
     b.push([load(Size::Dw, 6, 10, -80)]);
-    b.ja_to("to_xsk");
-    b.label("csum_done");
+    b.ja(to_xsk);
+    b.bind(csum_done);
 }
 
 /// A flow's key as the kernel program builds it.
@@ -851,21 +866,13 @@ pub(crate) fn read_counters(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::prog::{XskMap, load_xdp};
+    use xvs_sys::bpf::{XskMap, load_xdp};
 
-    fn root() -> bool {
-        std::fs::read_to_string("/proc/self/status")
-            .map(|s| {
-                s.lines()
-                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-            })
-            .unwrap_or(false)
-    }
+    use super::*;
 
     #[test]
     fn the_verifier_accepts_the_program() {
-        if !root() {
+        if !xvs_sys::procfs::is_root() {
             eprintln!("SKIP: loading BPF programs needs root");
             return;
         }

@@ -5,24 +5,20 @@
 //! `flowtable::Pipeline`. The control plane drives it through [`Switch`].
 //!
 //! Layering: `control` → `dataplane` → `flowtable`, never back. Every `unsafe` block of the
-//! project lives in [`sys`]'s submodules, each with its `SAFETY:` reasoning; the rest of this
-//! crate is safe Rust. No forwarding decision is made here: that is `flowtable`'s job.
+//! workspace lives in the OS crate `xvs_sys` (dataplane/sys); this crate is safe Rust and
+//! reaches the kernel only through it. No forwarding decision is made here: that is `flowtable`'s job.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod counters;
 pub mod fastpath;
 pub mod port;
-pub mod prog;
 pub mod switch;
 pub mod umem;
 mod worker;
 
-#[expect(unsafe_code, reason = "the one module where unsafe lives")]
-pub mod sys;
-
 pub use counters::{Drop, PortStats, WorkerStats};
 pub use port::{PortInfo, QueueInfo};
-pub use prog::XdpMode;
 pub use switch::{PortCounters, PortOptions, Switch, SwitchError, SwitchOptions, WorkerInfo};
 pub use worker::{FdbEntry, NeighborEntry};
+pub use xvs_sys::bpf::XdpMode;

@@ -5,11 +5,10 @@ use std::time::{Duration, Instant};
 
 use flowtable::PortId;
 use flowtable::wire::EthernetAddress;
-
-use crate::prog::{XdpLink, XdpMode, XskMap};
-use crate::sys::frame::UmemArea;
-use crate::sys::xsk::{BindMode, RingSizes, XskRings, XskSocket};
-use crate::sys::{SyscallError, netdev};
+use xvs_sys::bpf::{XdpLink, XdpMode, XskMap};
+use xvs_sys::frame::UmemArea;
+use xvs_sys::xsk::{BindMode, RingSizes, XskRings, XskSocket};
+use xvs_sys::{SyscallError, netdev, procfs};
 
 /// How long to retry a bind that fails with EBUSY: a queue whose previous owner just exited
 /// stays busy for a moment.
@@ -66,14 +65,13 @@ impl Interface {
     /// Looks an interface up by name.
     pub(crate) fn lookup(name: &str) -> Result<Interface, SyscallError> {
         let ifindex = netdev::if_nametoindex(name)?;
-        let mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
+        let mac = procfs::interface_mac(name, ifindex)
+            .map(EthernetAddress)
             .unwrap_or_default();
         let driver = netdev::driver(name).unwrap_or_else(|_| "unknown".to_owned());
         let queues = match netdev::channels(name) {
             Ok(ch) => (ch.rx_count + ch.combined_count).max(1),
-            Err(_) => sysfs_rx_queues(name).unwrap_or(1),
+            Err(_) => procfs::rx_queues(name).unwrap_or(1),
         };
         Ok(Interface {
             name: name.to_owned(),
@@ -94,15 +92,6 @@ impl Interface {
     pub(crate) fn may_zero_copy(&self) -> bool {
         self.driver != "veth"
     }
-}
-
-fn sysfs_rx_queues(name: &str) -> Option<u32> {
-    let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
-    let n = dir
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-        .count();
-    (n > 0).then_some(n as u32)
 }
 
 /// Opens a socket, retrying while the queue is busy.

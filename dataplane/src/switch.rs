@@ -15,13 +15,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use flowtable::{Config, PortConfig, PortId, VlanMode};
+use xvs_sys::bpf::{ProgError, XdpLink, XdpMode, XskMap, load_xdp, redirect_to_xsk};
+use xvs_sys::xsk::{BindMode, RingSizes, XdpStatistics, XskRings};
+use xvs_sys::{SyscallError, netdev, procfs};
 
 use crate::counters::{MAX_PORTS, PortStats, WorkerStats};
 use crate::fastpath::{self, FastPathMaps, FastPort};
 use crate::port::{Interface, Port, PortInfo, PortQueue, QueueInfo, open_socket};
-use crate::prog::{self, ProgError, XdpLink, XdpMode, XskMap};
-use crate::sys::xsk::{BindMode, RingSizes, XdpStatistics, XskRings};
-use crate::sys::{SyscallError, netdev};
 use crate::umem::Umem;
 use crate::worker::{
     Command, FdbEntry, NeighborEntry, QueueSocket, TxMap, Worker, WorkerEvent, WorkerSetup,
@@ -63,23 +63,10 @@ pub struct SwitchOptions {
 /// enough limit), else as many as RLIMIT_MEMLOCK allows with room to spare, at least 1024.
 pub fn default_umem_frames(frame_size: u32) -> u32 {
     const WANT: u32 = 16384;
-    const CAP_IPC_LOCK: u32 = 14;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    if cap_eff & (1 << CAP_IPC_LOCK) != 0 {
+    if procfs::Capabilities::effective().is_some_and(|c| c.has(procfs::CAP_IPC_LOCK)) {
         return WANT;
     }
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max locked memory"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let soft = procfs::memlock_limit().unwrap_or(0);
     // Leave a quarter for other locked memory of the same user.
     let fits = (soft / 4 * 3 / u64::from(frame_size)).min(u64::from(WANT)) as u32;
     fits.clamp(1024, WANT)
@@ -250,20 +237,13 @@ impl std::fmt::Debug for Switch {
     }
 }
 
+/// RLIMIT_MEMLOCK, readable.
 fn memlock_limit() -> String {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            limits
-                .lines()
-                .find(|l| l.starts_with("Max locked memory"))
-                .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_owned())
-        })
-        .map(|soft| match soft.parse::<u64>() {
-            Ok(bytes) => format!("{} MiB", bytes >> 20),
-            Err(_) => soft,
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
+    match procfs::memlock_limit() {
+        Some(u64::MAX) => "unlimited".to_owned(),
+        Some(bytes) => format!("{} MiB", bytes >> 20),
+        None => "unknown".to_owned(),
+    }
 }
 
 impl Switch {
@@ -395,9 +375,9 @@ impl Switch {
         for port in self.ports.values_mut() {
             let insns = match &self.fast {
                 Some(maps) => fastpath::program(maps, port.xskmap.as_fd(), port.id),
-                None => prog::redirect_to_xsk(port.xskmap.as_fd()),
+                None => redirect_to_xsk(port.xskmap.as_fd()),
             };
-            let new = prog::load_xdp(&insns, "xvs_port")?;
+            let new = load_xdp(&insns, "xvs_port")?;
             port.link.replace(new.as_fd())?;
             port.prog = new;
             self.fast_ports[usize::from(port.id)] = match &self.fast {
@@ -520,7 +500,7 @@ impl Switch {
     }
 
     /// A live socket of UMEM `umem` to share it through, if any.
-    fn umem_anchor(&self, umem: u16) -> Option<&crate::sys::xsk::XskSocket> {
+    fn umem_anchor(&self, umem: u16) -> Option<&xvs_sys::xsk::XskSocket> {
         self.ports
             .values()
             .filter(|p| p.umem == umem)
@@ -682,9 +662,9 @@ impl Switch {
         let xskmap = XskMap::new(queues, &format!("xvs_xsks_{id}"))?;
         let insns = match &self.fast {
             Some(maps) => fastpath::program(maps, xskmap.as_fd(), id),
-            None => prog::redirect_to_xsk(xskmap.as_fd()),
+            None => redirect_to_xsk(xskmap.as_fd()),
         };
-        let prog = prog::load_xdp(&insns, "xvs_port")?;
+        let prog = load_xdp(&insns, "xvs_port")?;
         let (opened, umem, zero_copy) = self.open_queues(&interface, queues)?;
         let (queues_state, rings): (Vec<PortQueue>, Vec<XskRings>) = opened.into_iter().unzip();
         // Attach last: until then the interface's traffic keeps going to the stack.
@@ -1122,7 +1102,7 @@ impl Switch {
 fn probe_fast_path() -> Result<FastPathMaps, SwitchError> {
     let maps = FastPathMaps::new()?;
     let xsks = XskMap::new(1, "xvs_probe")?;
-    prog::load_xdp(&fastpath::program(&maps, xsks.as_fd(), 0), "xvs_probe")?;
+    load_xdp(&fastpath::program(&maps, xsks.as_fd(), 0), "xvs_probe")?;
     Ok(maps)
 }
 

@@ -9,9 +9,8 @@
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
-
-use crate::sys::SyscallError;
-use crate::sys::frame::{Frame, UmemArea};
+use xvs_sys::SyscallError;
+use xvs_sys::frame::{Frame, UmemArea};
 
 /// A UMEM: its memory and its pool of free frames.
 #[derive(Debug)]

@@ -22,12 +22,12 @@ use flowtable::edit::{EditError, FrameBuf};
 use flowtable::key::finish_partial_checksum;
 use flowtable::neighbour::Solicitation;
 use flowtable::{Config, Decision, DropReason, EgressTag, Event, FlowKey, Pipeline, PortId, Step};
+use xvs_sys::frame::{Packet, UmemArea};
+use xvs_sys::os::{self, EventFd};
+use xvs_sys::xsk::{KickError, XskRings};
 
 use crate::counters::{Drop, MAX_PORTS, WorkerCounters};
 use crate::fastpath::{FastPathMaps, FastPorts, Offloader};
-use crate::sys::frame::{Packet, UmemArea};
-use crate::sys::os::{self, EventFd};
-use crate::sys::xsk::{KickError, XskRings};
 use crate::umem::{FreeList, Umem};
 
 /// Packets taken from one RX ring per iteration.
@@ -181,7 +181,7 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
-    pub(crate) fn new(id: usize) -> Result<WorkerShared, crate::sys::SyscallError> {
+    pub(crate) fn new(id: usize) -> Result<WorkerShared, xvs_sys::SyscallError> {
         Ok(WorkerShared {
             id,
             wake: EventFd::new()?,

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dataplane::prog::{self, XdpLink, XdpMode, XskMap};
-use dataplane::sys::frame::{Frame, Packet, UmemArea};
-use dataplane::sys::xsk::{BindMode, KickError, RingSizes, XskRings, XskSocket};
-use dataplane::sys::{netdev, os};
+use xvs_sys::bpf::{self, XdpLink, XdpMode, XskMap};
+use xvs_sys::frame::{Frame, Packet, UmemArea};
+use xvs_sys::xsk::{BindMode, KickError, RingSizes, XskRings, XskSocket};
+use xvs_sys::{netdev, os};
 
 use crate::error::Error;
 use crate::pace::Pacer;
@@ -285,7 +285,7 @@ impl XskReceiver {
                 .set(queue as u32, port.socket.as_fd())
                 .map_err(Error::sys("filling the XSKMAP"))?;
         }
-        let prog = prog::load_xdp(&prog::redirect_to_xsk(xskmap.as_fd()), "pktgen_xsk")
+        let prog = bpf::load_xdp(&bpf::redirect_to_xsk(xskmap.as_fd()), "pktgen_xsk")
             .map_err(Error::program(dev))?;
         let link =
             XdpLink::attach(prog.as_fd(), ifindex, dev, None).map_err(Error::program(dev))?;

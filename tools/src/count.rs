@@ -5,8 +5,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dataplane::prog::{self, XdpLink};
-use dataplane::sys::bpf::{Map, MapType};
+use xvs_sys::bpf::{self, Map, MapType, XdpLink};
 
 use crate::afxdp::XskReceiver;
 use crate::error::Error;
@@ -123,7 +122,7 @@ pub fn run(
         CountMode::Xdp => {
             let map = Map::create(MapType::PercpuArray, 4, counters::LEN, 1, 0, "pktgen_count")
                 .map_err(Error::sys("creating the counter map"))?;
-            let prog = prog::load_xdp(&program::count_drop(map.as_fd()), "pktgen_count")
+            let prog = bpf::load_xdp(&program::count_drop(map.as_fd()), "pktgen_count")
                 .map_err(Error::program(&config.dev))?;
             let link = XdpLink::attach(prog.as_fd(), ifindex, &config.dev, None)
                 .map_err(Error::program(&config.dev))?;

@@ -1,7 +1,7 @@
 //! What can go wrong, in words a user acts on.
 
-use dataplane::prog::ProgError;
-use dataplane::sys::SyscallError;
+use xvs_sys::SyscallError;
+use xvs_sys::bpf::ProgError;
 
 /// An error of xvs-pktgen.
 #[derive(Debug, thiserror::Error)]

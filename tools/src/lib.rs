@@ -4,7 +4,7 @@
 //! Layering: the binary (`src/bin/xvs-pktgen.rs`) parses arguments and prints; [`send`] and
 //! [`count`] run a command; [`live`] and [`afxdp`] move frames; [`program`] generates the XDP
 //! programs; [`packet`], [`pace`], [`inspect`] and [`report`] are plain computation, tested
-//! without root. Every system call goes through `dataplane::sys`: this crate has no `unsafe`.
+//! without root. Every system call goes through `xvs_sys`: this crate has no `unsafe`.
 
 #![forbid(unsafe_code)]
 

@@ -17,9 +17,9 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use dataplane::prog::{self, xdp_md};
-use dataplane::sys::bpf::{self, Map, MapType};
-use dataplane::sys::{SyscallError, os};
+use xvs_sys::bpf::abi::xdp_md;
+use xvs_sys::bpf::{self, Map, MapType};
+use xvs_sys::{SyscallError, os};
 
 use crate::error::Error;
 use crate::pace::Rate;
@@ -81,7 +81,7 @@ impl LiveSender {
             .map_err(Error::sys("creating the live-frames state map"))?;
         let insns = program::live_tx(&plan, state.as_fd());
         // Not attached anywhere: the device name only words attach errors.
-        let prog = prog::load_xdp(&insns, "pktgen_live").map_err(Error::program(""))?;
+        let prog = bpf::load_xdp(&insns, "pktgen_live").map_err(Error::program(""))?;
 
         // The xdp_md the run starts from: the whole buffer, arriving on queue 0 of the device.
         let mut ctx = [0u8; 24];

@@ -1,4 +1,4 @@
-//! The XDP programs of xvs-pktgen, generated as bytecode with `dataplane::prog::asm`:
+//! The XDP programs of xvs-pktgen, generated as bytecode with `xvs_sys::bpf::asm`:
 //!
 //! - [`live_tx`], run by `BPF_PROG_TEST_RUN` in live-frames mode, turns each run into one
 //!   frame of the current flow and size, counts it, and returns `XDP_TX` (or, when paced and
@@ -16,9 +16,9 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use dataplane::prog::asm::{self, Alu, Jmp, Size};
-use dataplane::prog::{action, helper, xdp_md};
-use dataplane::sys::bpf::Insn;
+use xvs_sys::bpf::Insn;
+use xvs_sys::bpf::abi::{action, helper, xdp_md};
+use xvs_sys::bpf::asm::{self, Alu, Builder, Jmp, Label, Size};
 
 use crate::packet::{Flows, FrameSpec, LiveSums, SizeRange};
 
@@ -53,50 +53,21 @@ pub mod counters {
     pub const LEN: u32 = 16;
 }
 
-/// A jump target whose position may not be known yet.
-#[derive(Debug, Clone, Copy)]
-struct Label(usize);
-
-/// Instructions with forward jumps to labels, patched when the program is finished.
-#[derive(Debug, Default)]
-struct Builder {
-    insns: Vec<Insn>,
-    labels: Vec<Option<usize>>,
-    jumps: Vec<(usize, Label)>,
+/// The generator's idioms, on the workspace's one assembler.
+trait Emit {
+    fn store_be16(&mut self, base: u8, off: usize, value: u8, scratch: u8);
+    fn store_be32(&mut self, base: u8, off: usize, value: u8, scratch: u8);
+    fn mov64(&mut self, reg: u8, value: u64, scratch: u8);
+    fn finish_checksum(&mut self, reg: u8, scratch: u8);
+    fn add_u64(&mut self, base: u8, off: i16, value: u8, scratch: u8);
+    fn lookup_key0(&mut self, map: BorrowedFd<'_>, missing: Label);
 }
 
-impl Builder {
-    fn label(&mut self) -> Label {
-        self.labels.push(None);
-        Label(self.labels.len() - 1)
-    }
-
-    fn bind(&mut self, label: Label) {
-        self.labels[label.0] = Some(self.insns.len());
-    }
-
-    fn push(&mut self, insn: Insn) {
-        self.insns.push(insn);
-    }
-
-    fn extend(&mut self, insns: impl IntoIterator<Item = Insn>) {
-        self.insns.extend(insns);
-    }
-
-    fn jmp_imm(&mut self, op: Jmp, dst: u8, imm: i32, to: Label) {
-        self.jumps.push((self.insns.len(), to));
-        self.push(asm::jmp_imm(op, dst, imm, 0));
-    }
-
-    fn jmp_reg(&mut self, op: Jmp, dst: u8, src: u8, to: Label) {
-        self.jumps.push((self.insns.len(), to));
-        self.push(asm::jmp_reg(op, dst, src, 0));
-    }
-
+impl Emit for Builder {
     /// `*(u16 *)(base + off) = htons(value)`, with `scratch` clobbered.
     fn store_be16(&mut self, base: u8, off: usize, value: u8, scratch: u8) {
         let off = off as i16;
-        self.extend([
+        self.push([
             asm::mov_reg(scratch, value),
             asm::alu_imm(Alu::Rsh, scratch, 8),
             asm::store_reg(Size::B, base, scratch, off),
@@ -108,22 +79,22 @@ impl Builder {
     fn store_be32(&mut self, base: u8, off: usize, value: u8, scratch: u8) {
         let off = off as i16;
         for (i, shift) in [24, 16, 8].into_iter().enumerate() {
-            self.extend([
+            self.push([
                 asm::mov_reg(scratch, value),
                 asm::alu_imm(Alu::Rsh, scratch, shift),
                 asm::store_reg(Size::B, base, scratch, off + i as i16),
             ]);
         }
-        self.push(asm::store_reg(Size::B, base, value, off + 3));
+        self.push([asm::store_reg(Size::B, base, value, off + 3)]);
     }
 
     /// `reg = value` for any 64-bit value, with `scratch` clobbered.
     fn mov64(&mut self, reg: u8, value: u64, scratch: u8) {
         if let Ok(small) = i32::try_from(value) {
-            self.push(asm::mov_imm(reg, small));
+            self.push([asm::mov_imm(reg, small)]);
             return;
         }
-        self.extend([
+        self.push([
             asm::mov_imm(reg, (value >> 32) as u32 as i32),
             asm::alu_imm(Alu::Lsh, reg, 32),
             // A 32-bit immediate is sign-extended: clear the upper half again.
@@ -137,19 +108,19 @@ impl Builder {
     /// `reg = ~fold(reg) & 0xffff` for a sum below 2^32, with `scratch` clobbered.
     fn finish_checksum(&mut self, reg: u8, scratch: u8) {
         for _ in 0..2 {
-            self.extend([
+            self.push([
                 asm::mov_reg(scratch, reg),
                 asm::alu_imm(Alu::Rsh, scratch, 16),
                 asm::alu_imm(Alu::And, reg, 0xffff),
                 asm::alu_reg(Alu::Add, reg, scratch),
             ]);
         }
-        self.push(asm::alu_imm(Alu::Xor, reg, 0xffff));
+        self.push([asm::alu_imm(Alu::Xor, reg, 0xffff)]);
     }
 
     /// `*(u64 *)(base + off) += value`.
     fn add_u64(&mut self, base: u8, off: i16, value: u8, scratch: u8) {
-        self.extend([
+        self.push([
             asm::load(Size::Dw, scratch, base, off),
             asm::alu_reg(Alu::Add, scratch, value),
             asm::store_reg(Size::Dw, base, scratch, off),
@@ -158,26 +129,14 @@ impl Builder {
 
     /// The map value at key 0 of `map` into `r0`, jumping to `missing` if there is none.
     fn lookup_key0(&mut self, map: BorrowedFd<'_>, missing: Label) {
-        self.push(asm::store_imm(Size::W, 10, -4, 0));
-        self.extend(asm::load_map_fd(1, map.as_raw_fd()));
-        self.extend([
+        self.push([asm::store_imm(Size::W, 10, -4, 0)]);
+        self.push(asm::load_map_fd(1, map.as_raw_fd()));
+        self.push([
             asm::mov_reg(2, 10),
             asm::alu_imm(Alu::Add, 2, -4),
             asm::call(helper::MAP_LOOKUP_ELEM),
         ]);
         self.jmp_imm(Jmp::Eq, 0, 0, missing);
-    }
-
-    /// The instructions, with every jump pointing at its label.
-    ///
-    /// # Panics
-    /// If a label was jumped to but never bound (a bug in the generator).
-    fn finish(mut self) -> Vec<Insn> {
-        for (at, label) in self.jumps {
-            let target = self.labels[label.0].expect("jump to an unbound label");
-            self.insns[at].off = (target as isize - at as isize - 1) as i16;
-        }
-        self.insns
     }
 }
 
@@ -251,31 +210,31 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
     let vary_len = plan.sizes.count() > 1;
     let vary_address = plan.flows.varies_address();
 
-    b.push(asm::mov_reg(CTX, 1));
+    b.push([asm::mov_reg(CTX, 1)]);
     b.lookup_key0(state_map, abort);
-    b.push(asm::mov_reg(STATE, 0));
+    b.push([asm::mov_reg(STATE, 0)]);
 
     if let Some(interval) = plan.interval {
         // next = max(next, now - burst); if now < next: idle; else next += interval.
         let caught_up = b.label();
-        b.extend([
+        b.push([
             asm::call(helper::KTIME_GET_NS),
             asm::alu_imm(Alu::Lsh, 0, PACE_SHIFT as i32),
             asm::load(Size::Dw, 1, STATE, state::NEXT),
         ]);
         b.mov64(2, pace_burst(interval), 3);
-        b.extend([asm::mov_reg(3, 0), asm::alu_reg(Alu::Sub, 3, 2)]);
+        b.push([asm::mov_reg(3, 0), asm::alu_reg(Alu::Sub, 3, 2)]);
         b.jmp_reg(Jmp::Ge, 1, 3, caught_up);
-        b.push(asm::mov_reg(1, 3));
+        b.push([asm::mov_reg(1, 3)]);
         b.bind(caught_up);
         b.jmp_reg(Jmp::Lt, 0, 1, idle);
         b.mov64(2, interval, 3);
-        b.extend([
+        b.push([
             asm::alu_reg(Alu::Add, 1, 2),
             asm::store_reg(Size::Dw, STATE, 1, state::NEXT),
         ]);
     }
-    b.extend([
+    b.push([
         asm::load(Size::Dw, 1, STATE, state::PACKETS),
         asm::alu_imm(Alu::Add, 1, 1),
         asm::store_reg(Size::Dw, STATE, 1, state::PACKETS),
@@ -285,15 +244,15 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
     // length the page has now, whatever an earlier run left).
     if vary_len {
         let wrapped = b.label();
-        b.extend([
+        b.push([
             asm::load(Size::Dw, 1, STATE, state::SIZE),
             asm::mov_reg(2, 1),
             asm::alu_imm(Alu::Add, 2, 1),
         ]);
         b.jmp_imm(Jmp::Lt, 2, plan.sizes.count() as i32, wrapped);
-        b.push(asm::mov_imm(2, 0));
+        b.push([asm::mov_imm(2, 0)]);
         b.bind(wrapped);
-        b.extend([
+        b.push([
             asm::store_reg(Size::Dw, STATE, 2, state::SIZE),
             asm::alu_imm(Alu::Add, 1, plan.sizes.min_buffer_len() as i32),
             asm::store_reg(Size::Dw, 10, 1, LEN_SLOT),
@@ -305,14 +264,14 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
             asm::call(helper::XDP_ADJUST_TAIL),
         ]);
         b.jmp_imm(Jmp::Ne, 0, 0, abort);
-        b.push(asm::load(Size::Dw, 1, 10, LEN_SLOT));
+        b.push([asm::load(Size::Dw, 1, 10, LEN_SLOT)]);
     } else {
-        b.push(asm::mov_imm(1, plan.sizes.min_buffer_len() as i32));
+        b.push([asm::mov_imm(1, plan.sizes.min_buffer_len() as i32)]);
     }
     b.add_u64(STATE, state::BYTES, 1, 2);
 
     if plan.varies() {
-        b.extend([
+        b.push([
             asm::load(Size::W, DATA, CTX, xdp_md::DATA),
             asm::load(Size::W, DATA_END, CTX, xdp_md::DATA_END),
             asm::mov_reg(1, DATA),
@@ -323,7 +282,7 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
         // This frame's port (r4) and address (r5) offsets; the next flow's go to the state.
         let port_ok = b.label();
         let flow_ok = b.label();
-        b.extend([
+        b.push([
             asm::load(Size::Dw, 4, STATE, state::PORT),
             asm::load(Size::Dw, 5, STATE, state::ADDRESS),
             asm::load(Size::Dw, 1, STATE, state::FLOW),
@@ -333,19 +292,19 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
             asm::mov_reg(3, 5),
         ]);
         b.jmp_imm(Jmp::Ne, 2, plan.flows.ports() as i32, port_ok);
-        b.extend([asm::mov_imm(2, 0), asm::alu_imm(Alu::Add, 3, 1)]);
+        b.push([asm::mov_imm(2, 0), asm::alu_imm(Alu::Add, 3, 1)]);
         b.bind(port_ok);
         b.jmp_imm(Jmp::Ne, 1, plan.flows.count() as i32, flow_ok);
-        b.extend([asm::mov_imm(1, 0), asm::mov_imm(2, 0), asm::mov_imm(3, 0)]);
+        b.push([asm::mov_imm(1, 0), asm::mov_imm(2, 0), asm::mov_imm(3, 0)]);
         b.bind(flow_ok);
-        b.extend([
+        b.push([
             asm::store_reg(Size::Dw, STATE, 1, state::FLOW),
             asm::store_reg(Size::Dw, STATE, 2, state::PORT),
             asm::store_reg(Size::Dw, STATE, 3, state::ADDRESS),
         ]);
 
         // r3: the UDP checksum sum; r0: the IPv4 header sum.
-        b.extend([
+        b.push([
             asm::alu_imm(Alu::Add, 4, i32::from(plan.spec.src_port)),
             asm::mov_imm(3, i32::from(plan.sums.udp)),
             asm::alu_reg(Alu::Add, 3, 4),
@@ -354,7 +313,7 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
         b.store_be16(DATA, layout.udp_src_port(), 4, 1);
         if vary_address {
             let base = plan.template_src_word();
-            b.extend([
+            b.push([
                 // The base word, zero-extended: a 32-bit immediate would be sign-extended.
                 asm::mov_imm(1, base as i32),
                 asm::alu_imm(Alu::Lsh, 1, 32),
@@ -364,7 +323,7 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
                 asm::alu_imm(Alu::Rsh, 5, 32),
             ]);
             b.store_be32(DATA, layout.src_word, 5, 1);
-            b.extend([
+            b.push([
                 asm::mov_reg(1, 5),
                 asm::alu_imm(Alu::Rsh, 1, 16),
                 asm::alu_imm(Alu::And, 5, 0xffff),
@@ -375,7 +334,7 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
         }
         if vary_len {
             // r4: the UDP length (also the IPv6 payload length), r5: the IPv4 total length.
-            b.extend([
+            b.push([
                 asm::load(Size::Dw, 4, 10, LEN_SLOT),
                 asm::alu_imm(Alu::Sub, 4, layout.udp as i32),
                 asm::alu_reg(Alu::Add, 3, 4),
@@ -383,7 +342,7 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
             ]);
             b.store_be16(DATA, layout.udp_len(), 4, 1);
             if layout.ip_checksum.is_some() {
-                b.extend([
+                b.push([
                     asm::mov_reg(5, 4),
                     asm::alu_imm(Alu::Add, 5, (layout.udp - layout.ip_len + 2) as i32),
                     asm::alu_reg(Alu::Add, 0, 5),
@@ -396,7 +355,7 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
         let nonzero = b.label();
         b.finish_checksum(3, 1);
         b.jmp_imm(Jmp::Ne, 3, 0, nonzero);
-        b.push(asm::mov_imm(3, 0xffff));
+        b.push([asm::mov_imm(3, 0xffff)]);
         b.bind(nonzero);
         b.store_be16(DATA, layout.udp_checksum(), 3, 1);
         if let Some(at) = layout.ip_checksum
@@ -406,13 +365,13 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
             b.store_be16(DATA, at, 0, 1);
         }
     }
-    b.extend([asm::mov_imm(0, action::XDP_TX), asm::exit()]);
+    b.push([asm::mov_imm(0, action::XDP_TX), asm::exit()]);
     if plan.interval.is_some() {
         b.bind(idle);
-        b.extend([asm::mov_imm(0, action::XDP_DROP), asm::exit()]);
+        b.push([asm::mov_imm(0, action::XDP_DROP), asm::exit()]);
     }
     b.bind(abort);
-    b.extend([asm::mov_imm(0, action::XDP_ABORTED), asm::exit()]);
+    b.push([asm::mov_imm(0, action::XDP_ABORTED), asm::exit()]);
     b.finish()
 }
 
@@ -431,20 +390,20 @@ impl LivePlan {
 pub fn count_drop(counters_map: BorrowedFd<'_>) -> Vec<Insn> {
     let mut b = Builder::default();
     let out = b.label();
-    b.extend([
+    b.push([
         asm::mov_reg(CTX, 1),
         asm::call(helper::XDP_GET_BUFF_LEN),
         asm::mov_reg(7, 0),
     ]);
     b.lookup_key0(counters_map, out);
-    b.extend([
+    b.push([
         asm::load(Size::Dw, 1, 0, counters::PACKETS),
         asm::alu_imm(Alu::Add, 1, 1),
         asm::store_reg(Size::Dw, 0, 1, counters::PACKETS),
     ]);
     b.add_u64(0, counters::BYTES, 7, 1);
     b.bind(out);
-    b.extend([asm::mov_imm(0, action::XDP_DROP), asm::exit()]);
+    b.push([asm::mov_imm(0, action::XDP_DROP), asm::exit()]);
     b.finish()
 }
 
@@ -468,10 +427,10 @@ mod tests {
         let mut b = Builder::default();
         let end = b.label();
         b.jmp_imm(Jmp::Eq, 1, 0, end);
-        b.push(asm::mov_imm(0, 1));
-        b.push(asm::mov_imm(0, 2));
+        b.push([asm::mov_imm(0, 1)]);
+        b.push([asm::mov_imm(0, 2)]);
         b.bind(end);
-        b.push(asm::exit());
+        b.push([asm::exit()]);
         let insns = b.finish();
         assert_eq!(insns[0].off, 2);
     }

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use dataplane::sys::os;
 use flowtable::wire::EthernetAddress;
+use xvs_sys::os;
 
 use crate::afxdp::{TxPlan, XskSender};
 use crate::error::Error;

@@ -3,10 +3,10 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use dataplane::prog::asm::{self, Alu, Jmp, Size};
-use dataplane::prog::{action, helper, load_xdp, xdp_md};
-use dataplane::sys::bpf::{self, Map, MapType};
-use dataplane::sys::netdev;
+use xvs_sys::bpf::abi::{action, helper, xdp_md};
+use xvs_sys::bpf::asm::{self, Alu, Jmp, Size};
+use xvs_sys::bpf::{self, Map, MapType, load_xdp};
+use xvs_sys::netdev;
 
 /// A page goes back to the test run's page pool after each run and comes round again without
 /// its data being reset: a byte the program increments in the frame keeps counting up across

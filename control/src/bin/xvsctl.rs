@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use control::client::Client;
-use control::protocol::VlanSpec;
-use control::protocol::DEFAULT_SOCKET;
+use control::protocol::{DEFAULT_SOCKET, VlanSpec};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]

@@ -267,7 +267,7 @@ impl Lab {
             eprintln!("SKIP {test}: needs root (network namespaces, XDP, AF_XDP)");
             return None;
         }
-        if !dataplane::sys::xsk::af_xdp_available() {
+        if !xvs_sys::xsk::af_xdp_available() {
             eprintln!("SKIP {test}: this kernel has no AF_XDP sockets");
             return None;
         }

@@ -17,10 +17,10 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::Context;
-use dataplane::prog::{self, XdpLink, XdpMode, action, asm, helper};
-use dataplane::sys::bpf::{Insn, Map, MapType};
-use dataplane::sys::netdev;
 use serde_json::{Value, json};
+use xvs_sys::bpf::abi::{action, helper};
+use xvs_sys::bpf::{Insn, Map, MapType, XdpLink, XdpMode, asm, load_xdp};
+use xvs_sys::netdev;
 
 use super::Switch;
 use crate::lab::Topology;
@@ -57,7 +57,7 @@ impl Direction {
             .context("creating the DEVMAP")?;
         map.update(&0u32.to_ne_bytes(), &to_index.to_ne_bytes(), 0)
             .with_context(|| format!("putting {to} in the DEVMAP"))?;
-        let prog = prog::load_xdp(&redirect_program(map.as_fd()), "xe_redirect")?;
+        let prog = load_xdp(&redirect_program(map.as_fd()), "xe_redirect")?;
         let link = XdpLink::attach(prog.as_fd(), from_index, from, Some(XdpMode::Driver))?;
         Ok(Direction {
             link,

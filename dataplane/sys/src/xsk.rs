@@ -1,107 +1,15 @@
 //! AF_XDP sockets: UMEM registration, ring setup, bind, kicks and statistics.
 //!
-//! The layouts below are those of `<linux/if_xdp.h>`.
+//! The layouts are those of `<linux/if_xdp.h>`, in [`crate::if_xdp`].
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use super::frame::{Frame, UmemArea};
+pub use super::if_xdp::XdpStatistics;
+use super::if_xdp::*;
 use super::ring::{CompletionRing, FillRing, RingLayout, RxRing, TxRing};
 use super::{SyscallError, cvt};
-
-const AF_XDP: libc::c_int = 44;
-const SOL_XDP: libc::c_int = 283;
-
-const XDP_MMAP_OFFSETS: libc::c_int = 1;
-const XDP_RX_RING: libc::c_int = 2;
-const XDP_TX_RING: libc::c_int = 3;
-const XDP_UMEM_REG: libc::c_int = 4;
-const XDP_UMEM_FILL_RING: libc::c_int = 5;
-const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
-const XDP_STATISTICS: libc::c_int = 7;
-const XDP_OPTIONS: libc::c_int = 8;
-
-const XDP_SHARED_UMEM: u16 = 1 << 0;
-const XDP_COPY: u16 = 1 << 1;
-const XDP_ZEROCOPY: u16 = 1 << 2;
-const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
-
-const XDP_OPTIONS_ZEROCOPY: u32 = 1 << 0;
-
-const XDP_PGOFF_RX_RING: u64 = 0;
-const XDP_PGOFF_TX_RING: u64 = 0x8000_0000;
-const XDP_UMEM_PGOFF_FILL_RING: u64 = 0x1_0000_0000;
-const XDP_UMEM_PGOFF_COMPLETION_RING: u64 = 0x1_8000_0000;
-
-/// `struct xdp_ring_offset`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct RingOffset {
-    pub(crate) producer: u64,
-    pub(crate) consumer: u64,
-    pub(crate) desc: u64,
-    pub(crate) flags: u64,
-}
-
-/// `struct xdp_mmap_offsets`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct MmapOffsets {
-    rx: RingOffset,
-    tx: RingOffset,
-    fill: RingOffset,
-    completion: RingOffset,
-}
-
-/// `struct xdp_desc`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct XdpDesc {
-    pub(crate) addr: u64,
-    pub(crate) len: u32,
-    pub(crate) options: u32,
-}
-
-/// `struct xdp_umem_reg`.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct UmemReg {
-    addr: u64,
-    len: u64,
-    chunk_size: u32,
-    headroom: u32,
-    flags: u32,
-    tx_metadata_len: u32,
-}
-
-/// `struct sockaddr_xdp`.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct SockaddrXdp {
-    family: u16,
-    flags: u16,
-    ifindex: u32,
-    queue_id: u32,
-    shared_umem_fd: u32,
-}
-
-/// `struct xdp_statistics`: the kernel's per-socket drop counters.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct XdpStatistics {
-    /// Dropped for other reasons.
-    pub rx_dropped: u64,
-    /// Dropped because of an invalid RX descriptor.
-    pub rx_invalid_descs: u64,
-    /// Dropped because of an invalid TX descriptor.
-    pub tx_invalid_descs: u64,
-    /// Dropped because the RX ring was full.
-    pub rx_ring_full: u64,
-    /// Times the fill ring was empty when a packet arrived.
-    pub rx_fill_ring_empty_descs: u64,
-    /// Times the TX ring was empty when the kernel looked.
-    pub tx_ring_empty_descs: u64,
-}
 
 /// How a socket attaches to its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

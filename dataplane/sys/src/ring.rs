@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::SyscallError;
 use super::frame::{Frame, Packet, UmemArea};
+use super::if_xdp::{RingOffset, XdpDesc};
 use super::mmap::MmapRegion;
-use super::xsk::{RingOffset, XdpDesc};
 
 /// The `XDP_RING_NEED_WAKEUP` flag the kernel sets when it wants a syscall to make progress.
 const XDP_RING_NEED_WAKEUP: u32 = 1;

@@ -7,6 +7,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::{SyscallError, cvt_long};
 
+pub mod abi;
+pub mod asm;
+pub mod xdp;
+
+pub use xdp::{ProgError, XdpLink, XdpMode, XskMap, load_xdp, redirect_to_xsk};
+
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;

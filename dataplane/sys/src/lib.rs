@@ -6,15 +6,20 @@
 //! - [`frame`]: the UMEM area and [`frame::Frame`], the owned token for one of its chunks,
 //! - [`ring`]: the four AF_XDP rings shared with the kernel, typed by what they carry,
 //! - [`xsk`]: AF_XDP socket options, bind, kicks and statistics,
-//! - [`bpf`]: the `bpf()` syscall (maps, program load, links, test runs),
+//! - [`if_xdp`]: the AF_XDP ABI of `<linux/if_xdp.h>`, which `ring` and `xsk` share,
+//! - [`bpf`]: the `bpf()` syscall (maps, program load, links, test runs), the one eBPF
+//!   assembler ([`bpf::asm`]), the program ABI ([`bpf::abi`]) and XDP objects ([`bpf::xdp`]),
 //! - [`netdev`]: interface names, indexes, ethtool queries,
-//! - [`os`]: threads, CPU affinity, `poll`, `eventfd`.
+//! - [`os`]: threads, CPU affinity, `poll`, `eventfd`,
+//! - [`procfs`]: what `/proc` and sysfs say (capabilities, limits, MACs, queues, counters).
 
 pub mod bpf;
 pub mod frame;
+pub mod if_xdp;
 pub(crate) mod mmap;
 pub mod netdev;
 pub mod os;
+pub mod procfs;
 pub mod ring;
 pub mod xsk;
 
