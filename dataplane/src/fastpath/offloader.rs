@@ -1,0 +1,358 @@
+//! A worker's side of the fast path: it installs the decisions the kernel can carry out,
+//! follows their dependencies to remove them when they go stale, and folds their counters
+//! into the port, rule and MAC counters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use flowtable::wire::EthernetAddress;
+use flowtable::{Decision, DropReason, FlowKey, PortId};
+
+use super::MAX_FLOWS;
+use super::abi::KernelKey;
+use super::maps::FastPathMaps;
+use super::policy::offload;
+use crate::counters::WorkerCounters;
+
+/// What a worker knows of a port for the fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FastPort {
+    /// The interface index (the kernel key's first field, and the DEVMAP key).
+    pub(crate) ifindex: u32,
+    /// Whether frames may be redirected to it (it is in the DEVMAP).
+    pub(crate) target: bool,
+}
+
+/// A kernel entry, as `dump-fast-path` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastEntry {
+    /// The ingress port.
+    pub in_port: PortId,
+    /// The output port (`None`: dropped).
+    pub out_port: Option<PortId>,
+    /// Destination MAC of the flow.
+    pub dst: EthernetAddress,
+    /// Source MAC of the flow.
+    pub src: EthernetAddress,
+    /// EtherType of the flow.
+    pub ethertype: u16,
+    /// The rule that decided, if any.
+    pub rule: Option<u32>,
+    /// Packets the kernel forwarded, as of the last fold.
+    pub packets: u64,
+    /// Bytes the kernel forwarded, as of the last fold.
+    pub bytes: u64,
+}
+
+/// Ports by number, as the fast path sees them.
+pub(crate) type FastPorts = Vec<Option<FastPort>>;
+
+/// A kernel entry a worker installed, and what it needs to follow it.
+#[derive(Debug, Clone)]
+struct Installed {
+    /// The flow, to have userspace decide it again if the kernel entry goes away.
+    flow: FlowKey,
+    in_port: PortId,
+    out_port: Option<PortId>,
+    rule: Option<u32>,
+    learn: Option<(u16, u64, PortId)>,
+    deps: [Option<u16>; flowtable::pipeline::MAX_DEPS],
+    /// The pipeline's change count when the decision was made.
+    seq: u64,
+    /// Bytes each packet gains (pushed tag) or loses (stripped tag) on the way out.
+    tx_delta: i64,
+    packets: u64,
+    bytes: u64,
+    last_seen: u64,
+    /// When (pipeline clock) the counters last moved.
+    active_at: u64,
+}
+
+/// Entries idle for this long are removed from the kernel (they come back on the next
+/// packet, through userspace).
+const IDLE_NS: u64 = 10_000_000_000;
+/// How often counters are folded in without being asked.
+const SYNC_NS: u64 = 1_000_000_000;
+
+/// A worker's side of the fast path: the entries it installed, their dependencies, and the
+/// counters it already folded in.
+#[derive(Debug)]
+pub(crate) struct Offloader {
+    maps: Arc<FastPathMaps>,
+    ports: Arc<FastPorts>,
+    epoch: u32,
+    installed: HashMap<KernelKey, Installed>,
+    by_bucket: HashMap<u16, Vec<KernelKey>>,
+    invalidated: Vec<(u16, u64)>,
+    buf: Vec<u8>,
+    /// CLOCK_MONOTONIC at the pipeline clock's zero.
+    monotonic_zero: u64,
+    last_sync: u64,
+}
+
+impl Offloader {
+    pub(crate) fn new(maps: Arc<FastPathMaps>, monotonic_zero: u64) -> Offloader {
+        Offloader {
+            maps,
+            ports: Arc::new(Vec::new()),
+            epoch: 0,
+            installed: HashMap::new(),
+            by_bucket: HashMap::new(),
+            invalidated: Vec::new(),
+            buf: Vec::new(),
+            monotonic_zero,
+            last_sync: 0,
+        }
+    }
+
+    /// The entries this worker installed, with what they counted so far.
+    pub(crate) fn entries(&self) -> Vec<FastEntry> {
+        self.installed
+            .iter()
+            .map(|(k, e)| FastEntry {
+                in_port: e.in_port,
+                out_port: e.out_port,
+                dst: EthernetAddress(k.dl_dst),
+                src: EthernetAddress(k.dl_src),
+                ethertype: u16::from_be_bytes(k.dl_type),
+                rule: e.rule,
+                packets: e.packets,
+                bytes: e.bytes,
+            })
+            .collect()
+    }
+
+    /// Entries this worker installed, by ingress port.
+    pub(crate) fn counts(&self) -> HashMap<PortId, usize> {
+        let mut counts = HashMap::new();
+        for e in self.installed.values() {
+            *counts.entry(e.in_port).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    pub(crate) fn set_ports(&mut self, ports: Arc<FastPorts>) {
+        self.ports = ports;
+    }
+
+    /// A new configuration: fold what the old entries counted, then forget them (the epoch
+    /// already made them dead in the kernel; the control thread deletes them).
+    pub(crate) fn reset(
+        &mut self,
+        epoch: u32,
+        pipeline: &mut flowtable::Pipeline,
+        counters: &WorkerCounters,
+        now: u64,
+    ) {
+        self.sync(pipeline, counters, now);
+        self.installed.clear();
+        self.by_bucket.clear();
+        self.epoch = epoch;
+    }
+
+    fn port(&self, port: PortId) -> Option<FastPort> {
+        self.ports.get(usize::from(port)).copied().flatten()
+    }
+
+    /// Writes the decision for `key` into the kernel if the kernel can carry it out.
+    pub(crate) fn install(
+        &mut self,
+        key: &FlowKey,
+        decision: &Decision,
+        miss: &flowtable::Miss,
+        config: &flowtable::Config,
+        now: u64,
+    ) {
+        if !miss.cacheable || self.epoch == 0 || self.installed.len() as u32 >= MAX_FLOWS / 2 {
+            tracing::debug!(
+                cacheable = miss.cacheable,
+                epoch = self.epoch,
+                "not offloaded"
+            );
+            return;
+        }
+        if self.port(key.in_port).is_none() {
+            tracing::debug!(port = key.in_port, "not offloaded: no fast port");
+            return;
+        }
+        let Some(action) = offload(key, decision, config) else {
+            tracing::debug!(?decision, "not offloaded: decision");
+            return;
+        };
+        let out_slot = match action.out_port {
+            Some(p) => match self.port(p) {
+                Some(out) if out.target => u32::from(p),
+                _ => return,
+            },
+            None => 0,
+        };
+        let kkey = KernelKey::of(key);
+        if let Err(e) = self.maps.insert(&kkey, &action.value(out_slot, self.epoch)) {
+            tracing::debug!("fast path entry not installed: {e}");
+            return;
+        }
+        let tx_delta = action.tx_delta();
+        for b in miss.deps.iter().flatten() {
+            self.by_bucket.entry(*b).or_default().push(kkey);
+        }
+        self.installed.insert(
+            kkey,
+            Installed {
+                flow: *key,
+                in_port: key.in_port,
+                out_port: action.out_port,
+                rule: decision.rule(),
+                learn: miss.learn,
+                deps: miss.deps,
+                seq: miss.seq,
+                tx_delta,
+                packets: 0,
+                bytes: 0,
+                last_seen: 0,
+                active_at: now,
+            },
+        );
+    }
+
+    /// Deletes the kernel entries whose dependencies changed in the pipeline.
+    pub(crate) fn invalidate(
+        &mut self,
+        pipeline: &mut flowtable::Pipeline,
+        counters: &WorkerCounters,
+    ) {
+        if let Some(seq) = pipeline.take_invalidations(&mut self.invalidated) {
+            let keys: Vec<KernelKey> = self
+                .installed
+                .iter()
+                .filter(|(_, e)| e.seq < seq)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in keys {
+                self.remove(&k, pipeline, counters);
+            }
+        }
+        while let Some((bucket, seq)) = self.invalidated.pop() {
+            // Entries decided after the change already saw it.
+            let stale: Vec<KernelKey> = self
+                .by_bucket
+                .get(&bucket)
+                .into_iter()
+                .flatten()
+                .filter(|k| self.installed.get(*k).is_some_and(|e| e.seq < seq))
+                .copied()
+                .collect();
+            for k in stale {
+                self.remove(&k, pipeline, counters);
+            }
+        }
+    }
+
+    fn remove(
+        &mut self,
+        key: &KernelKey,
+        pipeline: &mut flowtable::Pipeline,
+        counters: &WorkerCounters,
+    ) {
+        let Some(mut entry) = self.installed.remove(key) else {
+            return;
+        };
+        // Count what it forwarded since the last fold, then delete it (the few packets in
+        // between are the only ones not counted).
+        self.fold(key, &mut entry, pipeline, counters);
+        self.maps.remove(key);
+        for b in entry.deps.iter().flatten() {
+            if let Some(keys) = self.by_bucket.get_mut(b) {
+                keys.retain(|k| k != key);
+            }
+        }
+    }
+
+    /// Reads an entry's counters and adds what is new to the port, rule and MAC counters.
+    /// Returns false if the kernel no longer has it.
+    fn fold(
+        &mut self,
+        key: &KernelKey,
+        entry: &mut Installed,
+        pipeline: &mut flowtable::Pipeline,
+        counters: &WorkerCounters,
+    ) -> bool {
+        let Some((packets, bytes, last_seen)) = self.maps.counters(key, &mut self.buf) else {
+            return false;
+        };
+        let dp = packets.saturating_sub(entry.packets);
+        let db = bytes.saturating_sub(entry.bytes);
+        entry.packets = packets;
+        entry.bytes = bytes;
+        if dp == 0 {
+            return true;
+        }
+        counters.kernel_rx(entry.in_port, dp, db);
+        match entry.out_port {
+            Some(out) => {
+                let tx = (db as i64 + entry.tx_delta * dp as i64).max(0) as u64;
+                counters.kernel_tx(out, dp, tx);
+            }
+            None => counters.drop(
+                entry.in_port,
+                crate::counters::Drop::Pipeline(DropReason::Rule),
+                dp,
+            ),
+        }
+        if let Some(rule) = entry.rule {
+            pipeline.add_rule_counts(rule, dp, db);
+        }
+        let seen = last_seen.saturating_sub(self.monotonic_zero);
+        if let Some((vlan, mac, port)) = entry.learn {
+            pipeline.refresh_source(vlan, mac, port, seen);
+        }
+        entry.last_seen = seen;
+        entry.active_at = entry.active_at.max(seen);
+        true
+    }
+
+    /// Folds every entry's new counts in, and removes entries idle for a while. Every
+    /// [`SYNC_NS`] unless `force`.
+    pub(crate) fn sync_if_due(
+        &mut self,
+        pipeline: &mut flowtable::Pipeline,
+        counters: &WorkerCounters,
+        now: u64,
+    ) {
+        if now.saturating_sub(self.last_sync) >= SYNC_NS {
+            self.sync(pipeline, counters, now);
+        }
+    }
+
+    /// Folds every entry's new counts in now.
+    pub(crate) fn sync(
+        &mut self,
+        pipeline: &mut flowtable::Pipeline,
+        counters: &WorkerCounters,
+        now: u64,
+    ) {
+        self.last_sync = now;
+        let keys: Vec<KernelKey> = self.installed.keys().copied().collect();
+        for k in keys {
+            let Some(mut entry) = self.installed.remove(&k) else {
+                continue;
+            };
+            let alive = self.fold(&k, &mut entry, pipeline, counters);
+            let idle = now.saturating_sub(entry.active_at) >= IDLE_NS;
+            if alive && !idle {
+                self.installed.insert(k, entry);
+            } else {
+                if alive {
+                    self.maps.remove(&k);
+                }
+                // The flow's next packet comes to userspace: decide it afresh there, so that
+                // it is offloaded again rather than served by the userspace cache forever.
+                pipeline.forget(&entry.flow);
+                for b in entry.deps.iter().flatten() {
+                    if let Some(keys) = self.by_bucket.get_mut(b) {
+                        keys.retain(|x| x != &k);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Which decisions the kernel can carry out, and how: a pipeline [`Decision`] becomes a
+//! [`KernelAction`] (or stays in userspace), and an action becomes a map value.
+
+use flowtable::wire::{EtherType, EthernetAddress};
+use flowtable::{Decision, DropReason, EgressTag, FlowKey, PortId, Step};
+
+use super::abi::{FLAG_DEC_TTL, FLAG_REWRITE_MACS, KernelValue, Verdict, VlanOp};
+
+/// What the kernel is to do with a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KernelAction {
+    /// Where to send it, or `None` to drop.
+    pub(crate) out_port: Option<PortId>,
+    pub(crate) rewrite: Option<(EthernetAddress, EthernetAddress)>,
+    pub(crate) dec_ttl: bool,
+    pub(crate) vlan_op: VlanOp,
+    pub(crate) vid: u16,
+}
+
+/// Whether (and how) the kernel can carry out `decision` for flow `key`. Flows other than IPv4
+/// have no L3 fields in their kernel key, so they are offloaded only when the decision could
+/// not depend on those fields: no rules installed and no router on the way.
+pub(crate) fn offload(
+    key: &FlowKey,
+    decision: &Decision,
+    config: &flowtable::Config,
+) -> Option<KernelAction> {
+    let rules_installed = !config.rules.is_empty();
+    let ipv4 = key.dl_type == EtherType::IPV4;
+    if let Some(reason) = decision.drop_reason() {
+        // Only a rule's explicit drop is worth a kernel entry (on IPv4: the key is exact).
+        return (reason == DropReason::Rule && decision.rule().is_some() && ipv4).then_some(
+            KernelAction {
+                out_port: None,
+                rewrite: None,
+                dec_ttl: false,
+                vlan_op: VlanOp::None,
+                vid: 0,
+            },
+        );
+    }
+    let (output, edits) = decision.steps().split_last()?;
+    let (port, tag) = match *output {
+        Step::Output { port, tag } => (port, tag),
+        // A flood that reaches a single port (two ports in the VLAN) is an output; the
+        // decision is re-made when the destination is learned or the ports change.
+        Step::Flood { vlan, except } => {
+            let mut targets = config.flood_targets(vlan, except);
+            match (targets.next(), targets.next()) {
+                (Some((port, tag)), None) => (port, Some(tag)),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let mut dst = None;
+    let mut src = None;
+    let mut dec_ttl = false;
+    for step in edits {
+        match *step {
+            Step::SetEthDst(m) => dst = Some(m),
+            Step::SetEthSrc(m) => src = Some(m),
+            Step::DecTtl => dec_ttl = true,
+            _ => return None,
+        }
+    }
+    let routed = dst.is_some() || src.is_some() || dec_ttl;
+    if !ipv4 && (rules_installed || routed) {
+        return None;
+    }
+    if routed && !(dst.is_some() && src.is_some() && dec_ttl) {
+        return None;
+    }
+    let tagged = key.vlan_id();
+    let (vlan_op, vid) = match tag {
+        None => (VlanOp::None, 0),
+        Some(EgressTag::Untagged) if tagged.is_some() => (VlanOp::Strip, 0),
+        Some(EgressTag::Untagged) => (VlanOp::None, 0),
+        Some(EgressTag::Tagged(v)) => match tagged {
+            None => (VlanOp::Push, v),
+            Some(t) if t == v => (VlanOp::None, 0),
+            Some(_) => (VlanOp::Set, v),
+        },
+    };
+    Some(KernelAction {
+        out_port: Some(port),
+        rewrite: dst.zip(src),
+        dec_ttl,
+        vlan_op,
+        vid,
+    })
+}
+
+impl KernelAction {
+    /// Bytes each packet gains (pushed tag) or loses (stripped tag) on the way out.
+    pub(crate) fn tx_delta(&self) -> i64 {
+        match self.vlan_op {
+            VlanOp::Push => 4,
+            VlanOp::Strip => -4,
+            VlanOp::None | VlanOp::Set => 0,
+        }
+    }
+
+    /// The map value for this action, redirecting to DEVMAP slot `out_slot`, decided under
+    /// `epoch`.
+    pub(crate) fn value(&self, out_slot: u32, epoch: u32) -> KernelValue {
+        let mut value = KernelValue {
+            out_port: out_slot,
+            epoch,
+            verdict: match self.out_port {
+                Some(_) => Verdict::Redirect as u8,
+                None => Verdict::Drop as u8,
+            },
+            vlan_op: self.vlan_op as u8,
+            vid: self.vid,
+            ..KernelValue::default()
+        };
+        if let Some((dst, src)) = self.rewrite {
+            value.flags |= FLAG_REWRITE_MACS;
+            value.new_dst = dst.0;
+            value.new_src = src.0;
+        }
+        if self.dec_ttl {
+            value.flags |= FLAG_DEC_TTL;
+        }
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flowtable::key::VLAN_PRESENT;
+
+    use super::*;
+
+    #[test]
+    fn offload_choices() {
+        let key = FlowKey {
+            dl_type: EtherType::IPV6,
+            ..FlowKey::default()
+        };
+        let mut config = flowtable::Config::default();
+        for id in 1..=3 {
+            config.set_port(flowtable::PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
+                vlan: flowtable::VlanMode::All,
+            });
+        }
+        let out = Decision::output(3, Some(EgressTag::Tagged(5)));
+        let a = offload(&key, &out, &config).unwrap();
+        assert_eq!((a.out_port, a.vlan_op, a.vid), (Some(3), VlanOp::Push, 5));
+        let mut with_rules = config.clone();
+        with_rules.rules.insert(flowtable::Rule {
+            id: 1,
+            priority: 1,
+            pattern: flowtable::Match::ANY,
+            actions: vec![flowtable::Action::Normal],
+        });
+        assert!(
+            offload(&key, &out, &with_rules).is_none(),
+            "IPv6 with rules: key too coarse"
+        );
+        let flood = Decision::from_steps(&[Step::Flood { vlan: 0, except: 1 }]);
+        assert!(
+            offload(&key, &flood, &config).is_none(),
+            "flood to two ports"
+        );
+        config.remove_port(2);
+        assert_eq!(
+            offload(&key, &flood, &config).unwrap().out_port,
+            Some(3),
+            "flood to one"
+        );
+        let v4 = FlowKey {
+            dl_type: EtherType::IPV4,
+            vlan: VLAN_PRESENT | 5,
+            ..FlowKey::default()
+        };
+        let strip = Decision::output(2, Some(EgressTag::Untagged));
+        assert_eq!(
+            offload(&v4, &strip, &with_rules).unwrap().vlan_op,
+            VlanOp::Strip
+        );
+        let routed = Decision::from_steps(&[
+            Step::SetEthSrc(EthernetAddress([2; 6])),
+            Step::SetEthDst(EthernetAddress([4; 6])),
+            Step::DecTtl,
+            Step::Output {
+                port: 2,
+                tag: Some(EgressTag::Tagged(5)),
+            },
+        ]);
+        let a = offload(&v4, &routed, &with_rules).unwrap();
+        assert!(a.dec_ttl && a.rewrite.is_some());
+        assert_eq!(a.vlan_op, VlanOp::None);
+        let dropped = Decision::drop(DropReason::Rule).with_rule(Some(4));
+        assert_eq!(offload(&v4, &dropped, &with_rules).unwrap().out_port, None);
+        assert!(offload(&v4, &Decision::drop(DropReason::SamePort), &config).is_none());
+    }
+}

@@ -1,0 +1,557 @@
+//! The fast path's XDP program, generated per port: build the flow's [`KernelKey`] on the
+//! stack, look it up, apply the decision and redirect; anything else goes to the port's
+//! AF_XDP socket.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use flowtable::PortId;
+use flowtable::key::VLAN_PRESENT;
+use xvs_sys::bpf::Insn;
+use xvs_sys::bpf::abi::{action, helper, xdp_md};
+use xvs_sys::bpf::asm::{self, Builder};
+
+#[cfg(doc)]
+use super::abi::KernelKey;
+use super::abi::{FLAG_DEC_TTL, FLAG_REWRITE_MACS, KEY_LEN, Verdict, VlanOp, key, state, value};
+use super::maps::{FastPathMaps, SCRATCH_LEN};
+
+/// Where the key is built on the stack (it ends at the frame pointer).
+const KEY: i16 = -(KEY_LEN as i16);
+
+/// The other stack slots of the program (8 bytes each, below the key).
+mod stack {
+    /// The L3 header's offset in the frame.
+    pub(super) const L3_OFFSET: i16 = -48;
+    /// A zero `u32`: the key of the one-slot scratch map.
+    pub(super) const ZERO_KEY: i16 = -56;
+    /// The IPv4 total length.
+    pub(super) const IP_LEN: i16 = -64;
+    /// Where in the L4 header a checksum left for offload sits (0: nothing to finish).
+    pub(super) const CSUM_OFFSET: i16 = -72;
+    /// The spilled context pointer.
+    pub(super) const CTX: i16 = -80;
+    /// The running checksum.
+    pub(super) const SUM: i16 = -88;
+    /// The spilled map value pointer.
+    pub(super) const VALUE: i16 = -96;
+    /// The L4 segment's length.
+    pub(super) const SEGMENT_LEN: i16 = -104;
+}
+
+/// The stack offset of a key field at `offset` in [`KernelKey`].
+const fn k(offset: usize) -> i16 {
+    KEY + offset as i16
+}
+
+/// The offset of a value field, as an instruction's offset.
+const fn v(offset: usize) -> i16 {
+    offset as i16
+}
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_8021Q: u16 = 0x8100;
+
+/// A 16-bit field as a load from the frame reads it: the bytes are in network order and the
+/// load is native (little-endian on the hosts xvs runs on), so comparisons and stores use
+/// the byte-swapped value.
+const fn wire16(value: u16) -> i32 {
+    u16::from_ne_bytes(value.to_be_bytes()) as i32
+}
+
+/// The fast path's XDP program for one port: look the flow up, apply, redirect; else hand the
+/// frame to the port's AF_XDP socket.
+pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec<Insn> {
+    use asm::*;
+    let flows = load_map_fd(1, maps.flows_fd().as_raw_fd());
+    let epoch = load_map_value(2, maps.state_fd().as_raw_fd(), state::EPOCH as i32);
+    let clock = load_map_value(0, maps.state_fd().as_raw_fd(), state::CLOCK_NS as i32);
+    let devmap = load_map_fd(1, maps.devmap_fd().as_raw_fd());
+    let xsks = load_map_fd(1, xskmap.as_raw_fd());
+    let scratch = load_map_fd(1, maps.scratch_fd().as_raw_fd());
+    let mut b = Builder::default();
+    let have_type = b.label();
+    let icmp = b.label();
+    let udp = b.label();
+    let tcp = b.label();
+    let csum = b.label();
+    let partial = b.label();
+    let lookup = b.label();
+    let count = b.label();
+    let vlan = b.label();
+    let set_vid = b.label();
+    let strip = b.label();
+    let redirect = b.label();
+    let drop = b.label();
+    let to_xsk = b.label();
+    // r6 = ctx, r7 = data, r8 = data_end; the key is built on the stack at KEY.
+    b.push([
+        mov_reg(6, 1),
+        load(Size::W, 7, 6, xdp_md::DATA),
+        load(Size::W, 8, 6, xdp_md::DATA_END),
+        store_imm(Size::Dw, 10, k(key::IN_PORT), 0),
+        store_imm(Size::Dw, 10, k(key::DL_DST + 4), 0),
+        store_imm(Size::Dw, 10, k(key::DL_TYPE), 0),
+        store_imm(Size::Dw, 10, k(key::NW_SRC), 0),
+        store_imm(Size::W, 10, stack::ZERO_KEY, 0),
+        store_imm(Size::Dw, 10, stack::CSUM_OFFSET, 0),
+        mov_reg(2, 7),
+        alu_imm(Alu::Add, 2, 14),
+    ]);
+    b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
+    b.push([
+        store_imm(Size::H, 10, k(key::IN_PORT), i32::from(port)),
+        load(Size::W, 2, 7, 0),
+        store_reg(Size::W, 10, 2, k(key::DL_DST)),
+        load(Size::W, 2, 7, 4),
+        store_reg(Size::W, 10, 2, k(key::DL_DST + 4)),
+        load(Size::W, 2, 7, 8),
+        store_reg(Size::W, 10, 2, k(key::DL_DST + 8)),
+        mov_imm(9, 14),
+        load(Size::H, 3, 7, 12),
+    ]);
+    b.jmp_imm(Jmp::Ne, 3, wire16(ETH_P_8021Q), have_type);
+    b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 18)]);
+    b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
+    b.push([
+        load(Size::H, 2, 7, 14),
+        to_be(2, 16),
+        alu_imm(Alu::And, 2, 0x0fff),
+        alu_imm(Alu::Or, 2, i32::from(VLAN_PRESENT)),
+        store_reg(Size::H, 10, 2, k(key::VLAN)),
+        load(Size::H, 3, 7, 16),
+        mov_imm(9, 18),
+    ]);
+    b.bind(have_type);
+    b.push([
+        store_reg(Size::H, 10, 3, k(key::DL_TYPE)),
+        store_reg(Size::Dw, 10, 9, stack::L3_OFFSET),
+    ]);
+    b.jmp_imm(Jmp::Ne, 3, wire16(ETH_P_IP), lookup);
+    // IPv4 without options, whole, else userspace decides.
+    b.push([
+        mov_reg(4, 7),
+        alu_reg(Alu::Add, 4, 9),
+        mov_reg(2, 4),
+        alu_imm(Alu::Add, 2, 20),
+    ]);
+    b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
+    b.push([load(Size::B, 2, 4, 0)]);
+    b.jmp_imm(Jmp::Ne, 2, 0x45, to_xsk);
+    b.push([load(Size::H, 5, 4, 2), to_be(5, 16)]);
+    b.jmp_imm(Jmp::Lt, 5, 20, to_xsk);
+    b.push([mov_reg(2, 8), alu_reg(Alu::Sub, 2, 4)]);
+    b.jmp_reg(Jmp::Gt, 5, 2, to_xsk);
+    b.push([
+        store_reg(Size::Dw, 10, 5, stack::IP_LEN),
+        load(Size::B, 2, 4, 9),
+        store_reg(Size::B, 10, 2, k(key::NW_PROTO)),
+        load(Size::W, 3, 4, 12),
+        store_reg(Size::W, 10, 3, k(key::NW_SRC)),
+        load(Size::W, 3, 4, 16),
+        store_reg(Size::W, 10, 3, k(key::NW_DST)),
+        load(Size::H, 3, 4, 6),
+        to_be(3, 16),
+        alu_imm(Alu::And, 3, 0x1fff),
+    ]);
+    b.jmp_imm(Jmp::Ne, 3, 0, lookup);
+    b.push([alu_imm(Alu::Add, 4, 20)]);
+    b.jmp_imm(Jmp::Eq, 2, 1, icmp);
+    b.jmp_imm(Jmp::Eq, 2, 6, tcp);
+    b.jmp_imm(Jmp::Eq, 2, 17, udp);
+    b.ja(lookup);
+
+    b.bind(icmp);
+    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
+    b.push([
+        load(Size::H, 3, 4, 0),
+        store_reg(Size::H, 10, 3, k(key::TP_SRC)),
+    ]);
+    b.ja(lookup);
+
+    b.bind(udp);
+    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
+    b.push([
+        load(Size::W, 3, 4, 0),
+        store_reg(Size::W, 10, 3, k(key::TP_SRC)),
+        load(Size::H, 0, 4, 6),
+    ]);
+    b.jmp_imm(Jmp::Eq, 0, 0, lookup);
+    b.push([mov_imm(1, 6)]);
+    b.ja(csum);
+
+    b.bind(tcp);
+    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
+    b.push([
+        load(Size::W, 3, 4, 0),
+        store_reg(Size::W, 10, 3, k(key::TP_SRC)),
+        load(Size::H, 0, 4, 16),
+        mov_imm(1, 16),
+    ]);
+
+    // A checksum field holding only the pseudo-header sum was left for offload
+    // (CHECKSUM_PARTIAL): note where it is (fp-72), to finish it if the flow is forwarded
+    // here (userspace finishes it otherwise).
+    b.bind(csum);
+    b.push([
+        to_be(0, 16),
+        load(Size::H, 3, 10, k(key::NW_SRC)),
+        to_be(3, 16),
+        load(Size::H, 5, 10, k(key::NW_SRC + 2)),
+        to_be(5, 16),
+        alu_reg(Alu::Add, 3, 5),
+        load(Size::H, 5, 10, k(key::NW_DST)),
+        to_be(5, 16),
+        alu_reg(Alu::Add, 3, 5),
+        load(Size::H, 5, 10, k(key::NW_DST + 2)),
+        to_be(5, 16),
+        alu_reg(Alu::Add, 3, 5),
+        alu_reg(Alu::Add, 3, 2),
+        load(Size::Dw, 5, 10, stack::IP_LEN),
+        alu_imm(Alu::Sub, 5, 20),
+        alu_reg(Alu::Add, 3, 5),
+        mov_reg(5, 3),
+        alu_imm(Alu::Rsh, 5, 16),
+        alu_imm(Alu::And, 3, 0xffff),
+        alu_reg(Alu::Add, 3, 5),
+        mov_reg(5, 3),
+        alu_imm(Alu::Rsh, 5, 16),
+        alu_imm(Alu::And, 3, 0xffff),
+        alu_reg(Alu::Add, 3, 5),
+    ]);
+    b.jmp_reg(Jmp::Eq, 0, 3, partial);
+    b.jmp_imm(Jmp::Ne, 3, 0xffff, lookup);
+    b.jmp_imm(Jmp::Ne, 0, 0, lookup);
+    b.bind(partial);
+    b.push([store_reg(Size::Dw, 10, 1, stack::CSUM_OFFSET)]);
+
+    b.bind(lookup);
+    b.push(flows);
+    b.push([
+        mov_reg(2, 10),
+        alu_imm(Alu::Add, 2, i32::from(KEY)),
+        call(helper::MAP_LOOKUP_ELEM),
+    ]);
+    b.jmp_imm(Jmp::Eq, 0, 0, to_xsk);
+    b.push([mov_reg(9, 0)]);
+    b.push(epoch);
+    b.push([load(Size::W, 2, 2, 0), load(Size::W, 3, 9, v(value::EPOCH))]);
+    b.jmp_reg(Jmp::Ne, 2, 3, to_xsk);
+    finish_checksum(&mut b, scratch, to_xsk);
+    b.push([
+        load(Size::B, 2, 9, v(value::FLAGS)),
+        mov_reg(3, 2),
+        alu_imm(Alu::And, 3, i32::from(FLAG_DEC_TTL)),
+    ]);
+    b.jmp_imm(Jmp::Eq, 3, 0, count);
+    // Routed IPv4: decrement the TTL, fix the header checksum (RFC 1624, as ip_decrease_ttl).
+    b.push([
+        load(Size::Dw, 4, 10, stack::L3_OFFSET),
+        mov_reg(5, 7),
+        alu_reg(Alu::Add, 5, 4),
+        mov_reg(3, 5),
+        alu_imm(Alu::Add, 3, 20),
+    ]);
+    b.jmp_reg(Jmp::Gt, 3, 8, to_xsk);
+    b.push([load(Size::B, 3, 5, 8)]);
+    b.jmp_imm(Jmp::Le, 3, 1, to_xsk);
+    b.push([
+        alu_imm(Alu::Sub, 3, 1),
+        store_reg(Size::B, 5, 3, 8),
+        load(Size::H, 3, 5, 10),
+        to_be(3, 16),
+        alu_imm(Alu::Add, 3, 0x0100),
+        mov_reg(4, 3),
+        alu_imm(Alu::Rsh, 4, 16),
+        alu_reg(Alu::Add, 3, 4),
+        alu_imm(Alu::And, 3, 0xffff),
+        to_be(3, 16),
+        store_reg(Size::H, 5, 3, 10),
+    ]);
+
+    b.bind(count);
+    b.push([
+        load(Size::Dw, 3, 9, v(value::PACKETS)),
+        alu_imm(Alu::Add, 3, 1),
+        store_reg(Size::Dw, 9, 3, v(value::PACKETS)),
+        mov_reg(3, 8),
+        alu_reg(Alu::Sub, 3, 7),
+        load(Size::Dw, 4, 9, v(value::BYTES)),
+        alu_reg(Alu::Add, 4, 3),
+        store_reg(Size::Dw, 9, 4, v(value::BYTES)),
+    ]);
+    b.push(clock);
+    b.push([
+        load(Size::Dw, 0, 0, 0),
+        store_reg(Size::Dw, 9, 0, v(value::LAST_SEEN)),
+        load(Size::B, 2, 9, v(value::VERDICT)),
+    ]);
+    b.jmp_imm(Jmp::Eq, 2, Verdict::Drop as i32, drop);
+    b.push([
+        load(Size::B, 2, 9, v(value::FLAGS)),
+        alu_imm(Alu::And, 2, i32::from(FLAG_REWRITE_MACS)),
+    ]);
+    b.jmp_imm(Jmp::Eq, 2, 0, vlan);
+    b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 14)]);
+    b.jmp_reg(Jmp::Gt, 2, 8, drop);
+    b.push([
+        load(Size::W, 3, 9, v(value::NEW_DST)),
+        store_reg(Size::W, 7, 3, 0),
+        load(Size::H, 3, 9, v(value::NEW_DST + 4)),
+        store_reg(Size::H, 7, 3, 4),
+        load(Size::H, 3, 9, v(value::NEW_SRC)),
+        store_reg(Size::H, 7, 3, 6),
+        load(Size::W, 3, 9, v(value::NEW_SRC + 2)),
+        store_reg(Size::W, 7, 3, 8),
+    ]);
+
+    b.bind(vlan);
+    b.push([load(Size::B, 2, 9, v(value::VLAN_OP))]);
+    b.jmp_imm(Jmp::Eq, 2, VlanOp::None as i32, redirect);
+    b.jmp_imm(Jmp::Eq, 2, VlanOp::Set as i32, set_vid);
+    b.jmp_imm(Jmp::Eq, 2, VlanOp::Strip as i32, strip);
+    // Push: make room, move the addresses down, write the tag (priority 0).
+    b.push([mov_reg(1, 6), mov_imm(2, -4), call(helper::XDP_ADJUST_HEAD)]);
+    b.jmp_imm(Jmp::Ne, 0, 0, drop);
+    b.push([
+        load(Size::W, 7, 6, xdp_md::DATA),
+        load(Size::W, 8, 6, xdp_md::DATA_END),
+        mov_reg(2, 7),
+        alu_imm(Alu::Add, 2, 18),
+    ]);
+    b.jmp_reg(Jmp::Gt, 2, 8, drop);
+    b.push([
+        load(Size::Dw, 3, 7, 4),
+        store_reg(Size::Dw, 7, 3, 0),
+        load(Size::W, 3, 7, 12),
+        store_reg(Size::W, 7, 3, 8),
+        store_imm(Size::H, 7, 12, wire16(ETH_P_8021Q)),
+        load(Size::H, 3, 9, v(value::VID)),
+        to_be(3, 16),
+        store_reg(Size::H, 7, 3, 14),
+    ]);
+    b.ja(redirect);
+
+    b.bind(set_vid);
+    b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 18)]);
+    b.jmp_reg(Jmp::Gt, 2, 8, drop);
+    b.push([
+        load(Size::H, 4, 7, 14),
+        to_be(4, 16),
+        alu_imm(Alu::And, 4, 0xf000),
+        load(Size::H, 3, 9, v(value::VID)),
+        alu_reg(Alu::Or, 4, 3),
+        to_be(4, 16),
+        store_reg(Size::H, 7, 4, 14),
+    ]);
+    b.ja(redirect);
+
+    b.bind(strip);
+    b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 18)]);
+    b.jmp_reg(Jmp::Gt, 2, 8, drop);
+    b.push([
+        load(Size::W, 3, 7, 8),
+        store_reg(Size::W, 7, 3, 12),
+        load(Size::Dw, 3, 7, 0),
+        store_reg(Size::Dw, 7, 3, 4),
+        mov_reg(1, 6),
+        mov_imm(2, 4),
+        call(helper::XDP_ADJUST_HEAD),
+    ]);
+    b.jmp_imm(Jmp::Ne, 0, 0, drop);
+
+    b.bind(redirect);
+    b.push(devmap);
+    b.push([
+        load(Size::W, 2, 9, v(value::OUT_PORT)),
+        mov_imm(3, action::XDP_DROP),
+        call(helper::REDIRECT_MAP),
+        exit(),
+    ]);
+
+    b.bind(drop);
+    b.push([mov_imm(0, action::XDP_DROP), exit()]);
+
+    b.bind(to_xsk);
+    b.push([load(Size::W, 2, 6, xdp_md::RX_QUEUE_INDEX)]);
+    b.push(xsks);
+    b.push([
+        mov_imm(3, action::XDP_PASS),
+        call(helper::REDIRECT_MAP),
+        exit(),
+    ]);
+    b.finish()
+}
+
+/// Finishes a TCP or UDP checksum left for offload, for a flow the kernel forwards: copies
+/// the segment into a per-CPU scratch buffer (`bpf_xdp_load_bytes`), sums it with
+/// `bpf_csum_diff` in four chunks of at most 512 bytes (the helper's limit), adds the last one
+/// to three bytes, folds, complements and stores. The field already holds the folded
+/// pseudo-header sum, which is what the sum needs. Segments over 2 KiB go to userspace.
+///
+/// Working from the buffer keeps the verifier's work small: chunk pointers are constant
+/// offsets into one map value, so only the chunk sizes vary.
+///
+/// Stack: the slots of [`stack`].
+fn finish_checksum(b: &mut Builder, scratch: [Insn; 2], to_xsk: asm::Label) {
+    use asm::*;
+    let csum_one = b.label();
+    let csum_fold = b.label();
+    let csum_store = b.label();
+    let csum_fail = b.label();
+    let csum_done = b.label();
+    b.push([load(Size::Dw, 2, 10, stack::CSUM_OFFSET)]);
+    b.jmp_imm(Jmp::Eq, 2, 0, csum_done);
+    b.push([load(Size::B, 3, 9, v(value::VERDICT))]);
+    b.jmp_imm(Jmp::Eq, 3, Verdict::Drop as i32, csum_done);
+    b.push([
+        load(Size::Dw, 5, 10, stack::IP_LEN),
+        alu_imm(Alu::Sub, 5, 20),
+    ]);
+    b.jmp_imm(Jmp::Gt, 5, SCRATCH_LEN as i32 - 1, to_xsk);
+    b.jmp_imm(Jmp::Lt, 5, 8, to_xsk);
+    b.push([
+        store_reg(Size::Dw, 10, 6, stack::CTX),
+        store_reg(Size::Dw, 10, 9, stack::VALUE),
+        store_reg(Size::Dw, 10, 5, stack::SEGMENT_LEN),
+    ]);
+    b.push(scratch);
+    b.push([
+        mov_reg(2, 10),
+        alu_imm(Alu::Add, 2, i32::from(stack::ZERO_KEY)),
+        call(helper::MAP_LOOKUP_ELEM),
+    ]);
+    b.jmp_imm(Jmp::Eq, 0, 0, csum_fail);
+    b.push([
+        mov_reg(9, 0),
+        load(Size::Dw, 1, 10, stack::CTX),
+        load(Size::Dw, 2, 10, stack::L3_OFFSET),
+        alu_imm(Alu::Add, 2, 20),
+        mov_reg(3, 9),
+        load(Size::Dw, 4, 10, stack::SEGMENT_LEN),
+        call(helper::XDP_LOAD_BYTES),
+    ]);
+    b.jmp_imm(Jmp::Ne, 0, 0, csum_fail);
+    b.push([
+        store_imm(Size::Dw, 10, stack::SUM, 0),
+        load(Size::Dw, 6, 10, stack::SEGMENT_LEN),
+        alu_imm(Alu::And, 6, (SCRATCH_LEN as i32 - 1) & !3),
+    ]);
+    for i in 0..4 {
+        let small = b.label();
+        let next = b.label();
+        b.push([mov_reg(4, 6)]);
+        b.jmp_imm(Jmp::Le, 4, 512, small);
+        b.push([mov_imm(4, 512)]);
+        b.bind(small);
+        b.push([
+            mov_imm(1, 0),
+            mov_imm(2, 0),
+            mov_reg(3, 9),
+            alu_imm(Alu::Add, 3, 512 * i),
+            load(Size::Dw, 5, 10, stack::SUM),
+            call(helper::CSUM_DIFF),
+        ]);
+        b.jmp_imm(Jmp::Slt, 0, 0, csum_fail);
+        b.push([store_reg(Size::Dw, 10, 0, stack::SUM), mov_imm(4, 0)]);
+        b.jmp_imm(Jmp::Le, 6, 512, next);
+        b.push([mov_reg(4, 6), alu_imm(Alu::Sub, 4, 512)]);
+        b.bind(next);
+        b.push([mov_reg(6, 4)]);
+    }
+    // The last 1-3 bytes, in memory order as csum_partial takes them.
+    b.push([
+        load(Size::Dw, 2, 10, stack::SEGMENT_LEN),
+        mov_reg(3, 2),
+        alu_imm(Alu::And, 3, (SCRATCH_LEN as i32 - 1) & !3),
+        alu_imm(Alu::And, 2, 3),
+        mov_reg(4, 9),
+        alu_reg(Alu::Add, 4, 3),
+    ]);
+    b.jmp_imm(Jmp::Lt, 2, 2, csum_one);
+    b.push([
+        load(Size::H, 5, 4, 0),
+        load(Size::Dw, 0, 10, stack::SUM),
+        alu_reg(Alu::Add, 0, 5),
+        store_reg(Size::Dw, 10, 0, stack::SUM),
+        alu_imm(Alu::Add, 4, 2),
+        alu_imm(Alu::Sub, 2, 2),
+    ]);
+    b.bind(csum_one);
+    b.jmp_imm(Jmp::Eq, 2, 0, csum_fold);
+    b.push([
+        load(Size::B, 5, 4, 0),
+        load(Size::Dw, 0, 10, stack::SUM),
+        alu_reg(Alu::Add, 0, 5),
+        store_reg(Size::Dw, 10, 0, stack::SUM),
+    ]);
+    b.bind(csum_fold);
+    b.push([
+        load(Size::Dw, 0, 10, stack::SUM),
+        mov_reg(1, 0),
+        alu_imm(Alu::Rsh, 1, 32),
+        alu_imm(Alu::Lsh, 0, 32),
+        alu_imm(Alu::Rsh, 0, 32),
+        alu_reg(Alu::Add, 0, 1),
+    ]);
+    for _ in 0..3 {
+        b.push([
+            mov_reg(1, 0),
+            alu_imm(Alu::Rsh, 1, 16),
+            alu_imm(Alu::And, 0, 0xffff),
+            alu_reg(Alu::Add, 0, 1),
+        ]);
+    }
+    b.push([
+        alu_imm(Alu::Xor, 0, 0xffff),
+        load(Size::B, 2, 10, k(key::NW_PROTO)),
+    ]);
+    b.jmp_imm(Jmp::Ne, 2, 17, csum_store);
+    b.jmp_imm(Jmp::Ne, 0, 0, csum_store);
+    b.push([mov_imm(0, 0xffff)]);
+    b.bind(csum_store);
+    b.push([
+        load(Size::Dw, 4, 10, stack::L3_OFFSET),
+        alu_imm(Alu::Add, 4, 20),
+        load(Size::Dw, 3, 10, stack::CSUM_OFFSET),
+        alu_reg(Alu::Add, 4, 3),
+        mov_reg(5, 7),
+        alu_reg(Alu::Add, 5, 4),
+        mov_reg(2, 5),
+        alu_imm(Alu::Add, 2, 2),
+    ]);
+    b.jmp_reg(Jmp::Gt, 2, 8, csum_fail);
+    b.push([
+        store_reg(Size::H, 5, 0, 0),
+        load(Size::Dw, 6, 10, stack::CTX),
+        load(Size::Dw, 9, 10, stack::VALUE),
+    ]);
+    b.ja(csum_done);
+    b.bind(csum_fail);
+    b.push([load(Size::Dw, 6, 10, stack::CTX)]);
+    b.ja(to_xsk);
+    b.bind(csum_done);
+}
+
+#[cfg(test)]
+mod tests {
+    use xvs_sys::bpf::{XskMap, load_xdp};
+
+    use super::*;
+
+    #[test]
+    fn the_verifier_accepts_the_program() {
+        if !xvs_sys::procfs::is_root() {
+            eprintln!("SKIP: loading BPF programs needs root");
+            return;
+        }
+        let maps = FastPathMaps::new().expect("maps");
+        let xsks = XskMap::new(4, "test_xsks").expect("xskmap");
+        let insns = program(&maps, xsks.as_fd(), 1);
+        if let Err(e) = load_xdp(&insns, "xvs_fast_test") {
+            panic!("{e}");
+        }
+    }
+}
