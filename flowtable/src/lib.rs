@@ -21,7 +21,7 @@ pub mod edit;
 pub mod flow_spec;
 pub mod key;
 pub mod mac_table;
-pub mod neighbour;
+pub mod neighbor;
 pub mod pipeline;
 pub mod port;
 pub mod route;

@@ -31,7 +31,7 @@ use crate::cache::FlowCache;
 use crate::config::Config;
 use crate::key::FlowKey;
 use crate::mac_table::{Learned, MacKey, MacTable};
-use crate::neighbour::{self, NeighborTable, Solicitation};
+use crate::neighbor::{self, NeighborTable, Solicitation};
 use crate::port::{EgressTag, PortId};
 use crate::rule::{Action, Rule};
 use crate::wire::ipv4::Protocol;
@@ -61,7 +61,7 @@ pub struct MacEvent {
 pub enum Event {
     /// A MAC address seen on a port.
     Mac(MacEvent),
-    /// A neighbour resolved.
+    /// A neighbor resolved.
     Neighbor {
         /// Its IP address.
         ip: IpAddr,
@@ -89,7 +89,7 @@ pub struct PipelineStats {
     pub macs_moved: u64,
     /// Addresses aged out or evicted.
     pub macs_expired: u64,
-    /// Neighbour solicitations asked for.
+    /// Neighbor solicitations asked for.
     pub solicitations: u64,
 }
 
@@ -115,7 +115,7 @@ struct CacheEntry {
 struct Resolution {
     deps: [Option<u16>; MAX_DEPS],
     learn: Option<(u16, u64, PortId)>,
-    /// The packet taught the pipeline something (a neighbour): decide every such packet
+    /// The packet taught the pipeline something (a neighbor): decide every such packet
     /// again so that each one teaches.
     uncacheable: bool,
 }
@@ -292,7 +292,7 @@ impl Pipeline {
         &self.mac_table
     }
 
-    /// The neighbour table of this pipeline.
+    /// The neighbor table of this pipeline.
     pub fn neighbors(&self) -> &NeighborTable {
         &self.neighbors
     }
@@ -379,7 +379,7 @@ impl Pipeline {
             seq: self.change_seq,
         });
         if resolution.uncacheable || !self.caching {
-            // The packet taught us something (a neighbour): decide the next one afresh too.
+            // The packet taught us something (a neighbor): decide the next one afresh too.
             if let Some(rule) = decision.rule() {
                 let s = self.rule_counts.entry(rule).or_default();
                 s.0 += 1;
@@ -567,7 +567,7 @@ impl Pipeline {
         ])
     }
 
-    /// ARP requests and neighbour solicitations for a router address arrive broadcast or
+    /// ARP requests and neighbor solicitations for a router address arrive broadcast or
     /// multicast: answer them instead of flooding.
     fn answer_multicast(
         &mut self,
@@ -609,7 +609,7 @@ impl Pipeline {
         None
     }
 
-    /// Learns the sender of an ARP or ND packet as a neighbour.
+    /// Learns the sender of an ARP or ND packet as a neighbor.
     fn learn_neighbor_from(&mut self, key: &FlowKey, vlan: u16, now: u64) {
         let Some(ip) = src_ip(key) else { return };
         if ip.is_unspecified() {
@@ -734,7 +734,7 @@ impl Pipeline {
         let out = &config.interfaces()[out_index];
         resolution.depend(ip_bucket(next_hop));
         let Some(neighbor) = self.neighbors.lookup(next_hop).copied() else {
-            // Every packet asks again (rate-limited) until the neighbour answers.
+            // Every packet asks again (rate-limited) until the neighbor answers.
             resolution.uncacheable = true;
             self.solicit(config, out_index, next_hop, now);
             return (Decision::drop(DropReason::NoNeighbor), resolution);
@@ -782,7 +782,7 @@ impl Pipeline {
         }
     }
 
-    /// The solicitations to send (ARP requests, neighbour solicitations), for the dataplane.
+    /// The solicitations to send (ARP requests, neighbor solicitations), for the dataplane.
     pub fn take_solicitations(&mut self) -> std::vec::Drain<'_, Solicitation> {
         self.solicitations.drain(..)
     }
@@ -921,8 +921,8 @@ impl Pipeline {
     }
 
     /// Periodic work: at most every [`SWEEP_INTERVAL_NS`], refreshes the sources of cached
-    /// flows used since the last sweep, ages the MAC and neighbour tables, and re-confirms
-    /// neighbours before they expire.
+    /// flows used since the last sweep, ages the MAC and neighbor tables, and re-confirms
+    /// neighbors before they expire.
     pub fn tick(&mut self, now: u64) {
         if now.saturating_sub(self.last_sweep) < SWEEP_INTERVAL_NS {
             return;
@@ -951,7 +951,7 @@ impl Pipeline {
         let stale: Vec<IpAddr> = self
             .neighbors
             .iter()
-            .filter(|(_, n)| now.saturating_sub(n.updated) >= neighbour::REFRESH_NS)
+            .filter(|(_, n)| now.saturating_sub(n.updated) >= neighbor::REFRESH_NS)
             .map(|(ip, _)| *ip)
             .collect();
         let config = self.config.clone();
@@ -1210,7 +1210,7 @@ mod tests {
         use super::*;
         use crate::config::Binding;
         use crate::flow_spec::parse_flow;
-        use crate::neighbour::Solicitation;
+        use crate::neighbor::Solicitation;
 
         fn with_rules(specs: &[&str]) -> Arc<Config> {
             let mut c = (*three_ports()).clone();
