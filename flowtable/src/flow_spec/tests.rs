@@ -1,3 +1,5 @@
+//! Tests of the flow syntax: parsing, its error messages, and print-then-parse round trips.
+
 use proptest::prelude::*;
 
 use super::fields::VLAN_TCI_BITS;

@@ -1,3 +1,6 @@
+//! Tests of the pipeline: bridging, VLANs, rules, routing, replication between workers, and
+//! the cached pipeline held against the uncached one.
+
 use super::*;
 use crate::action::Step;
 use crate::config::PortConfig;

@@ -1,3 +1,5 @@
+//! Tests of the routing tables, and of the trie held against a linear scan.
+
 use proptest::prelude::*;
 
 use super::*;
