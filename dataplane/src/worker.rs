@@ -20,7 +20,7 @@ use std::time::Instant;
 use crossbeam_queue::ArrayQueue;
 use flowtable::edit::{EditError, FrameBuf};
 use flowtable::key::finish_partial_checksum;
-use flowtable::neighbour::Solicitation;
+use flowtable::neighbor::Solicitation;
 use flowtable::{Config, Decision, DropReason, EgressTag, Event, FlowKey, Pipeline, PortId, Step};
 use xvs_sys::frame::{Packet, UmemArea};
 use xvs_sys::os::{self, EventFd};

@@ -49,7 +49,7 @@ pub enum Step {
     ArpReply(EthernetAddress),
     /// Turn an ICMP/ICMPv6 echo request to a router address into the reply from this MAC.
     EchoReply(EthernetAddress),
-    /// Turn a neighbour solicitation for a router address into the advertisement of this MAC
+    /// Turn a neighbor solicitation for a router address into the advertisement of this MAC
     /// (the executor checks that the solicited target is a router address).
     NeighborAdvert(EthernetAddress),
 }

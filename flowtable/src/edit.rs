@@ -271,7 +271,7 @@ impl<'a> FrameBuf<'a> {
         self.reverse_ethernet(mac)
     }
 
-    /// Turns an IPv6 neighbour solicitation for one of the router's addresses into the
+    /// Turns an IPv6 neighbor solicitation for one of the router's addresses into the
     /// solicited advertisement, in place: router, solicited, override flags, and a target
     /// link-layer address option with `mac`. `is_ours` says whether the solicited target is a
     /// router address.
@@ -519,7 +519,7 @@ mod reply_tests {
         let pseudo = checksum::pseudo_header_v6(router, host, 58, p.payload().len() as u32);
         assert!(checksum::verify(p.payload(), pseudo));
 
-        // Neighbour solicitation with a source link-layer option.
+        // Neighbor solicitation with a source link-layer option.
         let mut ns = vec![135u8, 0, 0, 0, 0, 0, 0, 0];
         ns.extend_from_slice(&router.octets());
         ns.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 1]);

@@ -1,15 +1,8 @@
-//! flowtable: what xvs decides for each packet.
-//!
-//! This crate owns the forwarding logic and nothing else: typed views over packet bytes
-//! ([`wire`]), flow keys ([`key`]), the MAC learning table ([`mac_table`]), the per-worker flow
-//! cache ([`cache`]), and the [`pipeline`] that turns (packet, in-port, now) into a
-//! [`action::Decision`], plus the byte edits that carry a decision out ([`edit`]). The tables
-//! decisions are made from: OpenFlow-style [`rule`]s, written in the `ovs-ofctl` syntax
-//! ([`flow_spec`]) and looked up by the [`classifier`], and the routing tables ([`route`]).
-//!
-//! It must never do I/O, read a clock (time is passed in as `now`), spawn threads, or use
-//! `unsafe`: it is deterministic, and tested without root. The dataplane (`dataplane`) sits on
-//! top of it and the control plane (`control`) on top of that; nothing here points back.
+//! flowtable: what xvs decides for each packet. Layers: `control` → `dataplane` → this, never back.
+//! It owns packet views ([`wire`]), flow [`key`]s, [`rule`]s and their text ([`flow_spec`]), the
+//! [`classifier`], the flow [`cache`], the [`mac_table`], [`route`]s, [`neighbor`]s, [`port`]s,
+//! [`config`], and the [`pipeline`]: (packet, in-port, now) → [`Decision`], applied by [`edit`].
+//! It never makes syscalls, reads a clock (`now` is an argument), spawns threads or uses `unsafe`.
 
 #![forbid(unsafe_code)]
 
@@ -21,7 +14,7 @@ pub mod edit;
 pub mod flow_spec;
 pub mod key;
 pub mod mac_table;
-pub mod neighbour;
+pub mod neighbor;
 pub mod pipeline;
 pub mod port;
 pub mod route;

@@ -27,9 +27,9 @@ pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
 /// ICMPv6 echo reply.
 pub const ICMPV6_ECHO_REPLY: u8 = 129;
-/// ICMPv6 neighbour solicitation.
+/// ICMPv6 neighbor solicitation.
 pub const ICMPV6_NEIGHBOR_SOLICIT: u8 = 135;
-/// ICMPv6 neighbour advertisement.
+/// ICMPv6 neighbor advertisement.
 pub const ICMPV6_NEIGHBOR_ADVERT: u8 = 136;
 
 /// The minimum header length of an L4 protocol, if xvs reads it.

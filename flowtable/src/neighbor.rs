@@ -1,4 +1,4 @@
-//! The neighbour table of the router: IP → MAC (ARP for IPv4, ND for IPv6), learned from the
+//! The neighbor table of the router: IP → MAC (ARP for IPv4, ND for IPv6), learned from the
 //! requests and replies that reach the router, with rate-limited solicitations.
 //!
 //! Sans-IO like the rest of the crate: the table says *when* to solicit; the pipeline turns
@@ -19,7 +19,7 @@ pub const SOLICIT_INTERVAL_NS: u64 = 1_000_000_000;
 /// Most entries.
 pub const CAPACITY: usize = 16384;
 
-/// A resolved neighbour.
+/// A resolved neighbor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Neighbor {
     /// Its MAC address.
@@ -48,7 +48,7 @@ pub struct Solicitation {
 }
 
 impl Solicitation {
-    /// Writes the request frame (an untagged ARP request, or an IPv6 neighbour solicitation
+    /// Writes the request frame (an untagged ARP request, or an IPv6 neighbor solicitation
     /// to the target's solicited-node group) at the start of `buf`; returns its length.
     ///
     /// # Panics
@@ -118,7 +118,7 @@ impl Solicitation {
     }
 }
 
-/// IP → neighbour, with solicitation bookkeeping.
+/// IP → neighbor, with solicitation bookkeeping.
 #[derive(Debug, Clone)]
 pub struct NeighborTable {
     entries: HashMap<IpAddr, Neighbor, ahash::RandomState>,

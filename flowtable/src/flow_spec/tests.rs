@@ -1,0 +1,501 @@
+//! Tests of the flow syntax: parsing, its error messages, and print-then-parse round trips.
+
+use proptest::prelude::*;
+
+use super::fields::VLAN_TCI_BITS;
+use super::lex::prefix_mask;
+use super::*;
+use crate::key::{FlowKey, VLAN_PRESENT};
+use crate::wire::{EtherType, EthernetAddress};
+
+fn ports(name: &str) -> Option<PortId> {
+    name.strip_prefix("veth")?
+        .parse()
+        .ok()
+        .filter(|n| (1..=4).contains(n))
+}
+
+fn names(port: PortId) -> Option<String> {
+    (1..=4).contains(&port).then(|| format!("veth{port}"))
+}
+
+fn parse(text: &str) -> Result<FlowSpec, FlowSpecError> {
+    parse_flow(text, &ports)
+}
+
+fn print(flow: &FlowSpec) -> String {
+    format_flow(flow.priority, &flow.pattern, &flow.actions, &names)
+}
+
+fn err(text: &str) -> String {
+    parse(text).expect_err(text).to_string()
+}
+
+#[test]
+fn parses_tcp_to_a_prefix() {
+    let flow = parse("priority=100,tcp,nw_dst=10.0.0.0/24,tp_dst=80,actions=output:veth2").unwrap();
+    assert_eq!(flow.priority, 100);
+    assert_eq!(flow.actions, [Action::Output(2)]);
+    let (v, m) = (flow.pattern.value(), flow.pattern.mask());
+    assert_eq!((v.dl_type, m.dl_type), (0x0800, 0xffff));
+    assert_eq!((v.nw_proto, m.nw_proto), (6, 0xff));
+    assert_eq!((v.nw_dst, m.nw_dst), (0x0a00_0000, 0xffff_ff00));
+    assert_eq!((v.tp_dst, m.tp_dst), (80, 0xffff));
+    assert_eq!((m.in_port, m.nw_src, m.tp_src, m.dl_dst), (0, 0, 0, 0));
+    let hit = FlowKey {
+        in_port: 7,
+        dl_type: 0x0800,
+        nw_proto: 6,
+        nw_src: 0x0102_0304,
+        nw_dst: 0x0a00_0063,
+        tp_src: 5555,
+        tp_dst: 80,
+        ..FlowKey::default()
+    };
+    assert!(flow.pattern.matches(&hit));
+    assert!(!flow.pattern.matches(&FlowKey {
+        nw_dst: 0x0a00_0163,
+        ..hit
+    }));
+    assert_eq!(
+        print(&flow),
+        "priority=100,tcp,nw_dst=10.0.0.0/24,tp_dst=80,actions=output:veth2"
+    );
+}
+
+#[test]
+fn parses_masked_mac_and_action_list() {
+    let flow = parse(
+        "in_port=veth1,dl_dst=02:00:00:00:00:02/ff:ff:ff:00:00:00,\
+         actions=mod_dl_src:02:00:00:00:00:aa,dec_ttl,output:3",
+    )
+    .unwrap();
+    assert_eq!(flow.priority, Rule::DEFAULT_PRIORITY);
+    let (v, m) = (flow.pattern.value(), flow.pattern.mask());
+    assert_eq!((v.in_port, m.in_port), (1, 0xffff));
+    assert_eq!((v.dl_dst, m.dl_dst), (0x0200_0000_0000, 0xffff_ff00_0000));
+    assert_eq!(
+        flow.actions,
+        [
+            Action::SetDlSrc(EthernetAddress([2, 0, 0, 0, 0, 0xaa])),
+            Action::DecTtl,
+            Action::Output(3)
+        ]
+    );
+    assert_eq!(
+        print(&flow),
+        "priority=32768,in_port=veth1,dl_dst=02:00:00:00:00:00/ff:ff:ff:00:00:00,\
+         actions=mod_dl_src:02:00:00:00:00:aa,dec_ttl,output:veth3"
+    );
+}
+
+#[test]
+fn vlans() {
+    let tagged = parse("dl_vlan=10,actions=strip_vlan,normal").unwrap();
+    assert_eq!(tagged.pattern.value().vlan, VLAN_PRESENT | 10);
+    assert_eq!(tagged.pattern.mask().vlan, 0x1fff);
+    assert_eq!(tagged.actions, [Action::StripVlan, Action::Normal]);
+    let untagged = parse("dl_vlan=0xffff,actions=push_vlan:20,mod_vlan_vid:30,flood").unwrap();
+    assert_eq!(untagged.pattern.value().vlan, 0);
+    assert_eq!(untagged.pattern.mask().vlan, 0x1fff);
+    assert!(untagged.pattern.matches(&FlowKey::default()));
+    assert!(!untagged.pattern.matches(&FlowKey {
+        vlan: VLAN_PRESENT,
+        ..FlowKey::default()
+    }));
+    assert_eq!(
+        untagged.actions,
+        [Action::PushVlan(20), Action::SetVlanVid(30), Action::Flood]
+    );
+    assert_eq!(
+        print(&untagged),
+        "priority=32768,dl_vlan=0xffff,actions=push_vlan:20,mod_vlan_vid:30,flood"
+    );
+    let any_tag = parse("vlan_tci=0x1000/0x1000,actions=drop").unwrap();
+    assert_eq!(
+        print(&any_tag),
+        "priority=32768,vlan_tci=0x1000/0x1000,actions=drop"
+    );
+}
+
+#[test]
+fn shorthands_and_protocol_fields() {
+    for (text, printed) in [
+        ("ip,nw_proto=6", "tcp"),
+        ("dl_type=0x86dd,nw_proto=17", "udp6"),
+        (
+            "dl_type=2054,arp_op=1,arp_tpa=10.0.0.1",
+            "arp,arp_tpa=10.0.0.1,arp_op=1",
+        ),
+        ("arp,nw_dst=10.0.0.1", "arp,arp_tpa=10.0.0.1"),
+        (
+            "icmp,icmp_type=8,icmp_code=0",
+            "icmp,icmp_type=8,icmp_code=0",
+        ),
+        ("icmp6,icmpv6_type=135", "icmp6,icmp_type=135"),
+        ("ipv6,ipv6_dst=2001:db8::/32", "ipv6,ipv6_dst=2001:db8::/32"),
+        ("ip,nw_src=10.1.0.0/255.255.0.0", "ip,nw_src=10.1.0.0/16"),
+        (
+            "ip,nw_src=10.0.0.1/255.0.255.0",
+            "ip,nw_src=10.0.0.0/255.0.255.0",
+        ),
+        ("tcp,tp_dst=0x1000/0xf000", "tcp,tp_dst=0x1000/0xf000"),
+        ("ip,tcp", "tcp"),
+        ("dl_type=0x88cc", "dl_type=0x88cc"),
+        ("ip nw_dst=10.0.0.1  tcp", "tcp,nw_dst=10.0.0.1"),
+        ("", ""),
+    ] {
+        let flow = parse(&format!("{text},actions=drop")).unwrap();
+        let want = if printed.is_empty() {
+            "priority=32768,actions=drop".to_string()
+        } else {
+            format!("priority=32768,{printed},actions=drop")
+        };
+        assert_eq!(print(&flow), want, "{text}");
+    }
+}
+
+#[test]
+fn drop_forms() {
+    for text in [
+        "actions=drop",
+        "actions=",
+        "actions=DROP",
+        "priority=1 actions=",
+    ] {
+        assert_eq!(parse(text).unwrap().actions, [Action::Drop], "{text}");
+    }
+    assert_eq!(parse("actions=NORMAL").unwrap().actions, [Action::Normal]);
+    assert_eq!(parse("actions=route").unwrap().actions, [Action::Route]);
+    assert_eq!(format_actions(&[], &names), "drop");
+}
+
+#[test]
+fn errors_say_what_and_where() {
+    assert_eq!(
+        err("ip,nw_dst=10.0.0.300/24,actions=drop"),
+        "nw_dst=10.0.0.300/24: not an IPv4 address or prefix, at column 4"
+    );
+    assert_eq!(
+        err("tcp,tp_dstt=80,actions=drop"),
+        "unknown field \"tp_dstt\" (did you mean \"tp_dst\"?), at column 5"
+    );
+    assert_eq!(
+        err("actions=output:veth9"),
+        "output:veth9: no such port, at column 9"
+    );
+    assert_eq!(
+        err("in_port=eth0,actions=drop"),
+        "in_port=eth0: no such port, at column 1"
+    );
+    assert_eq!(
+        err("nw_src=10.0.0.1,actions=drop"),
+        "nw_src needs ip or arp (add \"ip,\" before it), at column 1"
+    );
+    assert_eq!(
+        err("ip,tp_dst=80,actions=drop"),
+        "tp_dst needs a protocol such as tcp or udp (add \"tcp,\" before it), at column 4"
+    );
+    assert_eq!(
+        err("actions=output:1,priority=5"),
+        "priority=5: actions= must come last, at column 18"
+    );
+    assert_eq!(
+        err("actions=output:1,tcp"),
+        "tcp: actions= must come last, at column 18"
+    );
+    assert_eq!(
+        err("tcp,udp,actions=drop"),
+        "udp conflicts with the earlier tcp, at column 5"
+    );
+    assert_eq!(
+        err("actions=drop,output:1"),
+        "drop must be the only action, at column 9"
+    );
+    assert_eq!(
+        err("actions=outptu:1"),
+        "unknown action \"outptu:1\" (did you mean \"output\"?), at column 9"
+    );
+    assert_eq!(
+        err("tcp"),
+        "no actions given (end the flow with actions=..., e.g. actions=drop)"
+    );
+    assert_eq!(
+        err("table=0,actions=drop"),
+        "table=0: not supported by xvs, at column 1"
+    );
+    assert_eq!(
+        err("actions=push_vlan:0x8100"),
+        "push_vlan:0x8100: not a VLAN id (0-4095); xvs's push_vlan takes the VID of the \
+         new tag, whose TPID is always 0x8100, at column 9"
+    );
+    assert_eq!(
+        err("dl_vlan=4096,actions=drop"),
+        "dl_vlan=4096: not a VLAN id (0-4095, or 0xffff for no tag), at column 1"
+    );
+    assert_eq!(
+        err("ipv6,nw_dst=10.0.0.1,actions=drop"),
+        "nw_dst needs ip or arp (add \"ip,\" before it), at column 6"
+    );
+    assert_eq!(
+        err("icmp_type=8,actions=drop"),
+        "icmp_type needs icmp or icmp6 (add \"icmp,\" before it), at column 1"
+    );
+    assert_eq!(
+        err("priority=70000,actions=drop"),
+        "priority=70000: not a priority (0-65535), at column 1"
+    );
+    assert_eq!(
+        err("dl_src=02:00:00:00:00,actions=drop"),
+        "dl_src=02:00:00:00:00: not a MAC address (or MAC/mask), at column 1"
+    );
+    assert_eq!(
+        err("tcp=1,actions=drop"),
+        "tcp=1: tcp takes no value, at column 1"
+    );
+    assert_eq!(
+        err("tcp,actions=output"),
+        "output: output needs a port, as output:..., at column 13"
+    );
+    assert_eq!(
+        parse("nw_src=1.2.3.4,ip,actions=drop")
+            .unwrap()
+            .pattern
+            .mask()
+            .nw_src,
+        0xffff_ffff
+    );
+    assert_eq!(parse("tcp").unwrap_err().offset(), None);
+}
+
+#[test]
+fn parsed_rules_match_extracted_keys() {
+    // 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 UDP, 4 bytes of payload.
+    static UDP_FRAME: [u8; 46] = [
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // ethernet
+        0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4
+        0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4, // udp
+    ];
+    let (key, _) = FlowKey::extract(&UDP_FRAME, 3).unwrap();
+    for (text, hit) in [
+        ("udp,nw_src=10.0.0.1,tp_dst=2000", true),
+        (
+            "in_port=veth3,dl_vlan=0xffff,dl_src=02:00:00:00:00:01",
+            true,
+        ),
+        ("ip,nw_dst=10.0.0.0/30,tp_src=1000,udp", true),
+        ("dl_dst=01:00:00:00:00:00/01:00:00:00:00:00", false),
+        ("tcp", false),
+        ("udp,tp_dst=0x0700/0xff00", true),
+        ("dl_vlan=0", false),
+        ("", true),
+    ] {
+        let flow = parse(&format!("{text},actions=normal")).unwrap();
+        assert_eq!(flow.pattern.matches(&key), hit, "{text}");
+    }
+}
+
+#[test]
+fn match_for_del_flows() {
+    let spec = parse_match("priority=5,in_port=2", &ports).unwrap();
+    assert_eq!(spec.priority, Some(5));
+    assert_eq!(spec.pattern.value().in_port, 2);
+    assert_eq!(parse_match("", &ports).unwrap().pattern, Match::ANY);
+    assert_eq!(
+        parse_match("tcp,actions=drop", &ports)
+            .unwrap_err()
+            .to_string(),
+        "actions=drop: actions are not allowed here, at column 5"
+    );
+}
+
+#[test]
+fn unnameable_ports_print_as_numbers() {
+    let odd = |port: PortId| {
+        Some(if port == 1 {
+            "7".to_string()
+        } else {
+            "a,b".to_string()
+        })
+    };
+    assert_eq!(
+        format_actions(&[Action::Output(1), Action::Output(2)], &odd),
+        "output:1,output:2"
+    );
+}
+
+// Generators of every flow the syntax can express.
+
+fn opt<T: core::fmt::Debug + Clone>(
+    s: impl Strategy<Value = T>,
+) -> impl Strategy<Value = Option<T>> {
+    prop::option::weighted(0.4, s)
+}
+
+fn mac_mask() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0xffff_ffff_ffffu64),
+        Just(0x0100_0000_0000),
+        (1u64..1 << 48)
+    ]
+}
+
+fn ipv4_mask() -> impl Strategy<Value = u128> {
+    prop_oneof![
+        (0u8..=32).prop_map(|len| prefix_mask(len, 32)),
+        any::<u32>().prop_map(u128::from)
+    ]
+}
+
+fn ipv6_mask() -> impl Strategy<Value = u128> {
+    prop_oneof![
+        (0u8..=128).prop_map(|len| prefix_mask(len, 128)),
+        any::<u128>()
+    ]
+}
+
+fn tp() -> impl Strategy<Value = (u16, u16)> {
+    prop_oneof![
+        any::<u16>().prop_map(|v| (v, 0xffff)),
+        (any::<u16>(), any::<u16>())
+    ]
+}
+
+/// (dl_type, nw_proto) combinations, with what the L3/L4 fields may be.
+fn matches() -> impl Strategy<Value = Match> {
+    let l2 = (
+        opt(0u16..6),
+        opt(prop_oneof![
+            Just((0u16, VLAN_TCI_BITS)),
+            (0u16..4096).prop_map(|vid| (VLAN_PRESENT | vid, VLAN_TCI_BITS)),
+            (0u16..0x2000, 1u16..0x2000),
+        ]),
+        opt((0u64..1 << 48, mac_mask())),
+        opt((0u64..1 << 48, mac_mask())),
+    );
+    let l3 = prop_oneof![
+        Just((None, None, false)),
+        prop::sample::select(vec![0x88ccu16, 0x8847]).prop_map(|t| (Some(t), None, false)),
+        opt(any::<u8>()).prop_map(|p| (Some(EtherType::IPV4), p, false)),
+        opt(any::<u8>()).prop_map(|p| (Some(EtherType::IPV6), p, true)),
+        opt(any::<u8>()).prop_map(|p| (Some(EtherType::ARP), p, false)),
+        prop::sample::select(vec![1u8, 6, 17, 58]).prop_map(|p| (
+            Some(EtherType::IPV6),
+            Some(p),
+            true
+        )),
+        prop::sample::select(vec![1u8, 6, 17]).prop_map(|p| (
+            Some(EtherType::IPV4),
+            Some(p),
+            false
+        )),
+    ];
+    let addrs = (
+        opt((any::<u128>(), ipv6_mask())),
+        opt((any::<u128>(), ipv4_mask())),
+        opt((any::<u128>(), ipv6_mask())),
+        opt((any::<u128>(), ipv4_mask())),
+        opt(tp()),
+        opt(tp()),
+    );
+    (l2, l3, addrs).prop_map(
+        |((in_port, vlan, dl_src, dl_dst), (dl_type, nw_proto, v6), addrs)| {
+            let mut value = FlowKey::default();
+            let mut mask = FlowKey::default();
+            if let Some(p) = in_port {
+                (value.in_port, mask.in_port) = (p, 0xffff);
+            }
+            if let Some((v, m)) = vlan {
+                (value.vlan, mask.vlan) = (v, m);
+            }
+            if let Some((v, m)) = dl_src {
+                (value.dl_src, mask.dl_src) = (v, m);
+            }
+            if let Some((v, m)) = dl_dst {
+                (value.dl_dst, mask.dl_dst) = (v, m);
+            }
+            if let Some(t) = dl_type {
+                (value.dl_type, mask.dl_type) = (t, 0xffff);
+            }
+            let (src6, src4, dst6, dst4, tp_src, tp_dst) = addrs;
+            let has_addrs = matches!(
+                dl_type,
+                Some(EtherType::IPV4 | EtherType::IPV6 | EtherType::ARP)
+            );
+            if has_addrs {
+                let (src, dst) = if v6 { (src6, dst6) } else { (src4, dst4) };
+                let width = if v6 { u128::MAX } else { u128::from(u32::MAX) };
+                if let Some((v, m)) = src {
+                    (value.nw_src, mask.nw_src) = (v & width, m & width);
+                }
+                if let Some((v, m)) = dst {
+                    (value.nw_dst, mask.nw_dst) = (v & width, m & width);
+                }
+            }
+            if let Some(p) = nw_proto.filter(|_| has_addrs) {
+                (value.nw_proto, mask.nw_proto) = (p, 0xff);
+                if dl_type != Some(EtherType::ARP) {
+                    if let Some((v, m)) = tp_src {
+                        (value.tp_src, mask.tp_src) = (v, m);
+                    }
+                    if let Some((v, m)) = tp_dst {
+                        (value.tp_dst, mask.tp_dst) = (v, m);
+                    }
+                }
+            }
+            Match::new(value, mask)
+        },
+    )
+}
+
+fn actions() -> impl Strategy<Value = Vec<Action>> {
+    let mac = any::<[u8; 6]>().prop_map(EthernetAddress);
+    let action = prop_oneof![
+        any::<u16>().prop_map(Action::Output),
+        (1u16..=4).prop_map(Action::Output),
+        Just(Action::Flood),
+        Just(Action::Normal),
+        mac.clone().prop_map(Action::SetDlSrc),
+        mac.prop_map(Action::SetDlDst),
+        (0u16..4096).prop_map(Action::SetVlanVid),
+        Just(Action::StripVlan),
+        (0u16..4096).prop_map(Action::PushVlan),
+        Just(Action::DecTtl),
+        Just(Action::Route),
+    ];
+    prop_oneof![
+        1 => Just(vec![Action::Drop]),
+        6 => prop::collection::vec(action, 1..6),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn parse_of_print_is_identity(
+        priority in any::<u16>(),
+        pattern in matches(),
+        actions in actions(),
+    ) {
+        let flow = FlowSpec { priority, pattern, actions };
+        let text = print(&flow);
+        let back = parse(&text);
+        prop_assert_eq!(back.as_ref(), Ok(&flow), "{}", text);
+        // Numbers only, too.
+        let numeric = flow.to_string();
+        prop_assert_eq!(parse(&numeric), Ok(flow), "{}", numeric);
+    }
+
+    #[test]
+    fn parsing_never_panics(text in "[a-z_0-9=,:./ x]{0,60}") {
+        let _ = parse(&text);
+        let _ = parse_match(&text, &ports);
+    }
+
+    #[test]
+    fn parsing_odd_bytes_never_panics(text in "\\PC{0,40}") {
+        let _ = parse(&text);
+        let _ = parse(&format!("actions={text}"));
+    }
+}

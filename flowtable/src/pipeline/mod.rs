@@ -1,0 +1,309 @@
+//! The pipeline: (packet, in-port, now) → a [`Decision`], through the flow cache.
+//!
+//! One `Pipeline` belongs to one worker. It owns that worker's flow cache and its replica of the
+//! MAC table, and reads the shared immutable [`Config`].
+//!
+//! # Cache coherence
+//! Every cached decision records what it depends on: the configuration generation, and a
+//! generation counter of the bucket of each MAC address it looked up (source and
+//! destination). Any change to the MAC table bumps the bucket of the address that changed; any
+//! new configuration bumps the configuration generation. A hit is used only if all recorded
+//! generations are current, so no packet is forwarded by a decision older than a change the
+//! pipeline has applied; the check is two array loads.
+//!
+//! # Learning on cache hits
+//! A hit skips the MAC table, including learning the source. The source is still kept fresh:
+//! each cached decision remembers (VLAN, source MAC, port), and [`Pipeline::tick`] refreshes the
+//! MAC table from the entries used since the last sweep, as OVS's revalidators do. A source that
+//! moves arrives on another port, which is another key, so a move is always seen by learning.
+//!
+//! # Several workers
+//! Each worker learns what it sees and reports it as [`MacEvent`]s ([`Pipeline::take_events`])
+//! for the other workers to apply ([`Pipeline::apply_event`]); refreshes are reported at most
+//! every quarter of the age limit per address.
+
+mod bridge;
+mod coherence;
+mod router;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use core::net::IpAddr;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use self::coherence::{CacheEntry, DEP_BUCKETS, Resolution, Slot};
+use crate::action::{Decision, DropReason};
+use crate::cache::FlowCache;
+use crate::config::Config;
+use crate::key::FlowKey;
+use crate::mac_table::{MacKey, MacTable};
+use crate::neighbor::{NeighborTable, Solicitation};
+use crate::port::PortId;
+use crate::wire::EthernetAddress;
+
+/// Most dependencies one decision records (source and destination MAC, next hop, its MAC).
+pub const MAX_DEPS: usize = 4;
+/// How often [`Pipeline::tick`] sweeps the cache and ages the tables.
+pub const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// A MAC table change one worker tells the others about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacEvent {
+    /// The internal VLAN.
+    pub vlan: u16,
+    /// The address (low 48 bits).
+    pub mac: u64,
+    /// Where it was seen.
+    pub port: PortId,
+    /// When it was seen.
+    pub seen: u64,
+}
+
+/// Something one worker learned that the others must learn too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A MAC address seen on a port.
+    Mac(MacEvent),
+    /// A neighbor resolved.
+    Neighbor {
+        /// Its IP address.
+        ip: IpAddr,
+        /// Its MAC address.
+        mac: EthernetAddress,
+        /// The port it answered on.
+        port: PortId,
+        /// Its internal VLAN.
+        vlan: u16,
+        /// When.
+        seen: u64,
+    },
+}
+
+/// Counters of one pipeline. Plain integers: the owner reads and reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Decisions served by the flow cache.
+    pub cache_hits: u64,
+    /// Decisions computed (the key was absent or its entry stale).
+    pub cache_misses: u64,
+    /// Addresses learned anew.
+    pub macs_learned: u64,
+    /// Addresses that moved to another port.
+    pub macs_moved: u64,
+    /// Addresses aged out or evicted.
+    pub macs_expired: u64,
+    /// Neighbor solicitations asked for.
+    pub solicitations: u64,
+}
+
+/// What a decision computed from the tables depended on: for a second-level cache (the
+/// kernel's) that must be invalidated exactly as this pipeline's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    /// Generation buckets of the MACs and next hops looked up.
+    pub deps: [Option<u16>; MAX_DEPS],
+    /// The source the flow teaches: (VLAN, MAC, port).
+    pub learn: Option<(u16, u64, PortId)>,
+    /// Whether the decision may be cached at all.
+    pub cacheable: bool,
+    /// The count of dependency changes when the decision was made: changes reported by
+    /// [`Pipeline::take_invalidations`] with a higher count came after it.
+    pub seq: u64,
+}
+
+/// The forwarding pipeline of one worker.
+#[derive(Debug)]
+pub struct Pipeline {
+    config: Arc<Config>,
+    config_generation: u32,
+    mac_table: MacTable,
+    neighbors: NeighborTable,
+    cache: FlowCache<CacheEntry>,
+    generations: Vec<u32>,
+    events: Vec<Event>,
+    solicitations: Vec<Solicitation>,
+    /// Packets and bytes of rules, from cache entries already gone.
+    rule_counts: HashMap<u32, (u64, u64), ahash::RandomState>,
+    changed_scratch: Vec<(MacKey, PortId)>,
+    /// The last decision that must not be cached, lent to the caller.
+    uncached: Decision,
+    /// Whether decisions are cached at all (off: the reference pipeline of the tests).
+    caching: bool,
+    /// What the last miss depended on.
+    last_miss: Option<Miss>,
+    /// Record the buckets that change, for a second-level cache to follow.
+    track_invalidations: bool,
+    invalidated: Vec<(u16, u64)>,
+    /// The count of the last change when too many changed to list.
+    invalidated_all: Option<u64>,
+    change_seq: u64,
+    last_sweep: u64,
+    stats: PipelineStats,
+}
+
+impl Pipeline {
+    /// A pipeline with an empty cache of `cache_capacity` slots and empty tables.
+    pub fn new(config: Arc<Config>, cache_capacity: usize) -> Pipeline {
+        Pipeline {
+            mac_table: MacTable::new(config.mac_capacity, config.mac_max_age_ns),
+            neighbors: NeighborTable::default(),
+            config,
+            config_generation: 0,
+            cache: FlowCache::new(cache_capacity),
+            generations: vec![0; DEP_BUCKETS],
+            events: Vec::new(),
+            solicitations: Vec::new(),
+            rule_counts: HashMap::with_hasher(ahash::RandomState::with_seeds(3, 1, 4, 1)),
+            changed_scratch: Vec::new(),
+            uncached: Decision::drop(DropReason::Rule),
+            caching: true,
+            last_miss: None,
+            track_invalidations: false,
+            invalidated: Vec::new(),
+            invalidated_all: None,
+            change_seq: 0,
+            last_sweep: 0,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// Turns the flow cache off (every packet is decided from the tables, as a reference for
+    /// tests) or back on.
+    pub fn set_caching(&mut self, on: bool) {
+        self.caching = on;
+        self.cache.clear();
+    }
+
+    /// The configuration decisions are made by.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Switches to a new configuration. Every cached decision becomes stale; what was learned
+    /// on ports that no longer exist is forgotten.
+    pub fn set_config(&mut self, config: Arc<Config>) {
+        if config.mac_capacity != self.config.mac_capacity
+            || config.mac_max_age_ns != self.config.mac_max_age_ns
+        {
+            let mut table = MacTable::new(config.mac_capacity, config.mac_max_age_ns);
+            for ((vlan, mac), e) in self.mac_table.iter() {
+                if e.is_static {
+                    table.insert_static(vlan, mac, e.port, e.last_seen);
+                } else {
+                    table.learn(vlan, mac, e.port, e.last_seen);
+                }
+            }
+            self.mac_table = table;
+        }
+        let gone: Vec<PortId> = self
+            .config
+            .ports()
+            .filter(|p| config.port(p.id).is_none())
+            .map(|p| p.id)
+            .collect();
+        for port in gone {
+            let mut removed = Vec::new();
+            self.mac_table.flush_port(port, &mut removed);
+            self.neighbors.flush_port(port);
+        }
+        self.config = config;
+        self.config_generation = self.config_generation.wrapping_add(1);
+    }
+
+    /// The MAC table replica of this pipeline.
+    pub fn mac_table(&self) -> &MacTable {
+        &self.mac_table
+    }
+
+    /// The neighbor table of this pipeline.
+    pub fn neighbors(&self) -> &NeighborTable {
+        &self.neighbors
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PipelineStats {
+        self.stats
+    }
+
+    /// The number of entries in the flow cache.
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Decides what to do with a packet of flow `key`, `len` bytes long.
+    pub fn decide(&mut self, key: &FlowKey, len: u32, now: u64) -> &Decision {
+        self.decide_detailed(key, len, now).0
+    }
+
+    /// [`decide`](Self::decide), also saying what the decision depended on when it was
+    /// computed from the tables rather than served by the cache.
+    pub fn decide_detailed(
+        &mut self,
+        key: &FlowKey,
+        len: u32,
+        now: u64,
+    ) -> (&Decision, Option<Miss>) {
+        let at = self.decide_at(key, len, now);
+        let miss = self.last_miss.take();
+        let decision = match at {
+            Slot::Cache(i) => &self.cache.entry(i).decision,
+            Slot::Uncached => &self.uncached,
+        };
+        (decision, miss)
+    }
+
+    /// Computes a decision from the tables, learning on the way.
+    fn resolve(&mut self, key: &FlowKey, now: u64) -> (Decision, Resolution) {
+        let config = self.config.clone();
+        match config.rules.lookup(key) {
+            Some(rule) => self.apply_rule(&config, rule, key, now),
+            // No rule, or no rule that matches: the switch is a learning bridge.
+            None => self.normal(&config, key, now),
+        }
+    }
+
+    /// Applies what another worker learned.
+    pub fn apply_event(&mut self, event: &Event) {
+        match *event {
+            Event::Mac(e) => {
+                if self.config.port(e.port).is_none() {
+                    return;
+                }
+                let learned = self.mac_table.learn(e.vlan, e.mac, e.port, e.seen);
+                self.note(e.vlan, e.mac, learned);
+            }
+            Event::Neighbor {
+                ip,
+                mac,
+                port,
+                vlan,
+                seen,
+            } => {
+                if self.config.port(port).is_some() {
+                    self.learn_neighbor(ip, mac, port, vlan, seen, false);
+                }
+            }
+        }
+    }
+
+    /// What was learned locally since the last call, to send to the other workers.
+    pub fn take_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// Periodic work: at most every [`SWEEP_INTERVAL_NS`], refreshes the sources of cached
+    /// flows used since the last sweep, ages the MAC and neighbor tables, and re-confirms
+    /// neighbors before they expire.
+    pub fn tick(&mut self, now: u64) {
+        if now.saturating_sub(self.last_sweep) < SWEEP_INTERVAL_NS {
+            return;
+        }
+        let since = self.last_sweep;
+        self.last_sweep = now;
+        self.refresh_used_sources(since);
+        self.expire_macs(now);
+        self.expire_neighbors(now);
+    }
+}

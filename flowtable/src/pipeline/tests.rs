@@ -1,0 +1,574 @@
+//! Tests of the pipeline: bridging, VLANs, rules, routing, replication between workers, and
+//! the cached pipeline held against the uncached one.
+
+use super::*;
+use crate::action::Step;
+use crate::config::PortConfig;
+use crate::port::{EgressTag, VlanMode};
+use crate::wire::EtherType;
+
+const S: u64 = 1_000_000_000;
+
+fn config(ports: &[(PortId, VlanMode)]) -> Arc<Config> {
+    let mut c = Config::default();
+    for (id, vlan) in ports {
+        c.set_port(PortConfig {
+            id: *id,
+            name: format!("p{id}"),
+            mac: EthernetAddress([2, 0, 0, 0, 0xff, *id as u8]),
+            vlan: vlan.clone(),
+        });
+    }
+    Arc::new(c)
+}
+
+fn three_ports() -> Arc<Config> {
+    config(&[(1, VlanMode::All), (2, VlanMode::All), (3, VlanMode::All)])
+}
+
+fn key(in_port: PortId, src: u64, dst: u64) -> FlowKey {
+    FlowKey {
+        in_port,
+        dl_src: src,
+        dl_dst: dst,
+        dl_type: 0x0800,
+        ..FlowKey::default()
+    }
+}
+
+impl Pipeline {
+    fn decide_t(&mut self, key: &FlowKey, now: u64) -> &Decision {
+        self.decide(key, 64, now)
+    }
+}
+
+const A: u64 = 0x02_00_00_00_00_0a;
+const B: u64 = 0x02_00_00_00_00_0b;
+const BCAST: u64 = 0xffff_ffff_ffff;
+
+#[test]
+fn floods_unknown_then_forwards_learned() {
+    let mut p = Pipeline::new(three_ports(), 64);
+    let d = p.decide_t(&key(1, A, B), 0).clone();
+    assert_eq!(d.steps(), &[Step::Flood { vlan: 0, except: 1 }]);
+    let d = p.decide_t(&key(2, B, A), 1).clone();
+    assert_eq!(
+        d.steps(),
+        &[Step::Output {
+            port: 1,
+            tag: Some(EgressTag::Untagged)
+        }]
+    );
+    // B is now known: A -> B must stop flooding even though that flow was cached.
+    let d = p.decide_t(&key(1, A, B), 2).clone();
+    assert_eq!(
+        d.steps(),
+        &[Step::Output {
+            port: 2,
+            tag: Some(EgressTag::Untagged)
+        }]
+    );
+    assert_eq!(p.decide_t(&key(1, A, B), 3).steps().len(), 1);
+    assert!(p.stats().cache_hits >= 1);
+}
+
+#[test]
+fn broadcast_floods_in_vlan() {
+    let mut p = Pipeline::new(three_ports(), 64);
+    let d = p.decide_t(&key(3, A, BCAST), 0);
+    assert_eq!(d.steps(), &[Step::Flood { vlan: 0, except: 3 }]);
+    let targets: Vec<_> = p.config().flood_targets(0, 3).map(|t| t.0).collect();
+    assert_eq!(targets, vec![1, 2]);
+}
+
+#[test]
+fn moved_mac_invalidates_cached_decisions() {
+    let mut p = Pipeline::new(three_ports(), 64);
+    p.decide_t(&key(1, A, B), 0);
+    p.decide_t(&key(2, B, A), 0);
+    assert_eq!(
+        p.decide_t(&key(1, A, B), 0).steps()[0],
+        Step::Output {
+            port: 2,
+            tag: Some(EgressTag::Untagged)
+        }
+    );
+    // B moves to port 3.
+    p.decide_t(&key(3, B, A), 1);
+    assert_eq!(
+        p.decide_t(&key(1, A, B), 2).steps()[0],
+        Step::Output {
+            port: 3,
+            tag: Some(EgressTag::Untagged)
+        }
+    );
+    // And back to port 2, whose old flow B -> A is still in the cache: it must not hide
+    // the move.
+    p.decide_t(&key(2, B, A), 3);
+    assert_eq!(p.mac_table().lookup(0, B), Some(2));
+}
+
+#[test]
+fn same_port_destination_is_dropped() {
+    let mut p = Pipeline::new(three_ports(), 64);
+    p.decide_t(&key(1, B, A), 0);
+    let d = p.decide_t(&key(1, A, B), 0);
+    assert_eq!(d.drop_reason(), Some(DropReason::SamePort));
+}
+
+#[test]
+fn cached_flows_keep_sources_fresh_and_quiet_ones_age_out() {
+    let mut p = Pipeline::new(three_ports(), 64);
+    p.decide_t(&key(1, A, B), 0);
+    p.decide_t(&key(2, B, A), 0);
+    // A keeps sending through the cache for 400 s; B goes quiet.
+    for t in 1..=400 {
+        p.decide_t(&key(1, A, B), t * S);
+        p.tick(t * S);
+    }
+    assert_eq!(p.mac_table().lookup(0, A), Some(1));
+    assert_eq!(p.mac_table().lookup(0, B), None, "B aged out");
+    assert!(p.stats().macs_expired >= 1);
+    // With B gone, A -> B floods again.
+    assert!(matches!(
+        p.decide_t(&key(1, A, B), 401 * S).steps()[0],
+        Step::Flood { .. }
+    ));
+}
+
+#[test]
+fn config_change_invalidates() {
+    let mut p = Pipeline::new(three_ports(), 64);
+    p.decide_t(&key(2, B, A), 0);
+    assert!(matches!(
+        p.decide_t(&key(1, A, B), 0).steps()[0],
+        Step::Output { port: 2, .. }
+    ));
+    // Port 2 leaves.
+    p.set_config(config(&[(1, VlanMode::All), (3, VlanMode::All)]));
+    assert_eq!(p.mac_table().lookup(0, B), None);
+    assert!(matches!(
+        p.decide_t(&key(1, A, B), 1).steps()[0],
+        Step::Flood { .. }
+    ));
+}
+
+#[test]
+fn vlans_are_separate() {
+    let cfg = config(&[
+        (1, VlanMode::Access(10)),
+        (2, VlanMode::Access(20)),
+        (
+            3,
+            VlanMode::Trunk {
+                allowed: vec![10, 20],
+                native: None,
+            },
+        ),
+    ]);
+    let mut p = Pipeline::new(cfg, 64);
+    let d = p.decide_t(&key(1, A, BCAST), 0);
+    assert_eq!(
+        d.steps(),
+        &[Step::Flood {
+            vlan: 10,
+            except: 1
+        }]
+    );
+    let targets: Vec<_> = p.config().flood_targets(10, 1).collect();
+    assert_eq!(targets, vec![(3, EgressTag::Tagged(10))]);
+    // A tagged frame on an access port is dropped.
+    let mut tagged = key(1, A, B);
+    tagged.vlan = crate::key::VLAN_PRESENT | 10;
+    assert_eq!(
+        p.decide_t(&tagged, 0).drop_reason(),
+        Some(DropReason::VlanFiltered)
+    );
+    // A learned in VLAN 10 is unknown in VLAN 20.
+    let mut from_trunk = key(3, B, A);
+    from_trunk.vlan = crate::key::VLAN_PRESENT | 20;
+    assert!(matches!(
+        p.decide_t(&from_trunk, 0).steps()[0],
+        Step::Flood { vlan: 20, .. }
+    ));
+}
+
+#[test]
+fn events_replicate_learning() {
+    let mut a = Pipeline::new(three_ports(), 64);
+    let mut b = Pipeline::new(three_ports(), 64);
+    a.decide_t(&key(1, A, BCAST), 5);
+    let events: Vec<_> = a.take_events().collect();
+    assert_eq!(
+        events,
+        vec![Event::Mac(MacEvent {
+            vlan: 0,
+            mac: A,
+            port: 1,
+            seen: 5
+        })]
+    );
+    for e in &events {
+        b.apply_event(e);
+    }
+    assert!(matches!(
+        b.decide_t(&key(2, B, A), 6).steps()[0],
+        Step::Output { port: 1, .. }
+    ));
+}
+
+mod rules_and_routing {
+    use super::*;
+    use crate::config::Binding;
+    use crate::flow_spec::parse_flow;
+    use crate::neighbor::Solicitation;
+
+    fn with_rules(specs: &[&str]) -> Arc<Config> {
+        let mut c = (*three_ports()).clone();
+        for (id, spec) in specs.iter().enumerate() {
+            let rule = parse_flow(spec, &|_| None)
+                .unwrap()
+                .into_rule(id as u32 + 1);
+            c.rules.insert(rule);
+        }
+        Arc::new(c)
+    }
+
+    fn ip_key(in_port: PortId, src: u64, dst: u64, nw_src: [u8; 4], nw_dst: [u8; 4]) -> FlowKey {
+        FlowKey {
+            nw_src: u128::from(u32::from_be_bytes(nw_src)),
+            nw_dst: u128::from(u32::from_be_bytes(nw_dst)),
+            nw_proto: 1,
+            nw_ttl: 64,
+            tp_src: 8,
+            ..key(in_port, src, dst)
+        }
+    }
+
+    #[test]
+    fn drop_rule_priorities_and_counts() {
+        let cfg = with_rules(&[
+            "priority=100,icmp,nw_dst=10.0.0.2,actions=drop",
+            "priority=200,icmp,nw_src=10.0.0.9,actions=normal",
+        ]);
+        let mut p = Pipeline::new(cfg, 64);
+        p.decide(&key(2, B, BCAST), 64, 0);
+        let k = ip_key(1, A, B, [10, 0, 0, 1], [10, 0, 0, 2]);
+        for t in 0..5 {
+            let d = p.decide(&k, 100, t);
+            assert_eq!(d.drop_reason(), Some(DropReason::Rule));
+            assert_eq!(d.rule(), Some(1));
+        }
+        // The higher priority rule wins where both match.
+        let k9 = ip_key(1, A, B, [10, 0, 0, 9], [10, 0, 0, 2]);
+        let d = p.decide(&k9, 100, 6).clone();
+        assert_eq!(d.rule(), Some(2));
+        assert!(matches!(d.steps()[0], Step::Output { port: 2, .. }));
+        // Traffic no rule matches is switched normally, and counts nowhere.
+        let other = key(1, A, B);
+        assert!(p.decide(&other, 60, 7).rule().is_none());
+        let stats = p.rule_stats();
+        assert_eq!(stats[&1], (5, 500));
+        assert_eq!(stats[&2], (1, 100));
+        assert!(!stats.contains_key(&3));
+    }
+
+    #[test]
+    fn actions_compose() {
+        let cfg = with_rules(&["priority=10,actions=mod_dl_src:02:00:00:00:00:99,output:3,normal"]);
+        let mut p = Pipeline::new(cfg, 64);
+        p.decide(&key(2, B, BCAST), 64, 0);
+        let d = p.decide(&key(1, A, B), 64, 1);
+        assert_eq!(
+            d.steps(),
+            &[
+                Step::SetEthSrc(EthernetAddress([2, 0, 0, 0, 0, 0x99])),
+                Step::Output { port: 3, tag: None },
+                Step::Output {
+                    port: 2,
+                    tag: Some(EgressTag::Untagged)
+                },
+            ]
+        );
+    }
+
+    const ROUTER: [u8; 4] = [10, 1, 0, 254];
+
+    /// Port 1 in VLAN 10 (10.1.0.0/24), ports 2 and 3 in VLAN 20 (10.2.0.0/24).
+    fn routed() -> (Arc<Config>, EthernetAddress, EthernetAddress) {
+        let mut c = (*config(&[
+            (1, VlanMode::Access(10)),
+            (2, VlanMode::Access(20)),
+            (3, VlanMode::Access(20)),
+        ]))
+        .clone();
+        c.add_address(Binding::Vlan(10), "10.1.0.254".parse().unwrap(), 24, None)
+            .unwrap();
+        c.add_address(Binding::Vlan(20), "10.2.0.254".parse().unwrap(), 24, None)
+            .unwrap();
+        let m10 = c.interfaces()[0].mac;
+        let m20 = c.interfaces()[1].mac;
+        (Arc::new(c), m10, m20)
+    }
+
+    fn arp(in_port: PortId, src: u64, dst: u64, op: u8, spa: [u8; 4], tpa: [u8; 4]) -> FlowKey {
+        FlowKey {
+            dl_type: EtherType::ARP,
+            nw_proto: op,
+            ..ip_key(in_port, src, dst, spa, tpa)
+        }
+    }
+
+    #[test]
+    fn router_answers_arp_and_ping_and_routes_after_resolving() {
+        let (cfg, m10, m20) = routed();
+        let mut p = Pipeline::new(cfg, 64);
+        // A (10.1.0.1, port 1) asks for its gateway.
+        let d = p
+            .decide(&arp(1, A, BCAST, 1, [10, 1, 0, 1], ROUTER), 60, 0)
+            .clone();
+        assert_eq!(d.steps()[0], Step::ArpReply(m10));
+        assert!(matches!(d.steps()[1], Step::Output { port: 1, .. }));
+        // A pings the gateway.
+        let d = p
+            .decide(&ip_key(1, A, m10.to_u64(), [10, 1, 0, 1], ROUTER), 98, 1)
+            .clone();
+        assert_eq!(d.steps()[0], Step::EchoReply(m10));
+        // A pings B (10.2.0.2, behind port 3) across the router: B is unresolved.
+        let to_b = ip_key(1, A, m10.to_u64(), [10, 1, 0, 1], [10, 2, 0, 2]);
+        assert_eq!(
+            p.decide(&to_b, 98, 2).drop_reason(),
+            Some(DropReason::NoNeighbor)
+        );
+        let sol: Vec<Solicitation> = p.take_solicitations().collect();
+        assert_eq!(sol.len(), 1);
+        assert_eq!(sol[0].target, "10.2.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(sol[0].source, "10.2.0.254".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (sol[0].vlan, sol[0].port, sol[0].source_mac),
+            (20, None, m20)
+        );
+        // Rate-limited: no second request within a second.
+        p.decide(&to_b, 98, 3);
+        assert_eq!(p.take_solicitations().count(), 0);
+        // B answers on port 3.
+        let reply = arp(3, B, m20.to_u64(), 2, [10, 2, 0, 2], [10, 2, 0, 254]);
+        assert_eq!(
+            p.decide(&reply, 60, 4).drop_reason(),
+            Some(DropReason::ToRouter)
+        );
+        // Now the packet is routed: MACs rewritten, TTL decremented, out of port 3.
+        let d = p.decide(&to_b, 98, 5).clone();
+        assert_eq!(
+            d.steps(),
+            &[
+                Step::SetEthSrc(m20),
+                Step::SetEthDst(EthernetAddress::from_u64(B)),
+                Step::DecTtl,
+                Step::Output {
+                    port: 3,
+                    tag: Some(EgressTag::Untagged)
+                },
+            ]
+        );
+        // TTL 1 dies at the router; no route is dropped.
+        let mut dying = to_b;
+        dying.nw_ttl = 1;
+        assert_eq!(
+            p.decide(&dying, 98, 6).drop_reason(),
+            Some(DropReason::TtlExceeded)
+        );
+        let nowhere = ip_key(1, A, m10.to_u64(), [10, 1, 0, 1], [192, 0, 2, 1]);
+        assert_eq!(
+            p.decide(&nowhere, 98, 7).drop_reason(),
+            Some(DropReason::NoRoute)
+        );
+        // B moves to port 2: the routed flow follows the MAC table.
+        p.decide(&key(2, B, BCAST), 60, 8);
+        assert!(matches!(
+            p.decide(&to_b, 98, 9).steps()[3],
+            Step::Output { port: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn static_routes_go_through_their_next_hop() {
+        let (cfg, m10, m20) = routed();
+        let mut c = (*cfg).clone();
+        c.add_route(
+            "10.30.0.0".parse().unwrap(),
+            16,
+            "10.2.0.2".parse().unwrap(),
+        )
+        .unwrap();
+        let mut p = Pipeline::new(Arc::new(c), 64);
+        p.decide(
+            &arp(3, B, m20.to_u64(), 2, [10, 2, 0, 2], [10, 2, 0, 254]),
+            60,
+            0,
+        );
+        let far = ip_key(1, A, m10.to_u64(), [10, 1, 0, 1], [10, 30, 1, 1]);
+        let d = p.decide(&far, 98, 1);
+        assert_eq!(d.steps()[1], Step::SetEthDst(EthernetAddress::from_u64(B)));
+    }
+}
+
+mod coherence {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::flow_spec::parse_flow;
+
+    const MACS: [u64; 4] = [A, B, 0x02_00_00_00_00_0c, 0x02_00_00_00_00_0d];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Packet {
+            in_port: PortId,
+            src: usize,
+            dst: Option<usize>,
+            vlan: Option<u16>,
+            ip: u8,
+        },
+        AddRule(String),
+        ClearRules,
+        SetVlan(PortId, VlanMode),
+        RemovePort(PortId),
+        AddPort(PortId),
+        FlushFdb,
+        Tick(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let vlan_mode = prop_oneof![
+            Just(VlanMode::All),
+            Just(VlanMode::Access(10)),
+            Just(VlanMode::Access(20)),
+            Just(VlanMode::Trunk {
+                allowed: vec![10, 20],
+                native: None
+            }),
+        ];
+        let spec = (
+            0u8..3,
+            1u8..4,
+            1u16..4,
+            prop_oneof![
+                Just("drop".to_owned()),
+                Just("normal".to_owned()),
+                (1u16..4).prop_map(|p| format!("output:{p}")),
+                Just("flood".to_owned()),
+            ],
+        )
+            .prop_map(|(field, ip, prio, action)| {
+                let matcher = match field {
+                    0 => format!("ip,nw_dst=10.0.0.{ip}"),
+                    1 => format!("in_port={}", ip),
+                    _ => format!(
+                        "dl_dst={}",
+                        EthernetAddress::from_u64(MACS[usize::from(ip) % 4])
+                    ),
+                };
+                format!("priority={prio},{matcher},actions={action}")
+            });
+        // Few hosts, mostly at home, mostly untagged: flows repeat, so cached decisions
+        // are actually reused after the changes in between.
+        let packet = (
+            0usize..4,
+            proptest::option::of(0usize..4),
+            prop_oneof![9 => Just(None), 1 => (1u16..4).prop_map(Some)],
+            prop_oneof![8 => Just(None), 1 => Just(Some(10u16)), 1 => Just(Some(20u16))],
+        )
+            .prop_map(|(src, dst, moved, vlan)| Op::Packet {
+                in_port: moved.unwrap_or(src as u16 % 3 + 1),
+                src,
+                dst,
+                vlan,
+                ip: dst.map_or(9, |d| d as u8 + 1),
+            });
+        prop_oneof![
+            30 => packet,
+            1 => spec.prop_map(Op::AddRule),
+            1 => Just(Op::ClearRules),
+            1 => (1u16..4, vlan_mode).prop_map(|(p, m)| Op::SetVlan(p, m)),
+            1 => (1u16..4).prop_map(Op::RemovePort),
+            1 => (1u16..4).prop_map(Op::AddPort),
+            1 => Just(Op::FlushFdb),
+            1 => (1u64..3_000_000_000).prop_map(Op::Tick),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens between packets, the cached pipeline decides exactly what a
+        /// pipeline without a cache decides.
+        #[test]
+        fn cached_decisions_equal_uncached(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut cfg = (*three_ports()).clone();
+            let mut cached = Pipeline::new(Arc::new(cfg.clone()), 1024);
+            let mut reference = Pipeline::new(Arc::new(cfg.clone()), 1024);
+            reference.set_caching(false);
+            let mut now = 0u64;
+            let mut next_rule = 1;
+            for op in ops {
+                let publish = |cfg: &Config, a: &mut Pipeline, b: &mut Pipeline| {
+                    a.set_config(Arc::new(cfg.clone()));
+                    b.set_config(Arc::new(cfg.clone()));
+                };
+                match op {
+                    Op::Packet { in_port, src, dst, vlan, ip } => {
+                        let mut k = key(in_port, MACS[src], dst.map_or(BCAST, |d| MACS[d]));
+                        k.vlan = vlan.map_or(0, |v| crate::key::VLAN_PRESENT | v);
+                        k.nw_dst = u128::from(u32::from_be_bytes([10, 0, 0, ip]));
+                        now += 1000;
+                        let got = cached.decide(&k, 64, now).clone();
+                        let want = reference.decide(&k, 64, now).clone();
+                        prop_assert_eq!(got.steps(), want.steps());
+                        prop_assert_eq!(got.drop_reason(), want.drop_reason());
+                        prop_assert_eq!(got.rule(), want.rule());
+                    }
+                    Op::AddRule(spec) => {
+                        let rule = parse_flow(&spec, &|_| None).unwrap().into_rule(next_rule);
+                        next_rule += 1;
+                        cfg.rules.insert(rule);
+                        publish(&cfg, &mut cached, &mut reference);
+                    }
+                    Op::ClearRules => {
+                        cfg.rules.clear();
+                        publish(&cfg, &mut cached, &mut reference);
+                    }
+                    Op::SetVlan(p, mode) => {
+                        if let Some(mut port) = cfg.port(p).cloned() {
+                            port.vlan = mode;
+                            cfg.set_port(port);
+                            publish(&cfg, &mut cached, &mut reference);
+                        }
+                    }
+                    Op::RemovePort(p) => {
+                        cfg.remove_port(p);
+                        publish(&cfg, &mut cached, &mut reference);
+                    }
+                    Op::AddPort(p) => {
+                        if cfg.port(p).is_none() {
+                            cfg.set_port(PortConfig {
+                                id: p,
+                                name: format!("p{p}"),
+                                mac: EthernetAddress([2, 0, 0, 0, 0xff, p as u8]),
+                                vlan: VlanMode::All,
+                            });
+                            publish(&cfg, &mut cached, &mut reference);
+                        }
+                    }
+                    Op::FlushFdb => {
+                        cached.flush_mac_table();
+                        reference.flush_mac_table();
+                    }
+                    Op::Tick(dt) => {
+                        now += dt;
+                        cached.tick(now);
+                        reference.tick(now);
+                    }
+                }
+            }
+        }
+    }
+}
