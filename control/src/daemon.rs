@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use dataplane::{Drop, PortOptions, Switch, SwitchError, XdpMode};
+use dataplane::{DropCause, PortOptions, Switch, SwitchError, XdpMode};
 use flowtable::config::{Binding, RouteTarget};
 use flowtable::flow_spec::{format_flow, parse_flow, parse_match};
 use flowtable::route::parse_prefix;
@@ -658,7 +658,7 @@ impl Daemon {
                     "ifindex": info.ifindex,
                     "mac": info.mac.to_string(),
                     "driver": info.driver,
-                    "xdp_mode": info.xdp_mode.name(),
+                    "xdp_mode": info.xdp_mode.map(|m| m.name()),
                     "zero_copy": info.zero_copy,
                     "fast_path": {
                         "active": info.fast_path,
@@ -700,7 +700,7 @@ impl Daemon {
         }
         let drops_json = |stats: &dataplane::PortStats| {
             let mut map = serde_json::Map::new();
-            for cause in Drop::ALL {
+            for cause in DropCause::ALL {
                 map.insert(cause.name().into(), json!(stats.drop_count(cause)));
             }
             Value::Object(map)

@@ -11,7 +11,7 @@ pub const MAX_PORTS: usize = 1024;
 
 /// Why the dataplane dropped a packet: the pipeline's reasons and its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Drop {
+pub enum DropCause {
     /// The pipeline decided to drop.
     Pipeline(DropReason),
     /// The output socket's TX ring was full.
@@ -26,50 +26,50 @@ pub enum Drop {
     EditFailed,
 }
 
-impl Drop {
+impl DropCause {
     /// Every cause, in counter order.
-    pub const ALL: [Drop; 13] = [
-        Drop::Pipeline(DropReason::Malformed),
-        Drop::Pipeline(DropReason::VlanFiltered),
-        Drop::Pipeline(DropReason::SamePort),
-        Drop::Pipeline(DropReason::Rule),
-        Drop::Pipeline(DropReason::NoRoute),
-        Drop::Pipeline(DropReason::TtlExceeded),
-        Drop::Pipeline(DropReason::NoNeighbor),
-        Drop::Pipeline(DropReason::ToRouter),
-        Drop::TxRingFull,
-        Drop::NoBuffer,
-        Drop::HandoffFull,
-        Drop::NoPort,
-        Drop::EditFailed,
+    pub const ALL: [DropCause; 13] = [
+        DropCause::Pipeline(DropReason::Malformed),
+        DropCause::Pipeline(DropReason::VlanFiltered),
+        DropCause::Pipeline(DropReason::SamePort),
+        DropCause::Pipeline(DropReason::Rule),
+        DropCause::Pipeline(DropReason::NoRoute),
+        DropCause::Pipeline(DropReason::TtlExceeded),
+        DropCause::Pipeline(DropReason::NoNeighbor),
+        DropCause::Pipeline(DropReason::ToRouter),
+        DropCause::TxRingFull,
+        DropCause::NoBuffer,
+        DropCause::HandoffFull,
+        DropCause::NoPort,
+        DropCause::EditFailed,
     ];
 
     fn index(self) -> usize {
         const PIPELINE: usize = DropReason::ALL.len();
         match self {
-            Drop::Pipeline(r) => r as usize,
-            Drop::TxRingFull => PIPELINE,
-            Drop::NoBuffer => PIPELINE + 1,
-            Drop::HandoffFull => PIPELINE + 2,
-            Drop::NoPort => PIPELINE + 3,
-            Drop::EditFailed => PIPELINE + 4,
+            DropCause::Pipeline(r) => r as usize,
+            DropCause::TxRingFull => PIPELINE,
+            DropCause::NoBuffer => PIPELINE + 1,
+            DropCause::HandoffFull => PIPELINE + 2,
+            DropCause::NoPort => PIPELINE + 3,
+            DropCause::EditFailed => PIPELINE + 4,
         }
     }
 
     /// A short stable name for JSON and tables.
     pub fn name(self) -> &'static str {
         match self {
-            Drop::Pipeline(r) => r.name(),
-            Drop::TxRingFull => "tx_ring_full",
-            Drop::NoBuffer => "no_buffer",
-            Drop::HandoffFull => "handoff_full",
-            Drop::NoPort => "no_port",
-            Drop::EditFailed => "edit_failed",
+            DropCause::Pipeline(r) => r.name(),
+            DropCause::TxRingFull => "tx_ring_full",
+            DropCause::NoBuffer => "no_buffer",
+            DropCause::HandoffFull => "handoff_full",
+            DropCause::NoPort => "no_port",
+            DropCause::EditFailed => "edit_failed",
         }
     }
 }
 
-const DROP_KINDS: usize = Drop::ALL.len();
+const DROP_KINDS: usize = DropCause::ALL.len();
 
 #[cfg(test)]
 mod tests {
@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn drop_indexes_follow_all() {
-        for (i, d) in Drop::ALL.iter().enumerate() {
+        for (i, d) in DropCause::ALL.iter().enumerate() {
             assert_eq!(d.index(), i, "{d:?}");
         }
     }
@@ -117,7 +117,7 @@ pub struct PortStats {
     pub kernel_rx_packets: u64,
     /// Of the packets sent, those the kernel fast path redirected.
     pub kernel_tx_packets: u64,
-    /// Drops, indexed like [`Drop::ALL`].
+    /// Drops, indexed like [`DropCause::ALL`].
     pub drops: [u64; DROP_KINDS],
 }
 
@@ -153,7 +153,7 @@ impl PortStats {
     }
 
     /// Drops of one cause.
-    pub fn drop_count(&self, cause: Drop) -> u64 {
+    pub fn drop_count(&self, cause: DropCause) -> u64 {
         self.drops[cause.index()]
     }
 
@@ -243,7 +243,7 @@ impl WorkerCounters {
         bump(&self.ports[usize::from(port)].kernel_tx_packets, packets);
     }
 
-    pub(crate) fn drop(&self, port: PortId, cause: Drop, n: u64) {
+    pub(crate) fn drop(&self, port: PortId, cause: DropCause, n: u64) {
         bump(&self.ports[usize::from(port)].drops[cause.index()], n);
     }
 

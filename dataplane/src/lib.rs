@@ -10,14 +10,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod counters;
 pub mod fastpath;
+pub mod hook;
 pub mod port;
 pub mod switch;
 pub mod umem;
 mod worker;
 
-pub use counters::{Drop, PortStats, WorkerStats};
+pub use counters::{DropCause, PortStats, WorkerStats};
 pub use port::{PortInfo, QueueInfo};
 pub use switch::{PortCounters, PortOptions, Switch, SwitchError, SwitchOptions, WorkerInfo};
 pub use worker::{FdbEntry, NeighborEntry};

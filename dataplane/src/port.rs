@@ -1,14 +1,17 @@
-//! Ports: an interface, its XDP program and XSKMAP, and one AF_XDP socket per queue.
+//! Ports as the control thread keeps them: an interface, its kernel hook, and its queues
+//! (each served by a worker, which owns the queue's backend).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use flowtable::PortId;
 use flowtable::wire::EthernetAddress;
-use xvs_sys::bpf::{XdpLink, XdpMode, XskMap};
+use xvs_sys::bpf::XdpMode;
 use xvs_sys::frame::UmemArea;
-use xvs_sys::xsk::{BindMode, RingSizes, XskRings, XskSocket};
+use xvs_sys::xsk::{BindMode, RingSizes, XskHandle, XskRings, XskSocket};
 use xvs_sys::{SyscallError, netdev, procfs};
+
+use crate::hook::{Hook, HookKind};
 
 /// How long to retry a bind that fails with EBUSY: a queue whose previous owner just exited
 /// stays busy for a moment.
@@ -27,8 +30,10 @@ pub struct PortInfo {
     pub mac: EthernetAddress,
     /// The driver (`veth`, ...).
     pub driver: String,
-    /// Where the XDP program runs.
-    pub xdp_mode: XdpMode,
+    /// The kernel hook that meets its frames.
+    pub hook: HookKind,
+    /// Where the XDP program runs (for an XDP hook).
+    pub xdp_mode: Option<XdpMode>,
     /// Whether the sockets run in zero-copy mode.
     pub zero_copy: bool,
     /// Whether the port's XDP program forwards decided flows in the kernel.
@@ -102,7 +107,7 @@ pub(crate) fn open_socket(
     queue: u32,
     sizes: RingSizes,
     mode: BindMode,
-    share_with: Option<&XskSocket>,
+    share_with: Option<BorrowedFd<'_>>,
 ) -> Result<(XskSocket, XskRings), SyscallError> {
     let deadline = Instant::now() + BIND_RETRY;
     loop {
@@ -115,12 +120,15 @@ pub(crate) fn open_socket(
     }
 }
 
-/// A queue's socket, as the control thread keeps it.
+/// A queue as the control thread keeps it: the worker that serves it, and a handle on its
+/// socket (the worker owns the socket itself).
 #[derive(Debug)]
 pub(crate) struct PortQueue {
     pub(crate) queue: u32,
     pub(crate) worker: usize,
-    pub(crate) socket: XskSocket,
+    /// The tag of the socket's frames in the UMEM.
+    pub(crate) tag: u16,
+    pub(crate) socket: XskHandle,
 }
 
 /// A port as the control thread keeps it.
@@ -131,28 +139,12 @@ pub(crate) struct Port {
     pub(crate) umem: u16,
     pub(crate) zero_copy: bool,
     pub(crate) queues: Vec<PortQueue>,
-    pub(crate) xskmap: XskMap,
-    /// The program the link runs.
-    pub(crate) prog: OwnedFd,
-    pub(crate) link: XdpLink,
+    pub(crate) hook: Hook,
 }
 
 impl Port {
     /// Whether the interface is still the one we attached to.
     pub(crate) fn is_present(&self) -> bool {
         netdev::if_nametoindex(&self.interface.name).ok() == Some(self.interface.ifindex)
-    }
-
-    /// Detaches from the XSKMAP the queue's socket (its frames go to the stack again).
-    pub(crate) fn clear_queue(&self, queue: u32) {
-        let _ = self.xskmap.clear(queue);
-    }
-
-    /// Sets the socket of each queue in the XSKMAP.
-    pub(crate) fn map_queues(&self) -> Result<(), SyscallError> {
-        for q in &self.queues {
-            self.xskmap.set(q.queue, q.socket.as_fd())?;
-        }
-        Ok(())
     }
 }

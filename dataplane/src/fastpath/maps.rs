@@ -1,6 +1,6 @@
 //! The fast path's BPF maps, shared by every port's program: the flow table, the DEVMAP of
 //! redirect targets, the state (epoch and coarse clock) and the checksum scratch buffer. All
-//! reads and writes go through the layouts of [`super::abi`].
+//! reads and writes go through the layouts of `super::abi`.
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -10,12 +10,12 @@
 //! checksums a container left for offload (a veth hands them over unfinished) are finished
 //! in the program for flows it forwards.
 //!
-//! The code is in five rooms: [`abi`] (the maps' key and value layouts, one `#[repr(C)]` type
-//! each), [`maps`], [`policy`] (which decisions the kernel can carry out), [`program`] (the
-//! generated XDP program) and [`offloader`] (a worker's side).
+//! The code is in five rooms: `abi` (the maps' key and value layouts, one `#[repr(C)]` type
+//! each), `maps`, `policy` (which decisions the kernel can carry out), `program` (the
+//! generated XDP program) and `offloader` (a worker's side).
 //!
 //! # The key
-//! The kernel key holds every field of [`FlowKey`] that the program can read: ingress
+//! The kernel key holds every field of `FlowKey` that the program can read: ingress
 //! interface, VLAN, EtherType, both MACs, and for IPv4 the protocol, addresses and ports (ICMP
 //! type and code). It is exact, like the workers' flow caches, so a kernel entry stands for
 //! exactly one userspace cache entry. For other EtherTypes the L3 fields are zero: such flows

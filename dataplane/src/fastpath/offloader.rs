@@ -294,7 +294,7 @@ impl Offloader {
             }
             None => counters.drop(
                 entry.in_port,
-                crate::counters::Drop::Pipeline(DropReason::Rule),
+                crate::counters::DropCause::Pipeline(DropReason::Rule),
                 dp,
             ),
         }

@@ -1,4 +1,4 @@
-//! The fast path's XDP program, generated per port: build the flow's [`KernelKey`] on the
+//! The fast path's XDP program, generated per port: build the flow's `KernelKey` on the
 //! stack, look it up, apply the decision and redirect; anything else goes to the port's
 //! AF_XDP socket.
 

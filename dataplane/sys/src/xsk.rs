@@ -3,7 +3,7 @@
 //! The layouts are those of `<linux/if_xdp.h>`, in [`crate::if_xdp`].
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::frame::{Frame, UmemArea};
 pub use super::if_xdp::XdpStatistics;
@@ -115,7 +115,7 @@ impl XskSocket {
         queue: u32,
         sizes: RingSizes,
         mode: BindMode,
-        share_with: Option<&XskSocket>,
+        share_with: Option<BorrowedFd<'_>>,
     ) -> Result<(XskSocket, XskRings), SyscallError> {
         assert_ne!(tag, super::frame::USER_TAG);
         // SAFETY: socket() has no memory preconditions; we check the result.
@@ -195,7 +195,7 @@ impl XskSocket {
         match share_with {
             Some(owner) => {
                 addr.flags = XDP_SHARED_UMEM;
-                addr.shared_umem_fd = owner.fd.as_raw_fd() as u32;
+                addr.shared_umem_fd = owner.as_raw_fd() as u32;
             }
             None => {
                 addr.flags = XDP_USE_NEED_WAKEUP
@@ -242,6 +242,11 @@ impl XskSocket {
     /// The socket's fd, to insert into an XSKMAP.
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// A handle for whoever steers, watches or shares this socket without owning it.
+    pub fn handle(&self) -> XskHandle {
+        XskHandle(Arc::downgrade(&self.fd))
     }
 
     /// Whether the kernel runs this socket in zero-copy mode.
@@ -305,6 +310,32 @@ impl XskSocket {
         let fd = Arc::try_unwrap(self.fd).expect("the fd has exactly two owners");
         drop(fd);
         self.umem.reclaim(self.tag)
+    }
+}
+
+/// A handle on a socket owned elsewhere: its fd for statistics and for sharing its UMEM,
+/// without keeping the socket alive, so that [`XskSocket::close`] stays its owner's call.
+#[derive(Debug, Clone)]
+pub struct XskHandle(Weak<OwnedFd>);
+
+impl XskHandle {
+    /// Runs `f` with the socket's fd, if the socket is still open.
+    pub fn with_fd<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
+        self.0.upgrade().map(|fd| f(fd.as_fd()))
+    }
+
+    /// The kernel's drop counters for the socket.
+    ///
+    /// # Errors
+    /// `getsockopt(XDP_STATISTICS)` fails, or EBADF once the socket is closed.
+    pub fn statistics(&self) -> Result<XdpStatistics, SyscallError> {
+        self.with_fd(|fd| getsockopt(fd, XDP_STATISTICS, "getsockopt(XDP_STATISTICS)"))
+            .unwrap_or_else(|| {
+                Err(SyscallError {
+                    call: "getsockopt(XDP_STATISTICS)",
+                    io_error: std::io::Error::from_raw_os_error(libc::EBADF),
+                })
+            })
     }
 }
 

@@ -57,12 +57,11 @@ mod tests;
 
 use self::actions::parse_actions;
 use self::fields::parse_fields;
+pub use self::format::{format_actions, format_flow, format_match};
 use self::lex::{Token, split};
 use self::suggest::did_you_mean;
 use crate::port::PortId;
 use crate::rule::{Action, Match, Rule};
-
-pub use self::format::{format_actions, format_flow, format_match};
 
 /// A flow as written for `add-flow`: everything of a [`Rule`] but its id.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@ pub mod ethernet;
 pub mod ipv4;
 pub mod ipv6;
 pub mod l4;
+pub mod upcall;
 
 use core::fmt;
 

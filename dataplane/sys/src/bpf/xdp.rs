@@ -29,6 +29,9 @@ pub enum ProgError {
         #[source]
         error: SyscallError,
     },
+    /// The program of a live link could not be replaced (the interface went away).
+    #[error("cannot replace the program of a link: {0}")]
+    Replace(#[source] SyscallError),
 }
 
 /// The plain AF_XDP program: every frame of queue `q` to the socket in slot `q` of

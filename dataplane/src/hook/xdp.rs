@@ -1,0 +1,104 @@
+//! The XDP hook: a program on the port's interface (native, else generic) that redirects each
+//! queue's frames to the AF_XDP socket in that queue's XSKMAP slot, looking the flow up in the
+//! fast path's map first when the fast path is on.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use flowtable::PortId;
+use xvs_sys::bpf::{Insn, ProgError, XdpLink, XdpMode, XskMap, load_xdp, redirect_to_xsk};
+
+use crate::fastpath::{self, FastPathMaps};
+
+/// The program for a port: the fast path's lookup (with `fast`) or plain steering.
+fn program(xskmap: &XskMap, port: PortId, fast: Option<&FastPathMaps>) -> Vec<Insn> {
+    match fast {
+        Some(maps) => fastpath::program(maps, xskmap.as_fd(), port),
+        None => redirect_to_xsk(xskmap.as_fd()),
+    }
+}
+
+/// Whether the kernel accepts the fast path's program (loaded once, with throwaway maps'
+/// twins: the real maps, and a one-slot XSKMAP).
+///
+/// # Errors
+/// The verifier refuses the program.
+pub(crate) fn probe_fast_path(maps: &FastPathMaps) -> Result<(), ProgError> {
+    let xsks = XskMap::new(1, "xvs_probe").map_err(ProgError::Map)?;
+    load_xdp(&program(&xsks, 0, Some(maps)), "xvs_probe").map(drop)
+}
+
+/// A port's program and XSKMAP, loaded but not attached yet: until [`LoadedXdp::attach`], the
+/// interface's traffic keeps going to the stack.
+#[derive(Debug)]
+pub(crate) struct LoadedXdp {
+    xskmap: XskMap,
+    prog: OwnedFd,
+}
+
+impl LoadedXdp {
+    /// Loads the program of port `port` for `queues` queues.
+    ///
+    /// # Errors
+    /// The XSKMAP cannot be created or the verifier refuses the program.
+    pub(crate) fn load(
+        port: PortId,
+        queues: u32,
+        fast: Option<&FastPathMaps>,
+    ) -> Result<LoadedXdp, ProgError> {
+        let xskmap = XskMap::new(queues, &format!("xvs_xsks_{port}")).map_err(ProgError::Map)?;
+        let prog = load_xdp(&program(&xskmap, port, fast), "xvs_port")?;
+        Ok(LoadedXdp { xskmap, prog })
+    }
+
+    /// Attaches the program to `ifindex` in `mode` (default: native, else generic).
+    ///
+    /// # Errors
+    /// [`ProgError::Attach`]: EBUSY when another program is attached.
+    pub(crate) fn attach(
+        self,
+        ifindex: u32,
+        ifname: &str,
+        mode: Option<XdpMode>,
+    ) -> Result<XdpHook, ProgError> {
+        let link = XdpLink::attach(self.prog.as_fd(), ifindex, ifname, mode)?;
+        Ok(XdpHook {
+            xskmap: self.xskmap,
+            prog: self.prog,
+            link,
+        })
+    }
+}
+
+/// An attached XDP hook. Dropping it detaches the program.
+#[derive(Debug)]
+pub(crate) struct XdpHook {
+    xskmap: XskMap,
+    /// The program the link runs.
+    prog: OwnedFd,
+    link: XdpLink,
+}
+
+impl XdpHook {
+    pub(crate) fn mode(&self) -> XdpMode {
+        self.link.mode()
+    }
+
+    pub(crate) fn steer(&self, queue: u32, socket: BorrowedFd<'_>) -> Result<(), ProgError> {
+        self.xskmap.set(queue, socket).map_err(ProgError::Map)
+    }
+
+    pub(crate) fn release(&self, queue: u32) {
+        let _ = self.xskmap.clear(queue);
+    }
+
+    pub(crate) fn set_fast_path(
+        &mut self,
+        port: PortId,
+        fast: Option<&FastPathMaps>,
+    ) -> Result<(), ProgError> {
+        let new = load_xdp(&program(&self.xskmap, port, fast), "xvs_port")?;
+        self.link.replace(new.as_fd()).map_err(ProgError::Replace)?;
+        self.prog = new;
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! How to build a switch and how to add a port.
+
+use flowtable::VlanMode;
+use xvs_sys::bpf::XdpMode;
+use xvs_sys::procfs;
+
+/// How to build a switch.
+#[derive(Debug, Clone)]
+pub struct SwitchOptions {
+    /// One entry per worker: the CPU to pin it to, or `None` to leave it floating.
+    pub workers: Vec<Option<usize>>,
+    /// Frames per UMEM.
+    pub umem_frames: u32,
+    /// Bytes per frame (a power of two, at least 2048).
+    pub frame_size: u32,
+    /// Slots of each ring.
+    pub ring_size: u32,
+    /// Never sleep, even without traffic.
+    pub busy_poll: bool,
+    /// Slots of each worker's flow cache.
+    pub cache_capacity: usize,
+    /// Forward decided flows in the kernel (XDP redirect) where the kernel supports it.
+    pub fast_path: bool,
+}
+
+/// The default UMEM size in frames: 16384 (32 MiB of 2 KiB frames) where the process may lock
+/// that much (it has CAP_IPC_LOCK, which exempts AF_XDP UMEMs from RLIMIT_MEMLOCK, or a high
+/// enough limit), else as many as RLIMIT_MEMLOCK allows with room to spare, at least 1024.
+pub fn default_umem_frames(frame_size: u32) -> u32 {
+    const WANT: u32 = 16384;
+    if procfs::Capabilities::effective().is_some_and(|c| c.has(procfs::CAP_IPC_LOCK)) {
+        return WANT;
+    }
+    let soft = procfs::memlock_limit().unwrap_or(0);
+    // Leave a quarter for other locked memory of the same user.
+    let fits = (soft / 4 * 3 / u64::from(frame_size)).min(u64::from(WANT)) as u32;
+    fits.clamp(1024, WANT)
+}
+
+impl Default for SwitchOptions {
+    fn default() -> Self {
+        SwitchOptions {
+            workers: vec![None],
+            umem_frames: default_umem_frames(2048),
+            frame_size: 2048,
+            ring_size: 2048,
+            busy_poll: false,
+            cache_capacity: flowtable::cache::DEFAULT_CAPACITY,
+            fast_path: true,
+        }
+    }
+}
+
+/// How to add a port.
+#[derive(Debug, Clone, Default)]
+pub struct PortOptions {
+    /// How many queues to serve (default: every queue the interface has).
+    pub queues: Option<u32>,
+    /// Force an XDP mode (default: native, else generic).
+    pub xdp_mode: Option<XdpMode>,
+    /// VLAN mode.
+    pub vlan: VlanMode,
+}

@@ -1,0 +1,225 @@
+//! The worker's loop over memory queues: no root, no kernel object but anonymous memory.
+
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+
+use flowtable::wire::{EthernetAddress, upcall};
+use flowtable::{Config, PortConfig, VlanMode};
+
+use super::*;
+use crate::backend::memory::{MemoryQueue, Wire};
+
+const FRAMES: u32 = 1024;
+const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// A 60-byte frame of a local experimental EtherType (bridged on MACs alone).
+fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&0x88b6u16.to_be_bytes());
+    f
+}
+
+/// `frame` as it arrives on a shared device: tagged with its ingress port.
+fn tagged(port: PortId, bytes: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; upcall::LEN + bytes.len()];
+    buf[upcall::LEN..].copy_from_slice(bytes);
+    let (offset, len) = upcall::push(&mut buf, upcall::LEN, bytes.len(), port).unwrap();
+    buf[offset..offset + len].to_vec()
+}
+
+struct Bench {
+    worker: Worker,
+    umem: Arc<Umem>,
+    commands: mpsc::Sender<Command>,
+    wires: Vec<(PortId, Arc<Mutex<Wire>>)>,
+}
+
+impl Bench {
+    /// A worker with ports 1..=`ports` in a config, and no queues yet.
+    fn new(ports: PortId) -> Bench {
+        let umem = Arc::new(Umem::new(0, FRAMES, 2048).expect("anonymous memory"));
+        let mut config = Config::default();
+        for id in 1..=ports {
+            config.set_port(PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 1, id as u8]),
+                vlan: VlanMode::All,
+            });
+        }
+        let setup = WorkerSetup {
+            cpu: None,
+            busy_poll: true,
+            cache_capacity: 1024,
+            clock_zero: Instant::now(),
+            umems: vec![umem.clone()],
+            fill_target: Arc::new(AtomicU32::new(64)),
+            fill_budget: FRAMES / 2,
+            fast_path: None,
+        };
+        let shared = Arc::new(WorkerShared::new(0).expect("eventfd"));
+        let (commands, commands_rx) = mpsc::channel();
+        let (events, _) = mpsc::channel();
+        let worker = Worker::new(
+            setup,
+            shared.clone(),
+            vec![shared],
+            Arc::new(config),
+            commands_rx,
+            events,
+        );
+        Bench {
+            worker,
+            umem,
+            commands,
+            wires: Vec::new(),
+        }
+    }
+
+    /// Adds a memory queue of `port` with `ingress`; returns its wire.
+    fn queue(&mut self, port: PortId, ingress: Ingress) -> Arc<Mutex<Wire>> {
+        let (backend, wire) = MemoryQueue::new(self.umem.area().clone());
+        let queue = Queue::new(port, 0, ingress, Box::new(backend), false, 0);
+        self.commands
+            .send(Command::AddQueue(Box::new(queue)))
+            .unwrap();
+        self.wires.push((port, wire.clone()));
+        wire
+    }
+
+    /// Runs the loop until nothing is left to receive (and a few turns more for completions).
+    fn run(&mut self) {
+        for _ in 0..8 {
+            assert!(self.worker.step().is_continue());
+        }
+    }
+
+    fn sent(wire: &Arc<Mutex<Wire>>) -> Vec<Vec<u8>> {
+        std::mem::take(&mut wire.lock().unwrap().outbound)
+    }
+
+    fn receive(wire: &Arc<Mutex<Wire>>, bytes: Vec<u8>) {
+        wire.lock().unwrap().inbound.push_back(bytes);
+    }
+}
+
+#[test]
+fn learns_floods_then_forwards_to_the_learned_port() {
+    let mut bench = Bench::new(3);
+    let p1 = bench.queue(1, Ingress::Port(1));
+    let p2 = bench.queue(2, Ingress::Port(2));
+    let p3 = bench.queue(3, Ingress::Port(3));
+    bench.run();
+    Bench::receive(&p1, frame(BROADCAST, A));
+    bench.run();
+    assert_eq!(Bench::sent(&p2), vec![frame(BROADCAST, A)], "flooded to 2");
+    assert_eq!(Bench::sent(&p3), vec![frame(BROADCAST, A)], "flooded to 3");
+    assert!(
+        Bench::sent(&p1).is_empty(),
+        "never back to the ingress port"
+    );
+    Bench::receive(&p2, frame(A, B));
+    bench.run();
+    assert_eq!(
+        Bench::sent(&p1),
+        vec![frame(A, B)],
+        "to where A was learned"
+    );
+    assert!(Bench::sent(&p3).is_empty(), "and nowhere else");
+    let counters = bench.worker.dp.shared.counters.port(1);
+    assert_eq!((counters.rx_packets, counters.tx_packets), (1, 1));
+}
+
+#[test]
+fn one_tagged_queue_serves_many_ports() {
+    let mut bench = Bench::new(4);
+    // Port 4 stands for the shared device: its queue receives for ports 1-3.
+    let shared = bench.queue(4, Ingress::Tagged);
+    let p1 = bench.queue(1, Ingress::Port(1));
+    let p2 = bench.queue(2, Ingress::Port(2));
+    let p3 = bench.queue(3, Ingress::Port(3));
+    bench.run();
+    Bench::receive(&shared, tagged(2, &frame(BROADCAST, B)));
+    bench.run();
+    assert_eq!(
+        Bench::sent(&p1),
+        vec![frame(BROADCAST, B)],
+        "the tag is gone"
+    );
+    assert_eq!(Bench::sent(&p3), vec![frame(BROADCAST, B)]);
+    assert!(
+        Bench::sent(&p2).is_empty(),
+        "not back to port 2, named by the tag"
+    );
+    assert!(
+        Bench::sent(&shared).is_empty(),
+        "a tagged queue sends for no port"
+    );
+    // B was learned on port 2, from the tag.
+    Bench::receive(&p1, frame(B, A));
+    bench.run();
+    assert_eq!(Bench::sent(&p2), vec![frame(B, A)]);
+    assert_eq!(bench.worker.dp.shared.counters.port(2).rx_packets, 1);
+}
+
+#[test]
+fn a_frame_without_a_valid_tag_is_a_counted_drop() {
+    let mut bench = Bench::new(4);
+    let shared = bench.queue(4, Ingress::Tagged);
+    let p1 = bench.queue(1, Ingress::Port(1));
+    bench.run();
+    Bench::receive(&shared, frame(BROADCAST, A));
+    Bench::receive(&shared, tagged(0, &frame(BROADCAST, A)));
+    bench.run();
+    assert!(Bench::sent(&p1).is_empty());
+    let malformed = DropCause::Pipeline(DropReason::Malformed);
+    assert_eq!(
+        bench
+            .worker
+            .dp
+            .shared
+            .counters
+            .port(4)
+            .drop_count(malformed),
+        2
+    );
+}
+
+#[test]
+fn every_frame_comes_home_when_queues_go() {
+    let mut bench = Bench::new(2);
+    let p1 = bench.queue(1, Ingress::Port(1));
+    let _p2 = bench.queue(2, Ingress::Port(2));
+    bench.run();
+    for _ in 0..100 {
+        Bench::receive(&p1, frame(BROADCAST, A));
+    }
+    bench.run();
+    let (reply, backends) = mpsc::channel();
+    bench
+        .commands
+        .send(Command::RemovePort { port: 1, reply })
+        .unwrap();
+    bench.run();
+    let removed = backends.recv().unwrap();
+    assert_eq!(removed.len(), 1);
+    let (reply, rest) = mpsc::channel();
+    bench.commands.send(Command::Stop(reply)).unwrap();
+    assert!(bench.worker.step().is_break());
+    let mut frames: usize = removed.into_iter().map(|b| b.close().len()).sum();
+    frames += rest
+        .recv()
+        .unwrap()
+        .into_iter()
+        .map(|(_, b)| b.close().len())
+        .sum::<usize>();
+    assert_eq!(
+        frames + bench.umem.pooled(),
+        FRAMES as usize,
+        "every frame is in the pool or was held by a queue"
+    );
+}
