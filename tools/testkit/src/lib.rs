@@ -1,23 +1,24 @@
 //! xvs-testkit: what every integration test and the end-to-end bench need from the host to
 //! build a lab, and nothing about xvs itself.
 //!
-//! Layering: [`command`] runs programs and is the one place that turns a failed command into
-//! an [`Error`]; [`netns`] and [`link`] are guards built on it that remove what they made in
-//! `Drop`, even when a test panics; [`names`] keeps those names apart between test processes;
-//! [`host`], [`skip`], [`serial`] and [`bins`] answer "can this test run here, and with what".
-//! It never starts an xvs daemon or knows a protocol: the harnesses of each package do, on top.
+//! Layering: [`check`] (under [`run`] and [`must`]) runs programs and is the one place that
+//! turns a failed command into an [`Error`]; [`Netns`], [`VethPair`] and [`Link`] are guards
+//! built on it that remove what they made in `Drop`, even when a test panics;
+//! [`unique_name`] keeps their names apart between test processes; [`can_run`], [`skip()`],
+//! [`serial()`] and [`bin_path`] answer "can this test run here, and with what". It never
+//! starts an xvs daemon or knows a protocol: the harnesses of each package do, on top.
 
 #![forbid(unsafe_code)]
 
-pub mod bins;
-pub mod command;
-pub mod error;
-pub mod host;
-pub mod link;
-pub mod names;
-pub mod netns;
-pub mod serial;
-pub mod skip;
+mod bins;
+mod command;
+mod error;
+mod host;
+mod link;
+mod names;
+mod netns;
+mod serial;
+mod skip;
 
 pub use bins::bin_path;
 pub use command::{check, must, run};

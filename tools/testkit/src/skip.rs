@@ -39,7 +39,7 @@ macro_rules! skip {
 }
 
 /// Whether `test` can build a lab here: root, and every one of `tools` on the PATH. Prints
-/// the first reason it cannot (see [`skip`]).
+/// the first reason it cannot (see [`skip()`]).
 pub fn can_run(test: &str, tools: &[&str]) -> bool {
     if !is_root() {
         skip(test, "needs root (network namespaces, veths, XDP)");
