@@ -7,21 +7,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
-    })
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool} >/dev/null")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn is_number(v: &Value) -> bool {
     v.as_f64().is_some_and(f64::is_finite)
 }
@@ -29,23 +14,18 @@ fn is_number(v: &Value) -> bool {
 #[test]
 fn quick_bridge_run_writes_every_field() {
     const TEST: &str = "quick_bridge_run_writes_every_field";
-    if !is_root() {
-        eprintln!("SKIP {TEST}: needs root (network namespaces, veths, XDP)");
+    if !xvs_testkit::can_run(TEST, &["ip", "ethtool", "taskset", "ping", "ss", "sysctl"]) {
         return;
-    }
-    for tool in ["ip", "ethtool", "taskset", "ping", "ss", "sysctl"] {
-        if !have(tool) {
-            eprintln!("SKIP {TEST}: {tool} is not installed");
-            return;
-        }
     }
     let exe = Path::new(env!("CARGO_BIN_EXE_xvs-e2e"));
     let bin_dir = exe.parent().expect("a directory");
     if !bin_dir.join("xvs-pktgen").is_file() {
-        eprintln!(
-            "SKIP {TEST}: xvs-pktgen is not built in {} (`cargo test --workspace` builds it, \
-             as does `cargo build -p xvs-tools`)",
-            bin_dir.display()
+        xvs_testkit::skip(
+            TEST,
+            format_args!(
+                "xvs-pktgen is not built in {} (`cargo build --workspace --bins` builds it)",
+                bin_dir.display()
+            ),
         );
         return;
     }

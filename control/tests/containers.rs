@@ -175,7 +175,7 @@ fn attach_three_namespaces_then_detach_one() {
 /// Runs xvs-cni as a runtime does: the CNI variables (and nothing of ours), the
 /// configuration on stdin. Returns whether it succeeded and what it printed.
 fn cni(env: &[(&str, &str)], stdin: &Value) -> (bool, Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xvs-cni"))
+    let mut child = Command::new(xvs_testkit::bin_path("xvs-cni"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().copied())
@@ -211,10 +211,7 @@ fn cni_plugin_as_a_runtime_calls_it() {
         return;
     };
     if !Path::new(CNI_PATH).join("host-local").exists() {
-        eprintln!(
-            "SKIP cni_plugin_as_a_runtime_calls_it: no host-local in {CNI_PATH} (containernetworking-plugins)"
-        );
-        return;
+        xvs_testkit::skip!("no host-local in {CNI_PATH} (containernetworking-plugins)");
     }
     let mut d = lab.xvsd(&[], &[]);
     let xvs_socket = d.socket.clone();
@@ -356,7 +353,7 @@ fn cni_plugin_as_a_runtime_calls_it() {
         ("CNI_IFNAME", "eth1"),
         ("CNI_PATH", CNI_PATH),
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xvs-cni"))
+    let mut child = Command::new(xvs_testkit::bin_path("xvs-cni"))
         .env_clear()
         .envs(add_env.iter().copied())
         .stdin(Stdio::piped())
@@ -473,7 +470,7 @@ fn docker_plugin_network_lifecycle() {
     let mut d = lab.xvsd(&[], &[]);
     let socket = lab.path("xvs.sock");
     let state = lab.path("docker-plugin.json");
-    let plugin = Command::new(env!("CARGO_BIN_EXE_xvs-docker-plugin"))
+    let plugin = Command::new(xvs_testkit::bin_path("xvs-docker-plugin"))
         .arg("--socket")
         .arg(&socket)
         .arg("--xvs-socket")

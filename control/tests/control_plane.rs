@@ -229,7 +229,7 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
     let a = lab.container(1, 4);
     let b = lab.container(2, 4);
     let d = lab.xvsd(&[&a.port], &[]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xvsd"))
+    let out = std::process::Command::new(xvs_testkit::bin_path("xvsd"))
         .arg("--socket")
         .arg(&d.socket)
         .args(["--port", &b.port])
@@ -249,7 +249,7 @@ fn xvsctl_fails_clearly() {
     };
     let a = lab.container(1, 5);
     let nowhere = lab.path("nobody.ctl");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xvsctl"))
+    let out = std::process::Command::new(xvs_testkit::bin_path("xvsctl"))
         .arg("--socket")
         .arg(&nowhere)
         .arg("show")

@@ -34,7 +34,10 @@ fn udp_sink(c: &Container) -> Child {
 fn fast_path_on(d: &Daemon) -> bool {
     let on = d.call("show", json!({}))["fast_path"] == json!(true);
     if !on {
-        eprintln!("SKIP: the fast path is off (XVS_TEST_FAST_PATH=off or kernel support missing)");
+        xvs_testkit::skip(
+            &xvs_testkit::test_name(),
+            "the fast path is off (XVS_TEST_FAST_PATH=off or kernel support missing)",
+        );
     }
     on
 }

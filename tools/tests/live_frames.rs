@@ -17,8 +17,7 @@ use xvs_sys::netdev;
 #[test]
 fn live_frames_pages_keep_what_the_program_wrote() {
     if let Err(e) = xvs_tools::host::check_privileges() {
-        eprintln!("skipping live_frames_pages_keep_what_the_program_wrote: {e}");
-        return;
+        xvs_testkit::skip!("{e}");
     }
     const AT: i16 = 59;
     let map = Map::create(MapType::Array, 4, 8, 1, 0, "pktgen_pages").expect("map");
@@ -66,8 +65,7 @@ fn live_frames_pages_keep_what_the_program_wrote() {
     if let Err(e) = &run
         && e.errno() == Some(libc::EINVAL)
     {
-        eprintln!("skipping: no XDP live frames on this kernel ({e})");
-        return;
+        xvs_testkit::skip!("no XDP live frames on this kernel ({e})");
     }
     run.expect("test run");
     let mut seen = [0u8; 8];

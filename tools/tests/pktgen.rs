@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{MAC_B, PKTGEN, VethPair, can_run, count, summary};
+use common::{MAC_B, VethPair, can_run, count, pktgen, summary};
 
 /// How long a test waits for a counter to end after it should have.
 const GRACE: Duration = Duration::from_secs(20);
@@ -228,7 +228,7 @@ fn ctrl_c_ends_a_send_with_its_summary_and_detaches_the_counter() {
 /// Runs xvs-pktgen outside any namespace with arguments that must fail before it touches a
 /// device; returns its stderr.
 fn fails(args: &[&str]) -> String {
-    let out = Command::new(PKTGEN)
+    let out = Command::new(pktgen())
         .args(args)
         .output()
         .expect("run xvs-pktgen");
@@ -285,9 +285,8 @@ fn without_privileges_it_says_it_needs_root() {
     if !can_run("without_privileges_it_says_it_needs_root") {
         return;
     }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipping without_privileges_it_says_it_needs_root: no setpriv");
-        return;
+    if !xvs_testkit::have("setpriv") {
+        xvs_testkit::skip!("no setpriv");
     }
     // As nobody, with no capabilities: the tool must say so, before touching anything.
     let out = Command::new("setpriv")
@@ -296,19 +295,14 @@ fn without_privileges_it_says_it_needs_root() {
             "--regid=65534",
             "--clear-groups",
             "--inh-caps=-all",
-            PKTGEN,
-            "count",
-            "--dev",
-            "lo",
         ])
+        .arg(pktgen())
+        .args(["count", "--dev", "lo"])
         .output()
         .expect("run setpriv");
     let e = String::from_utf8_lossy(&out.stderr);
     if !e.contains("xvs-pktgen") {
-        eprintln!(
-            "skipping without_privileges_it_says_it_needs_root: nobody cannot run {PKTGEN}: {e}"
-        );
-        return;
+        xvs_testkit::skip!("nobody cannot run {}: {e}", pktgen().display());
     }
     assert!(!out.status.success());
     assert!(e.contains("must run as root"), "{e}");

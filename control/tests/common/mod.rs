@@ -17,54 +17,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use control::client::{Client, ClientError};
 use serde_json::{Value, json};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Runs a command, returning its output (never panics on failure).
-pub fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
-}
-
-/// Runs a command and panics with its stderr if it fails.
-pub fn must(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use xvs_testkit::{Link, Netns, VethPair, bin_path, exec_in, have, skip, spawn_in};
+pub use xvs_testkit::{must, run};
 
 /// A namespace standing in for a container, with one interface `eth0` wired to a host veth.
 #[derive(Debug, Clone)]
@@ -80,20 +39,12 @@ pub struct Container {
 impl Container {
     /// Runs a command in the namespace.
     pub fn exec(&self, args: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", &self.ns];
-        full.extend_from_slice(args);
-        run(&full)
+        exec_in(&self.ns, args)
     }
 
-    /// Spawns a command in the namespace.
+    /// Spawns a command in the namespace, its output piped.
     pub fn spawn(&self, args: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn in namespace")
+        spawn_in(&self.ns, args)
     }
 
     /// Pings `ip` `count` times, `interval` seconds apart; returns how many replies came.
@@ -174,7 +125,7 @@ impl Daemon {
 
     /// Runs xvsctl against it.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xvsctl"))
+        Command::new(bin_path("xvsctl"))
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
@@ -253,41 +204,40 @@ impl Drop for Daemon {
 pub struct Lab {
     /// The unique prefix of every name in this lab.
     pub prefix: String,
+    test: String,
     dir: PathBuf,
-    namespaces: Vec<String>,
-    links: Vec<String>,
+    daemons_started: u32,
     children: Vec<Child>,
+    /// Links the tools under test made.
+    links: Vec<Link>,
+    veths: Vec<VethPair>,
+    namespaces: Vec<Netns>,
     _serial: MutexGuard<'static, ()>,
 }
 
 impl Lab {
     /// A new lab, or `None` (with the reason printed) where the tests cannot run.
     pub fn new(test: &str) -> Option<Lab> {
-        if !is_root() {
-            eprintln!("SKIP {test}: needs root (network namespaces, XDP, AF_XDP)");
+        if !xvs_testkit::can_run(test, &["ip", "ping"]) {
             return None;
         }
         if !xvs_sys::xsk::af_xdp_available() {
-            eprintln!("SKIP {test}: this kernel has no AF_XDP sockets");
+            skip(test, "this kernel has no AF_XDP sockets");
             return None;
         }
-        for tool in ["ip", "ping"] {
-            if !have(tool) {
-                eprintln!("SKIP {test}: {tool} is not installed");
-                return None;
-            }
-        }
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("x{:04x}{n}", std::process::id() & 0xffff);
+        let serial = xvs_testkit::serial();
+        let prefix = xvs_testkit::unique_name("x");
         let dir = std::env::temp_dir().join(format!("xvs-test-{prefix}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Some(Lab {
             prefix,
+            test: test.to_owned(),
             dir,
-            namespaces: Vec::new(),
-            links: Vec::new(),
+            daemons_started: 0,
             children: Vec::new(),
+            links: Vec::new(),
+            veths: Vec::new(),
+            namespaces: Vec::new(),
             _serial: serial,
         })
     }
@@ -296,7 +246,10 @@ impl Lab {
     pub fn require(&self, tool: &str) -> bool {
         let ok = have(tool);
         if !ok {
-            eprintln!("SKIP part of the test: {tool} is not installed");
+            skip(
+                &format!("{} (in part)", self.test),
+                format_args!("{tool} is not installed"),
+            );
         }
         ok
     }
@@ -311,39 +264,23 @@ impl Lab {
     /// As [`container`](Self::container), with a veth of `queues` RX and TX queues on both
     /// ends.
     pub fn container_with_queues(&mut self, i: u8, net: u8, queues: u32) -> Container {
-        let ns = format!("{}n{i}", self.prefix);
+        let ns = Netns::new(format!("{}n{i}", self.prefix)).expect("make the namespace");
         let port = format!("{}h{i}", self.prefix);
-        must(&["ip", "netns", "add", &ns]);
-        self.namespaces.push(ns.clone());
-        let q = queues.to_string();
-        let mut add = vec!["ip", "link", "add", &port];
-        if queues > 1 {
-            add.extend(["numtxqueues", &q, "numrxqueues", &q]);
+        let veth = VethPair::build(&port, "eth0")
+            .peer_netns(&ns)
+            .queues(queues)
+            .create()
+            .expect("make the veth");
+        xvs_testkit::sysctl(&format!("net.ipv6.conf.{port}.disable_ipv6=1"))
+            .expect("IPv6 off on the port");
+        for key in ["all", "default", "eth0"] {
+            let _ = ns.sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6=1"));
         }
-        add.extend(["type", "veth", "peer", "name", "eth0"]);
-        if queues > 1 {
-            add.extend(["numtxqueues", &q, "numrxqueues", &q]);
-        }
-        add.extend(["netns", &ns]);
-        must(&add);
-        self.links.push(port.clone());
-        must(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{port}.disable_ipv6=1"),
-        ]);
         let c = Container {
-            ns,
+            ns: ns.name().to_owned(),
             port: port.clone(),
             ip: format!("10.{net}.0.{i}"),
         };
-        for key in ["all", "default", "eth0"] {
-            c.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-            ]);
-        }
         assert!(
             c.exec(&["ip", "addr", "add", &format!("{}/24", c.ip), "dev", "eth0"])
                 .status
@@ -359,6 +296,8 @@ impl Lab {
         // container can take frames the switch's fast path redirects in the kernel.
         c.exec(&["ethtool", "-K", "eth0", "gro", "on"]);
         must(&["ip", "link", "set", &port, "up"]);
+        self.namespaces.push(ns);
+        self.veths.push(veth);
         c
     }
 
@@ -367,28 +306,25 @@ impl Lab {
     /// and `ip` is the given address, to be set by the tool. IPv6 is off, as in
     /// [`Lab::container`].
     pub fn bare_container(&mut self, i: u8, ip: &str) -> Container {
-        let ns = format!("{}b{i}", self.prefix);
-        must(&["ip", "netns", "add", &ns]);
-        self.namespaces.push(ns.clone());
+        let ns = Netns::new(format!("{}b{i}", self.prefix)).expect("make the namespace");
+        for key in ["all", "default"] {
+            let _ = ns.sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6=1"));
+        }
         let c = Container {
-            ns,
+            ns: ns.name().to_owned(),
             port: String::new(),
             ip: ip.to_owned(),
         };
-        for key in ["all", "default"] {
-            c.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-            ]);
-        }
+        self.namespaces.push(ns);
         c
     }
 
     /// Deletes a host link on drop (one a tool under test made), unless it is gone by then.
     pub fn track_link(&mut self, name: &str) {
-        if !self.links.iter().any(|l| l == name) {
-            self.links.push(name.to_owned());
+        let owned = self.links.iter().any(|l| l.name() == name)
+            || self.veths.iter().any(|v| v.name() == name);
+        if !owned {
+            self.links.push(Link::adopt(name));
         }
     }
 
@@ -405,11 +341,9 @@ impl Lab {
 
     /// Starts xvsd on a given socket path.
     pub fn xvsd_at(&mut self, socket: &Path, ports: &[&str], extra: &[&str]) -> Daemon {
-        let log = self.path(&format!(
-            "xvsd-{}.log",
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xvsd"));
+        self.daemons_started += 1;
+        let log = self.path(&format!("xvsd-{}.log", self.daemons_started));
+        let mut cmd = Command::new(bin_path("xvsd"));
         cmd.arg("--socket").arg(socket);
         for p in ports {
             cmd.args(["--port", p]);
@@ -457,8 +391,14 @@ impl Lab {
 
     /// Deletes a host link now (as an operator or a crashing container would).
     pub fn delete_link(&mut self, name: &str) {
-        must(&["ip", "link", "del", name]);
-        self.links.retain(|l| l != name);
+        let deleted = if let Some(i) = self.veths.iter().position(|v| v.name() == name) {
+            self.veths.remove(i).delete()
+        } else if let Some(i) = self.links.iter().position(|l| l.name() == name) {
+            self.links.remove(i).delete()
+        } else {
+            Link::adopt(name).delete()
+        };
+        deleted.unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -479,12 +419,10 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for link in &self.links {
-            let _ = run(&["ip", "link", "del", link]);
-        }
-        for ns in &self.namespaces {
-            let _ = run(&["ip", "netns", "del", ns]);
-        }
+        // The guards' own drops, in this order: links, then the namespaces they lead into.
+        self.links.clear();
+        self.veths.clear();
+        self.namespaces.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

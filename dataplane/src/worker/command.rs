@@ -225,10 +225,7 @@ impl Worker {
         }
     }
 
-    fn stop(
-        &mut self,
-        reply: Option<Sender<Returned>>,
-    ) -> ControlFlow<()> {
+    fn stop(&mut self, reply: Option<Sender<Returned>>) -> ControlFlow<()> {
         let queues = std::mem::take(&mut self.dp.queues);
         let mut backends = Vec::new();
         for mut q in queues {

@@ -2,49 +2,42 @@
 //! in `Drop` even when a test panics, and the xvs-pktgen binary run inside them.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use xvs_testkit::{Netns, netns_command, skip, unique_name};
+
 /// The binary under test.
-pub(crate) const PKTGEN: &str = env!("CARGO_BIN_EXE_xvs-pktgen");
+pub(crate) fn pktgen() -> PathBuf {
+    xvs_testkit::bin_path("xvs-pktgen")
+}
 
 /// The MAC address of side A's veth.
 pub(crate) const MAC_A: &str = "02:00:5e:00:00:0a";
 /// The MAC address of side B's veth.
 pub(crate) const MAC_B: &str = "02:00:5e:00:00:0b";
 
-/// Tests that move packets run one at a time: on two cores, a generator and a counter of
-/// another test would take the CPU the one being measured needs.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 /// Whether this test can make namespaces and load XDP programs; says why not if it cannot.
 pub(crate) fn can_run(test: &str) -> bool {
-    if let Err(e) = xvs_tools::host::check_privileges() {
-        eprintln!("skipping {test}: {e}");
+    if !xvs_testkit::can_run(test, &["ip"]) {
         return false;
     }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("skipping {test}: the `ip` command (iproute2) is missing");
+    if let Err(e) = xvs_tools::host::check_privileges() {
+        skip(test, e);
         return false;
     }
     true
 }
 
-fn ip(args: &[&str]) -> Output {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Two namespaces joined by a veth pair, both ends up. Dropping it deletes the namespaces
-/// (and with them the veths and anything attached).
+/// Two namespaces joined by a veth pair, both ends up. Dropping it deletes the veths, then
+/// the namespaces (and with them anything attached).
+///
+/// Tests that move packets run one at a time (it holds [`xvs_testkit::serial`]): on two
+/// cores, a generator and a counter of another test would take the CPU the one being
+/// measured needs.
 #[derive(Debug)]
 pub(crate) struct VethPair {
     /// Namespace of side A.
@@ -55,58 +48,42 @@ pub(crate) struct VethPair {
     pub(crate) dev_a: String,
     /// Side B's veth.
     pub(crate) dev_b: String,
+    // Dropped in this order: the pair, the namespaces, then the lock.
+    _veth: xvs_testkit::VethPair,
+    _namespaces: [Netns; 2],
     _serial: MutexGuard<'static, ()>,
 }
 
 impl VethPair {
     /// Makes a uniquely named pair (the names carry the process id and a counter).
     pub(crate) fn new() -> VethPair {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let serial = SERIAL
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let id = format!(
-            "xpg{}x{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let pair = VethPair {
-            ns_a: format!("{id}a"),
-            ns_b: format!("{id}b"),
-            dev_a: format!("{id}a"),
-            dev_b: format!("{id}b"),
+        let serial = xvs_testkit::serial();
+        let id = unique_name("xpg");
+        let (dev_a, dev_b) = (format!("{id}a"), format!("{id}b"));
+        let ns_a = Netns::new(format!("{id}a")).expect("make namespace A");
+        let ns_b = Netns::new(format!("{id}b")).expect("make namespace B");
+        let veth = xvs_testkit::VethPair::build(&dev_a, &dev_b)
+            .netns(&ns_a)
+            .address(MAC_A)
+            .peer_netns(&ns_b)
+            .peer_address(MAC_B)
+            .create()
+            .expect("make the veth pair");
+        veth.set_up().expect("bring the veths up");
+        VethPair {
+            ns_a: ns_a.name().to_owned(),
+            ns_b: ns_b.name().to_owned(),
+            dev_a,
+            dev_b,
+            _veth: veth,
+            _namespaces: [ns_a, ns_b],
             _serial: serial,
-        };
-        // From here on, Drop cleans up whatever was made.
-        ip(&["netns", "add", &pair.ns_a]);
-        ip(&["netns", "add", &pair.ns_b]);
-        ip(&[
-            "link",
-            "add",
-            &pair.dev_a,
-            "netns",
-            &pair.ns_a,
-            "address",
-            MAC_A,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &pair.dev_b,
-            "netns",
-            &pair.ns_b,
-            "address",
-            MAC_B,
-        ]);
-        ip(&["-n", &pair.ns_a, "link", "set", &pair.dev_a, "up"]);
-        ip(&["-n", &pair.ns_b, "link", "set", &pair.dev_b, "up"]);
-        pair
+        }
     }
 
     /// Runs xvs-pktgen in namespace `ns` to the end.
     pub(crate) fn pktgen(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns, PKTGEN])
+        netns_command(ns, pktgen())
             .args(args)
             .output()
             .expect("run xvs-pktgen")
@@ -118,8 +95,7 @@ impl VethPair {
     /// # Panics
     /// If it exits before.
     pub(crate) fn spawn_until(&self, ns: &str, args: &[&str], ready: &str) -> Running {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, PKTGEN])
+        let mut child = netns_command(ns, pktgen())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -147,14 +123,6 @@ impl VethPair {
         Running {
             child: Some(child),
             stderr: Some(drain),
-        }
-    }
-}
-
-impl Drop for VethPair {
-    fn drop(&mut self) {
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
 }

@@ -14,10 +14,10 @@
 //! namespaces, on every path (errors, panics, Ctrl-C).
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+use xvs_testkit::{Link, Netns, VethPair, netns_command, unique_name};
 
 use crate::proc::{cmd, output, run};
 
@@ -50,33 +50,24 @@ pub(crate) struct Topology {
     pub(crate) vsink: String,
     /// The MAC address of the sink's `eth0` (the generator's destination).
     pub(crate) sink_mac: String,
-    namespaces: Vec<String>,
-    links: Vec<String>,
     restores: Vec<Restore>,
+    /// Links made outside the namespaces (a bridge), deleted first.
+    links: Vec<Link>,
+    veths: Vec<VethPair>,
+    namespaces: Vec<Netns>,
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {
     run(cmd("ip", args))
 }
 
-fn sysctl_in(ns: Option<&str>, setting: &str) -> anyhow::Result<()> {
-    let mut c = match ns {
-        Some(ns) => cmd("ip", &["netns", "exec", ns, "sysctl", "-qw", setting]),
-        None => cmd("sysctl", &["-qw", setting]),
-    };
-    c.env("LC_ALL", "C");
-    run(c).map(drop)
-}
-
 fn ethtool(ns: Option<&str>, args: &[&str]) -> Command {
-    match ns {
-        Some(ns) => {
-            let mut c = cmd("ip", &["netns", "exec", ns, "ethtool"]);
-            c.args(args);
-            c
-        }
-        None => cmd("ethtool", args),
-    }
+    let mut c = match ns {
+        Some(ns) => netns_command(ns, "ethtool"),
+        None => Command::new("ethtool"),
+    };
+    c.args(args);
+    c
 }
 
 /// Whether `ethtool -k` output says `feature` (its long name) is on.
@@ -104,12 +95,7 @@ impl Topology {
     /// # Errors
     /// Any `ip` or `sysctl` failure; whatever was made by then is removed.
     pub(crate) fn create() -> anyhow::Result<Topology> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "xe{:04x}{}",
-            std::process::id() & 0xffff,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = unique_name("xe");
         let mut topo = Topology {
             src_ns: format!("{id}-src"),
             sink_ns: format!("{id}-sink"),
@@ -117,24 +103,21 @@ impl Topology {
             vsink: format!("{id}vsink"),
             sink_mac: String::new(),
             id,
-            namespaces: Vec::new(),
-            links: Vec::new(),
             restores: Vec::new(),
+            links: Vec::new(),
+            veths: Vec::new(),
+            namespaces: Vec::new(),
         };
         // From here on, Drop removes whatever was made.
         for (ns, host, addr) in [
             (topo.src_ns.clone(), topo.vsrc.clone(), SRC_IP),
             (topo.sink_ns.clone(), topo.vsink.clone(), SINK_IP),
         ] {
-            ip(&["netns", "add", &ns])?;
-            topo.namespaces.push(ns.clone());
-            ip(&[
-                "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-            ])?;
-            topo.links.push(host.clone());
-            sysctl_in(None, &format!("net.ipv6.conf.{host}.disable_ipv6=1"))?;
+            let netns = Netns::new(ns.clone())?;
+            let veth = VethPair::build(&host, "eth0").peer_netns(&netns).create()?;
+            xvs_testkit::sysctl(&format!("net.ipv6.conf.{host}.disable_ipv6=1"))?;
             for key in ["all", "default", "eth0"] {
-                sysctl_in(Some(&ns), &format!("net.ipv6.conf.{key}.disable_ipv6=1"))?;
+                netns.sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6=1"))?;
             }
             ip(&[
                 "-n",
@@ -146,8 +129,9 @@ impl Topology {
                 "eth0",
             ])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["link", "set", &host, "up"])?;
+            veth.set_up()?;
+            topo.namespaces.push(netns);
+            topo.veths.push(veth);
         }
         topo.sink_mac = topo.mac(Some(&topo.sink_ns.clone()), "eth0")?;
         Ok(topo)
@@ -168,7 +152,7 @@ impl Topology {
 
     /// Deletes a host link (a bridge, say) along with the topology.
     pub(crate) fn track_link(&mut self, name: &str) {
-        self.links.insert(0, name.to_owned());
+        self.links.push(Link::adopt(name));
     }
 
     /// Turns an offload (`ethtool -K` name) on or off on `dev` in `ns` (the host with `None`)
@@ -221,23 +205,9 @@ impl Topology {
     /// addresses (the generator's frames then go to the sink's port alone, not flooded).
     /// Returns whether the reply came.
     pub(crate) fn prime(&self) -> bool {
-        let mut c = cmd(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.sink_ns,
-                "ping",
-                "-n",
-                "-q",
-                "-c",
-                "1",
-                "-W",
-                "1",
-                SRC_IP,
-            ],
-        );
-        c.env("LC_ALL", "C");
+        let mut c = netns_command(&self.sink_ns, "ping");
+        c.args(["-n", "-q", "-c", "1", "-W", "1", SRC_IP])
+            .env("LC_ALL", "C");
         output(c).is_ok_and(|o| o.status.success())
     }
 
@@ -266,14 +236,13 @@ impl Drop for Topology {
                 &["-K", &r.dev, &r.feature, if r.on { "on" } else { "off" }],
             ));
         }
-        // Deleting a namespace deletes its eth0 and with it the host peer; the explicit
-        // deletes cover links made outside the namespaces (a bridge) and half-made topologies.
-        for link in self.links.drain(..) {
-            let _ = output(cmd("ip", &["link", "del", &link]));
+        // The guards' own drops, in this order: links made outside the namespaces (a
+        // bridge; the last made first), the veths, then the namespaces.
+        for link in self.links.drain(..).rev() {
+            drop(link);
         }
-        for ns in self.namespaces.drain(..) {
-            let _ = output(cmd("ip", &["netns", "del", &ns]));
-        }
+        self.veths.clear();
+        self.namespaces.clear();
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+use xvs_testkit::{have, is_root};
 
 mod cpu;
 mod lab;
@@ -30,7 +31,7 @@ mod switch;
 
 use lab::Topology;
 use measure::{Ctx, Load};
-use proc::{check_interrupted, have, is_interrupted};
+use proc::{check_interrupted, is_interrupted};
 use report::{Figure, SwitchReport, key};
 use switch::{Bins, Env, Kind};
 
@@ -161,14 +162,6 @@ impl Drop for WorkDir {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
-    })
 }
 
 /// Under `cargo run` (which sets `CARGO`), builds the binaries the bench drives into the

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::cpu::{Snapshot, Window};
 use crate::lab::{SINK_IP, Topology};
-use crate::proc::{Proc, cmd, in_ns, output, sleep};
+use crate::proc::{Proc, in_ns, output, sleep};
 
 /// What the trials need besides the topology.
 #[derive(Debug, Clone, Copy)]
@@ -306,17 +306,9 @@ pub(crate) fn tcp(ctx: &Ctx<'_>, topo: &Topology, seconds: f64) -> anyhow::Resul
     let mut server = Proc::spawn("iperf3-server", s, ctx.dir)?;
     let mut listening = false;
     for _ in 0..100 {
-        let ss = output(cmd(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &topo.sink_ns,
-                "ss",
-                "-Hltn",
-                &format!("sport = :{IPERF_PORT}"),
-            ],
-        ))?;
+        let mut ss = in_ns(Some(&topo.sink_ns), None, Path::new("ss"));
+        ss.args(["-Hltn", &format!("sport = :{IPERF_PORT}")]);
+        let ss = output(ss)?;
         if !ss.stdout.is_empty() {
             listening = true;
             break;

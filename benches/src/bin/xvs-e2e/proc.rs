@@ -5,6 +5,7 @@
 //! Ctrl-C and SIGTERM set a flag instead of killing the bench: every wait here checks it and
 //! returns [`Interrupted`], so the guards up the stack unwind and clean up.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use xvs_testkit::netns_command;
 
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
@@ -71,12 +73,6 @@ pub(crate) fn sleep(d: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// Whether a program is on the PATH.
-pub(crate) fn have(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
 fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
@@ -118,15 +114,16 @@ pub(crate) fn cmd(program: &str, args: &[&str]) -> Command {
 /// Both `ip netns exec` and `taskset` exec the next program, so the child's pid is the
 /// program's own.
 pub(crate) fn in_ns(ns: Option<&str>, cpu: Option<usize>, program: &Path) -> Command {
-    let mut argv: Vec<String> = Vec::new();
-    if let Some(ns) = ns {
-        argv.extend(["ip", "netns", "exec", ns].map(str::to_owned));
+    let mut argv: Vec<&OsStr> = Vec::new();
+    let cpu = cpu.map(|cpu| cpu.to_string());
+    if let Some(cpu) = &cpu {
+        argv.extend(["taskset", "-c", cpu].map(OsStr::new));
     }
-    if let Some(cpu) = cpu {
-        argv.extend(["taskset".to_owned(), "-c".to_owned(), cpu.to_string()]);
-    }
-    argv.push(program.to_string_lossy().into_owned());
-    let mut c = Command::new(&argv[0]);
+    argv.push(program.as_os_str());
+    let mut c = match ns {
+        Some(ns) => netns_command(ns, argv[0]),
+        None => Command::new(argv[0]),
+    };
     c.args(&argv[1..]);
     c
 }

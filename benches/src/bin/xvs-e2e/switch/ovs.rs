@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use xvs_testkit::have;
 
 use super::{Env, Switch};
 use crate::lab::Topology;
-use crate::proc::{Proc, have, in_ns, output, run, sleep};
+use crate::proc::{Proc, in_ns, output, run, sleep};
 
 const TOOLS: [&str; 6] = [
     "ovs-vswitchd",
