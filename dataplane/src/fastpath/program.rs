@@ -543,9 +543,8 @@ mod tests {
 
     #[test]
     fn the_verifier_accepts_the_program() {
-        if !xvs_sys::procfs::is_root() {
-            eprintln!("SKIP: loading BPF programs needs root");
-            return;
+        if !xvs_testkit::is_root() {
+            xvs_testkit::skip!("loading BPF programs needs root");
         }
         let maps = FastPathMaps::new().expect("maps");
         let xsks = XskMap::new(4, "test_xsks").expect("xskmap");

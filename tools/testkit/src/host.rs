@@ -2,17 +2,10 @@
 
 use std::process::Command;
 
-use crate::{Error, check};
-
 /// Whether this process runs as root (effective user id 0, as `/proc/self/status` says).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
-    })
-}
+pub use xvs_sys::procfs::is_root;
+
+use crate::{Error, check};
 
 /// Whether a program of this name is on the PATH.
 pub fn have(tool: &str) -> bool {
