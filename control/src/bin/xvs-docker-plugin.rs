@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use control::docker::{CONTENT_TYPE, Driver, DriverOptions, default_socket, parse_vlan_range};
-use control::protocol::DEFAULT_SOCKET;
+use xvs_proto::DEFAULT_SOCKET;
 
 /// How often the driver checks that xvsd still has every endpoint's port.
 const RESYNC_EVERY: Duration = Duration::from_secs(2);

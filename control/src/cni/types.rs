@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
-use crate::protocol::DEFAULT_SOCKET;
+use xvs_proto::DEFAULT_SOCKET;
 
 /// The versions whose configuration and results `xvs-cni` speaks, oldest first.
 ///
@@ -202,7 +202,7 @@ impl NetConf {
                     .ok_or_else(|| invalid(format!("{key} must be a number from 1 to {max}"))),
             }
         };
-        let vlan = number("vlan", u64::from(flowtable::port::MAX_VID))?.map(|v| v as u16);
+        let vlan = number("vlan", u64::from(xvs_proto::vlan::MAX_VID))?.map(|v| v as u16);
         let mtu = number("mtu", 65535)?.map(|v| v as u32);
         let socket = string("socket")?.map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from);
         let ipam_type = match map.get("ipam") {

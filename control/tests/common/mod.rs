@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use control::client::{Client, ClientError};
 use serde_json::{Value, json};
+use xvs_proto::client::{Client, ClientError};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -160,16 +160,17 @@ impl Daemon {
         Client::connect(&self.socket).expect("connect to xvsd")
     }
 
-    /// Calls a method, panicking on error.
+    /// Calls a method, panicking on error. Tests read the answer as JSON, as any client of
+    /// the socket would, so that they notice when the wire changes.
     pub fn call(&self, method: &str, params: Value) -> Value {
         self.client()
-            .call(method, params)
+            .call_raw(method, params)
             .unwrap_or_else(|e| panic!("{method} failed: {e}"))
     }
 
     /// Calls a method, returning the error.
     pub fn try_call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
-        self.client().call(method, params)
+        self.client().call_raw(method, params)
     }
 
     /// Runs xvsctl against it.
@@ -434,7 +435,7 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(mut c) = Client::connect(socket)
-                && c.call("version", json!({})).is_ok()
+                && c.call_raw("version", json!({})).is_ok()
             {
                 return daemon;
             }
