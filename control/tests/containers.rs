@@ -175,7 +175,7 @@ fn attach_three_namespaces_then_detach_one() {
 /// Runs xvs-cni as a runtime does: the CNI variables (and nothing of ours), the
 /// configuration on stdin. Returns whether it succeeded and what it printed.
 fn cni(env: &[(&str, &str)], stdin: &Value) -> (bool, Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xvs-cni"))
+    let mut child = Command::new(common::bin_path("xvs-cni"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().copied())
@@ -356,7 +356,7 @@ fn cni_plugin_as_a_runtime_calls_it() {
         ("CNI_IFNAME", "eth1"),
         ("CNI_PATH", CNI_PATH),
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xvs-cni"))
+    let mut child = Command::new(common::bin_path("xvs-cni"))
         .env_clear()
         .envs(add_env.iter().copied())
         .stdin(Stdio::piped())
@@ -473,7 +473,7 @@ fn docker_plugin_network_lifecycle() {
     let mut d = lab.xvsd(&[], &[]);
     let socket = lab.path("xvs.sock");
     let state = lab.path("docker-plugin.json");
-    let plugin = Command::new(env!("CARGO_BIN_EXE_xvs-docker-plugin"))
+    let plugin = Command::new(common::bin_path("xvs-docker-plugin"))
         .arg("--socket")
         .arg(&socket)
         .arg("--xvs-socket")
@@ -622,7 +622,7 @@ fn docker_plugin_network_lifecycle() {
                 "SandboxKey": "/var/run/docker/netns/x", "Options": {}}),
     );
     lab.track_link(join["InterfaceName"]["SrcName"].as_str().unwrap());
-    lab.track_link(&control::docker::port_name(&other_endpoint));
+    lab.track_link(&xvs_cli::docker::port_name(&other_endpoint));
     docker_plumb(&c3, &join, "10.63.0.4/24", 0);
     let vlan_of = |endpoint: &str| {
         ports(&d)

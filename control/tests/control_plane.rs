@@ -249,7 +249,7 @@ fn xvsctl_fails_clearly() {
     };
     let a = lab.container(1, 5);
     let nowhere = lab.path("nobody.ctl");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xvsctl"))
+    let out = std::process::Command::new(common::bin_path("xvsctl"))
         .arg("--socket")
         .arg(&nowhere)
         .arg("show")

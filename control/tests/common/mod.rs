@@ -27,6 +27,26 @@ use xvs_proto::client::{Client, ClientError};
 static SERIAL: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The path of workspace binary `name` (xvsctl, xvs-cni, xvs-docker-plugin: those of other
+/// packages, which `env!("CARGO_BIN_EXE_...")` cannot name), built beside this test:
+/// `target/<profile>/deps/<test>` → `target/<profile>/<name>`.
+///
+/// # Panics
+/// When it has not been built.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "binary {name} not built: run `cargo build --workspace --bins`"
+    );
+    path
+}
+
 /// Runs a command, returning its output (never panics on failure).
 pub fn run(args: &[&str]) -> Output {
     Command::new(args[0])
@@ -175,7 +195,7 @@ impl Daemon {
 
     /// Runs xvsctl against it.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xvsctl"))
+        Command::new(bin_path("xvsctl"))
             .arg("--socket")
             .arg(&self.socket)
             .args(args)

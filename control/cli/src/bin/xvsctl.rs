@@ -158,9 +158,9 @@ enum Cmd {
     /// What the daemon understands.
     ListCommands,
     /// Wire a network namespace (container) to the switch with a new veth pair.
-    Attach(control::attach::AttachArgs),
+    Attach(xvs_cli::attach::AttachArgs),
     /// Undo `attach`: remove the port and delete the veth.
-    Detach(control::attach::DetachArgs),
+    Detach(xvs_cli::attach::DetachArgs),
     /// Send a raw request: `call METHOD [JSON-PARAMS]`.
     Call {
         /// The method.
@@ -567,7 +567,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Attach(args) => print_report(&args.run(socket)?.report(), json),
         Cmd::Detach(args) => {
-            print_report(&control::attach::detach_report(&args.run(socket)?), json)
+            print_report(&xvs_cli::attach::detach_report(&args.run(socket)?), json)
         }
         Cmd::Show => call::<Show>(socket, &Empty, json, print_show),
         Cmd::AddPort {

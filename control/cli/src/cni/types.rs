@@ -562,7 +562,7 @@ mod tests {
     #[test]
     fn the_example_conflist_parses() {
         let list: Value =
-            serde_json::from_str(include_str!("../../../docs/cni/xvs.conflist")).unwrap();
+            serde_json::from_str(include_str!("../../../../docs/cni/xvs.conflist")).unwrap();
         for plugin in list["plugins"].as_array().unwrap() {
             // What a runtime derives from the list for each plugin.
             let mut conf = plugin.clone();
