@@ -1,13 +1,9 @@
 //! The control thread: owns the switch and answers requests, one at a time.
 
-use std::collections::BTreeMap;
-
 use dataplane::{PortOptions, Switch, SwitchError, XdpMode};
-use flowtable::config::Binding;
+use flowtable::Config;
 use flowtable::flow_spec::{parse_flow, parse_match};
-use flowtable::route::parse_prefix;
 use flowtable::rule::Rule;
-use flowtable::{Config, PortId};
 use serde_json::Value;
 use xvs_proto::fast_path::{SetFastPathParams, SetFastPathResult};
 use xvs_proto::flows::{
@@ -16,10 +12,12 @@ use xvs_proto::flows::{
 use xvs_proto::meta::{CommandInfo, PROTOCOL, VersionResult};
 use xvs_proto::methods::*;
 use xvs_proto::ports::{AddPortParams, AddPortResult, ExternalIds, PortName, SetPortParams};
-use xvs_proto::router::{AddrParams, RouteParams};
-use xvs_proto::vlan::check_vid;
+use xvs_proto::state::{self, DesiredState};
 use xvs_proto::{Call, Empty, METHODS, Method, RpcError, code};
 
+use crate::reconcile::{bad_spec, derive_config};
+use crate::router;
+use crate::rules::{Rules, port_ids};
 use crate::vlan::to_mode;
 
 /// The protocol's error for a switch error, with the code a client can act on.
@@ -33,32 +31,66 @@ pub(crate) fn switch_error(e: SwitchError) -> RpcError {
     RpcError::new(code, e.to_string())
 }
 
-fn bad_spec(message: impl std::fmt::Display) -> RpcError {
-    RpcError::new(code::BAD_SPEC, message.to_string())
-}
-
 /// Method `M`'s answer on the wire: its result type is checked against `M` here.
 fn answer<M: Method>(result: Result<M::Result, RpcError>) -> Result<Value, RpcError> {
     let result = result?;
     Ok(serde_json::to_value(&result).expect("results serialize to JSON"))
 }
 
-/// The daemon's state: the switch and what the control plane remembers about ports.
+/// The dataplane's options for adding `port`.
+///
+/// # Errors
+/// An XDP mode that is neither `drv` nor `skb`, or a bad VLAN mode.
+fn port_options(port: &state::Port) -> Result<PortOptions, RpcError> {
+    let xdp_mode = match port.xdp_mode.as_deref() {
+        None => None,
+        Some("drv" | "native") => Some(XdpMode::Driver),
+        Some("skb" | "generic") => Some(XdpMode::Generic),
+        Some(other) => {
+            return Err(RpcError::params(format!(
+                "xdp_mode {other:?} is not drv or skb"
+            )));
+        }
+    };
+    Ok(PortOptions {
+        queues: port.queues,
+        xdp_mode,
+        vlan: to_mode(&port.vlan)?,
+    })
+}
+
+/// The daemon: the switch, and the desired state it is made to match.
+///
+/// Every command that changes something changes a copy of the [`DesiredState`], then
+/// reconciles: ports the state has and the switch lacks are added, ports the switch has and
+/// the state lacks are removed, the fast path is switched, and the forwarding configuration
+/// derived from the state and the switch's port numbers is published. Only when all of that
+/// succeeded does the copy become the state; a command that fails leaves it as it was.
 #[derive(Debug)]
 pub struct Daemon {
     pub(crate) switch: Switch,
-    external_ids: BTreeMap<String, ExternalIds>,
+    pub(crate) desired: DesiredState,
     next_rule: u32,
 }
 
 impl Daemon {
-    /// A daemon driving `switch`.
+    /// A daemon driving `switch`, which has no port yet; its fast path is as the switch
+    /// could set it up.
     pub fn new(switch: Switch) -> Daemon {
+        let desired = DesiredState {
+            fast_path: switch.fast_path(),
+            ..DesiredState::default()
+        };
         Daemon {
             switch,
-            external_ids: BTreeMap::new(),
+            desired,
             next_rule: 1,
         }
+    }
+
+    /// What the daemon was asked for.
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
     }
 
     /// Stops the switch.
@@ -66,10 +98,22 @@ impl Daemon {
         self.switch.shutdown();
     }
 
-    /// Periodic work: drops ports whose interface went away.
+    /// Periodic work: forgets the ports whose interface went away (the switch drops them),
+    /// with the router addresses on them. Rules naming them stay, matching nothing and sending
+    /// nowhere until a port of that name is added again.
     pub fn tick(&mut self) {
-        for name in self.switch.check_ports() {
-            self.external_ids.remove(&name);
+        let gone = self.switch.check_ports();
+        if gone.is_empty() {
+            return;
+        }
+        for name in &gone {
+            self.desired.ports.remove(name);
+            router::forget_port(&mut self.desired, name);
+        }
+        let published = derive_config(&self.desired, self.switch.config())
+            .and_then(|config| self.switch.publish(config).map_err(switch_error));
+        if let Err(e) = published {
+            tracing::error!(ports = ?gone, "configuration after ports vanished: {e}");
         }
     }
 
@@ -108,11 +152,11 @@ impl Daemon {
             Call::AddFlows(p) => answer::<AddFlows>(self.add_flows(p)),
             Call::DelFlows(p) => answer::<DelFlows>(self.del_flows(p)),
             Call::DumpFlows(Empty) => answer::<DumpFlows>(self.dump_flows()),
-            Call::AddAddr(p) => answer::<AddAddr>(self.change_addr(p, true)),
-            Call::DelAddr(p) => answer::<DelAddr>(self.change_addr(p, false)),
+            Call::AddAddr(p) => answer::<AddAddr>(self.edit(|d| router::add_addr(d, p))),
+            Call::DelAddr(p) => answer::<DelAddr>(self.edit(|d| router::del_addr(d, &p))),
             Call::ShowAddrs(Empty) => answer::<ShowAddrs>(Ok(self.show_addrs())),
-            Call::AddRoute(p) => answer::<AddRoute>(self.change_route(p, true)),
-            Call::DelRoute(p) => answer::<DelRoute>(self.change_route(p, false)),
+            Call::AddRoute(p) => answer::<AddRoute>(self.edit(|d| router::add_route(d, &p))),
+            Call::DelRoute(p) => answer::<DelRoute>(self.edit(|d| router::del_route(d, &p))),
             Call::ShowRoutes(Empty) => answer::<ShowRoutes>(Ok(self.show_routes())),
             Call::ShowNeighbors(Empty) => answer::<ShowNeighbors>(self.show_neighbors()),
             Call::DumpFastPath(Empty) => answer::<DumpFastPath>(self.dump_fast_path()),
@@ -120,9 +164,78 @@ impl Daemon {
         }
     }
 
+    /// Changes the desired state with `edit` (given the switch's configuration of the moment,
+    /// for its port numbers) and makes the switch match it. On any error the desired state
+    /// stays as it was.
+    fn change<T>(
+        &mut self,
+        edit: impl FnOnce(&mut DesiredState, &Config) -> Result<T, RpcError>,
+    ) -> Result<T, RpcError> {
+        let mut desired = self.desired.clone();
+        let out = edit(&mut desired, self.switch.config())?;
+        if let Err(e) = self.reconcile(&desired) {
+            // A command changes one port at most and the switch undoes its own failed
+            // steps, but should a port have been added or removed before a later step
+            // failed, put it back as the unchanged state says.
+            if !self.ports_match(&self.desired) {
+                let unchanged = self.desired.clone();
+                if let Err(undo) = self.reconcile(&unchanged) {
+                    tracing::error!("undoing a failed change: {undo}");
+                }
+            }
+            return Err(e);
+        }
+        self.desired = desired;
+        Ok(out)
+    }
+
+    /// [`Daemon::change`] for a command that answers nothing.
+    fn edit(
+        &mut self,
+        edit: impl FnOnce(&mut DesiredState) -> Result<(), RpcError>,
+    ) -> Result<Empty, RpcError> {
+        self.change(|d, _| edit(d)).map(|()| Empty)
+    }
+
+    /// Whether the switch has the ports and the fast path of `desired`.
+    fn ports_match(&self, desired: &DesiredState) -> bool {
+        let ports = self.switch.ports();
+        ports.len() == desired.ports.len()
+            && ports.iter().all(|p| desired.ports.contains_key(&p.name))
+            && self.switch.fast_path() == desired.fast_path
+    }
+
+    /// Makes the switch match `desired`: removes the ports it lacks, adds the ports it has,
+    /// switches the fast path, then publishes the configuration derived from it for the
+    /// switch's ports.
+    fn reconcile(&mut self, desired: &DesiredState) -> Result<(), RpcError> {
+        for port in self.switch.ports() {
+            if !desired.ports.contains_key(&port.name) {
+                self.switch.del_port(&port.name).map_err(switch_error)?;
+            }
+        }
+        for (name, port) in &desired.ports {
+            if self.switch.config().port_by_name(name).is_none() {
+                let options = port_options(port)?;
+                self.switch.add_port(name, &options).map_err(switch_error)?;
+            }
+        }
+        if self.switch.fast_path() != desired.fast_path {
+            self.switch
+                .set_fast_path(desired.fast_path)
+                .map_err(switch_error)?;
+        }
+        let config = derive_config(desired, self.switch.config())?;
+        self.switch.publish(config).map_err(switch_error)
+    }
+
     /// The `external_ids` of port `name`.
     pub(crate) fn external_ids(&self, name: &str) -> ExternalIds {
-        self.external_ids.get(name).cloned().unwrap_or_default()
+        self.desired
+            .ports
+            .get(name)
+            .map(|p| p.external_ids.clone())
+            .unwrap_or_default()
     }
 
     /// Adds a port (as `add-port` does).
@@ -130,104 +243,100 @@ impl Daemon {
     /// # Errors
     /// Bad options, or the switch refused the port.
     pub fn add_port(&mut self, p: AddPortParams) -> Result<AddPortResult, RpcError> {
-        let xdp_mode = match p.xdp_mode.as_deref() {
-            None => None,
-            Some("drv" | "native") => Some(XdpMode::Driver),
-            Some("skb" | "generic") => Some(XdpMode::Generic),
-            Some(other) => {
-                return Err(RpcError::params(format!(
-                    "xdp_mode {other:?} is not drv or skb"
-                )));
-            }
-        };
-        let vlan = p
-            .vlan
-            .as_ref()
-            .map(to_mode)
-            .transpose()?
-            .unwrap_or_default();
-        let options = PortOptions {
+        let port = state::Port {
             queues: p.queues,
-            xdp_mode,
-            vlan,
+            xdp_mode: p.xdp_mode,
+            vlan: p.vlan.unwrap_or_default(),
+            external_ids: p.external_ids,
         };
-        let info = self
-            .switch
-            .add_port(&p.name, &options)
-            .map_err(switch_error)?;
-        if !p.external_ids.is_empty() {
-            self.external_ids.insert(p.name.clone(), p.external_ids);
+        port_options(&port)?;
+        if self.desired.ports.contains_key(&p.name) {
+            return Err(switch_error(SwitchError::PortExists(p.name)));
         }
-        Ok(AddPortResult {
-            id: info.id,
-            name: info.name,
+        self.change(|d, _| {
+            d.ports.insert(p.name.clone(), port);
+            Ok(())
+        })?;
+        let id = self
+            .switch
+            .config()
+            .port_by_name(&p.name)
+            .map(|port| port.id)
+            .ok_or_else(|| RpcError::new(code::INTERNAL, format!("{} was not added", p.name)))?;
+        Ok(AddPortResult { id, name: p.name })
+    }
+
+    /// Removes a port; the router addresses on it go too, its rules stay (see [`Daemon::tick`]).
+    fn del_port(&mut self, p: PortName) -> Result<Empty, RpcError> {
+        if !self.desired.ports.contains_key(&p.name) {
+            return Err(switch_error(SwitchError::NoSuchPort(p.name)));
+        }
+        self.change(|d, _| {
+            d.ports.remove(&p.name);
+            router::forget_port(d, &p.name);
+            Ok(Empty)
         })
     }
 
-    fn del_port(&mut self, p: PortName) -> Result<Empty, RpcError> {
-        self.switch.del_port(&p.name).map_err(switch_error)?;
-        self.external_ids.remove(&p.name);
-        Ok(Empty)
-    }
-
     fn set_port(&mut self, p: SetPortParams) -> Result<Empty, RpcError> {
-        let mode = to_mode(&p.vlan)?;
-        self.switch
-            .set_port_vlan(&p.name, mode)
-            .map_err(switch_error)?;
-        Ok(Empty)
+        to_mode(&p.vlan)?;
+        self.change(|d, _| {
+            let port = d
+                .ports
+                .get_mut(&p.name)
+                .ok_or_else(|| switch_error(SwitchError::NoSuchPort(p.name.clone())))?;
+            port.vlan = p.vlan;
+            Ok(Empty)
+        })
     }
 
     fn set_fast_path(&mut self, p: SetFastPathParams) -> Result<SetFastPathResult, RpcError> {
-        self.switch.set_fast_path(p.on).map_err(switch_error)?;
+        self.change(|d, _| {
+            d.fast_path = p.on;
+            Ok(())
+        })?;
         Ok(SetFastPathResult {
             fast_path: self.switch.fast_path(),
         })
     }
 
-    /// Edits a copy of the configuration and publishes it: the change is in force on every
-    /// worker when this returns.
-    fn update<T>(
+    /// Runs `edit` with the next rule id; the ids it takes are used up whatever happens.
+    fn with_rule_ids<T>(
         &mut self,
-        edit: impl FnOnce(&mut Self, &mut Config) -> Result<T, RpcError>,
+        edit: impl FnOnce(&mut DesiredState, &Config, &mut dyn FnMut() -> u32) -> Result<T, RpcError>,
     ) -> Result<T, RpcError> {
-        let mut config = (**self.switch.config()).clone();
-        let out = edit(self, &mut config)?;
-        self.switch.publish(config).map_err(switch_error)?;
-        Ok(out)
-    }
-
-    fn next_rule_id(&mut self) -> u32 {
-        let id = self.next_rule;
-        self.next_rule += 1;
-        id
-    }
-
-    fn port_ids(config: &Config) -> impl Fn(&str) -> Option<PortId> + '_ {
-        |name| config.port_by_name(name).map(|p| p.id)
+        let mut next = self.next_rule;
+        let out = self.change(|d, live| {
+            edit(d, live, &mut || {
+                next += 1;
+                next - 1
+            })
+        });
+        self.next_rule = next;
+        out
     }
 
     fn add_flow(&mut self, p: FlowParams) -> Result<AddFlowResult, RpcError> {
-        self.update(|d, config| {
-            let spec = parse_flow(&p.flow, &Self::port_ids(config)).map_err(bad_spec)?;
-            let id = d.next_rule_id();
-            let replaced = config.rules.insert(spec.into_rule(id));
-            Ok(AddFlowResult {
-                id,
-                replaced: replaced.map(|r| r.id),
-            })
+        self.with_rule_ids(|d, live, next_id| {
+            let spec = parse_flow(&p.flow, &port_ids(live)).map_err(bad_spec)?;
+            let id = next_id();
+            let replaced = Rules::open(&mut d.rules, live)
+                .map_err(bad_spec)?
+                .add(spec, id);
+            Ok(AddFlowResult { id, replaced })
         })
     }
 
     /// Installs every rule or none: a bad spec is reported with its line number.
     fn add_flows(&mut self, p: FlowsParams) -> Result<AddFlowsResult, RpcError> {
-        self.update(|d, config| {
+        self.with_rule_ids(|d, live, next_id| {
+            let mut rules = Rules::open(&mut d.rules, live).map_err(bad_spec)?;
             let mut ids = Vec::with_capacity(p.flows.len());
             for (n, flow) in p.flows.iter().enumerate() {
-                let spec = parse_flow(flow, &Self::port_ids(config))
+                let spec = parse_flow(flow, &port_ids(live))
                     .map_err(|e| bad_spec(format!("flow {}: {e}", n + 1)))?;
-                let id = d.next_rule_id();
-                config.rules.insert(spec.into_rule(id));
+                let id = next_id();
+                rules.add(spec, id);
                 ids.push(id);
             }
             Ok(AddFlowsResult { ids })
@@ -235,110 +344,21 @@ impl Daemon {
     }
 
     fn del_flows(&mut self, p: DelFlowsParams) -> Result<DelFlowsResult, RpcError> {
-        self.update(|_, config| {
+        self.change(|d, live| {
+            let mut rules = Rules::open(&mut d.rules, live).map_err(bad_spec)?;
             let deleted = match &p.pattern {
-                None => {
-                    let n = config.rules.len();
-                    config.rules.clear();
-                    n
-                }
+                None => rules.clear(),
                 Some(text) => {
-                    let spec = parse_match(text, &Self::port_ids(config)).map_err(bad_spec)?;
+                    let spec = parse_match(text, &port_ids(live)).map_err(bad_spec)?;
                     if p.strict {
                         let priority = spec.priority.unwrap_or(Rule::DEFAULT_PRIORITY);
-                        usize::from(
-                            config
-                                .rules
-                                .remove_strict(&spec.pattern, priority)
-                                .is_some(),
-                        )
+                        rules.delete(|c| c.is_strictly(&spec.pattern, priority))
                     } else {
-                        config.rules.remove_matching(&spec.pattern).len()
+                        rules.delete(|c| c.covered_by(&spec.pattern))
                     }
                 }
             };
             Ok(DelFlowsResult { deleted })
-        })
-    }
-
-    fn binding(config: &Config, name: &str) -> Result<Binding, RpcError> {
-        if let Some(port) = config.port_by_name(name) {
-            return Ok(Binding::Port(port.id));
-        }
-        if let Some(vid) = name
-            .strip_prefix("vlan")
-            .and_then(|v| v.parse::<u16>().ok())
-        {
-            check_vid(vid)?;
-            return Ok(Binding::Vlan(vid));
-        }
-        Err(RpcError::new(
-            code::NO_SUCH_PORT,
-            format!("no such port: {name} (or use vlanN for a VLAN)"),
-        ))
-    }
-
-    fn change_addr(&mut self, p: AddrParams, add: bool) -> Result<Empty, RpcError> {
-        let binding = Self::binding(self.switch.config(), &p.name)?;
-        let (addr, len) = match p.addr.split_once('/') {
-            Some((a, l)) => (
-                a.parse()
-                    .map_err(|_| bad_spec(format!("{a:?} is not an IP address")))?,
-                l.parse()
-                    .map_err(|_| bad_spec(format!("{l:?} is not a prefix length")))?,
-            ),
-            None if !add => (
-                p.addr
-                    .parse()
-                    .map_err(|_| bad_spec(format!("{:?} is not an IP address", p.addr)))?,
-                0,
-            ),
-            None => {
-                return Err(bad_spec(
-                    "give the address with its length, e.g. 10.1.0.254/24",
-                ));
-            }
-        };
-        let mac = if add {
-            p.mac
-                .as_deref()
-                .map(|m| m.parse().map_err(|e| bad_spec(format!("mac {m:?}: {e}"))))
-                .transpose()?
-        } else {
-            None
-        };
-        self.update(|_, config| {
-            if add {
-                config.add_address(binding, addr, len, mac)
-            } else {
-                config.remove_address(binding, addr)
-            }
-            .map_err(bad_spec)?;
-            Ok(Empty)
-        })
-    }
-
-    fn change_route(&mut self, p: RouteParams, add: bool) -> Result<Empty, RpcError> {
-        let (prefix, len) = parse_prefix(&p.prefix).map_err(bad_spec)?;
-        let via = if add {
-            let via = p
-                .via
-                .as_deref()
-                .ok_or_else(|| bad_spec("a static route needs a next hop (via)"))?;
-            Some(
-                via.parse()
-                    .map_err(|_| bad_spec(format!("next hop {via:?} is not an IP address")))?,
-            )
-        } else {
-            None
-        };
-        self.update(|_, config| {
-            match via {
-                Some(via) => config.add_route(prefix, len, via),
-                None => config.remove_route(prefix, len),
-            }
-            .map_err(bad_spec)?;
-            Ok(Empty)
         })
     }
 }

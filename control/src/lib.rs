@@ -2,12 +2,17 @@
 //!
 //! The daemon `xvsd` owns a `dataplane::Switch` on its control thread and serves the command
 //! socket, whose protocol is the `xvs-proto` crate's. This crate never touches packets or the
-//! kernel's AF_XDP and BPF objects itself: it asks the dataplane. Its clients (xvsctl, the
+//! kernel's AF_XDP and BPF objects itself: it asks the dataplane. The daemon keeps the
+//! operator's intent as a desired state (`xvs_proto::state`) and derives what it asks of the
+//! switch from it ([`daemon`]; the pure part in `reconcile` and `rules`). Its clients (xvsctl, the
 //! container plugins) live in `xvs-cli` and never link this crate. It has no `unsafe`.
 
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+mod reconcile;
 mod report;
+mod router;
+mod rules;
 pub mod server;
 pub mod vlan;

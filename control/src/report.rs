@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use dataplane::Drop;
 use flowtable::config::RouteTarget;
 use flowtable::flow_spec::format_flow;
-use flowtable::{Config, PortId};
 use xvs_proto::counters::{
     DumpPortsParams, DumpPortsResult, FastPathCounters, KernelCounters, PortCounters,
     WorkerCounters, WorkerPortCounters,
@@ -20,12 +19,9 @@ use xvs_proto::status::{PortFastPath, PortStatus, QueueStatus, ShowResult, Worke
 use xvs_proto::{RpcError, VlanSpec, code};
 
 use crate::daemon::{Daemon, switch_error};
+use crate::reconcile::bad_spec;
+use crate::rules::{compile, port_names};
 use crate::vlan::spec_of;
-
-/// The name of port `id` in `config`, if it has one.
-pub(crate) fn port_names(config: &Config) -> impl Fn(PortId) -> Option<String> + '_ {
-    |id| config.port(id).map(|p| p.name.clone())
-}
 
 impl Daemon {
     pub(crate) fn show(&self) -> ShowResult {
@@ -174,24 +170,35 @@ impl Daemon {
         Ok(FdbShowResult { entries })
     }
 
+    /// The rules of the desired state, highest priority first, then by id. A rule whose
+    /// ports all exist prints as the switch runs it; one naming a missing port, as it was
+    /// given.
     pub(crate) fn dump_flows(&self) -> Result<DumpFlowsResult, RpcError> {
         let config = self.switch.config().clone();
         let stats = self.switch.rule_stats().map_err(switch_error)?;
         let names = port_names(&config);
-        let flows = config
+        let mut flows = self
+            .desired
             .rules
             .iter()
             .map(|rule| {
+                let compiled = compile(rule, &config).map_err(bad_spec)?;
+                let r = &compiled.rule;
                 let (n_packets, n_bytes) = stats.get(&rule.id).copied().unwrap_or_default();
-                FlowEntry {
+                Ok(FlowEntry {
                     id: rule.id,
                     priority: rule.priority,
-                    flow: format_flow(rule.priority, &rule.pattern, &rule.actions, &names),
+                    flow: if compiled.complete {
+                        format_flow(r.priority, &r.pattern, &r.actions, &names)
+                    } else {
+                        rule.flow.clone()
+                    },
                     n_packets,
                     n_bytes,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, RpcError>>()?;
+        flows.sort_unstable_by_key(|f| (std::cmp::Reverse(f.priority), f.id));
         Ok(DumpFlowsResult {
             flows,
             table_miss: "normal".into(),
