@@ -1,20 +1,18 @@
-//! control: the xvs control plane.
+//! control: the xvs daemon's control plane.
 //!
 //! The daemon `xvsd` owns a `dataplane::Switch` on its control thread and serves the command
-//! socket; `xvsctl` is its client. This crate never touches packets or the kernel's AF_XDP and
-//! BPF objects itself: it asks the dataplane. It has no `unsafe`.
-//!
-//! Containers reach the switch through [`attach`] (veth pairs over [`netlink`], ports through
-//! the command socket's [`client`]), which three front ends share: `xvsctl attach`, the CNI
-//! plugin `xvs-cni` ([`cni`]) and the Docker network plugin `xvs-docker-plugin` ([`docker`]).
+//! socket, whose protocol is the `xvs-proto` crate's. This crate never touches packets or the
+//! kernel's AF_XDP and BPF objects itself: it asks the dataplane. The daemon keeps the
+//! operator's intent as a desired state (`xvs_proto::state`) and derives what it asks of the
+//! switch from it ([`daemon`]; the pure part in `reconcile` and `rules`). Its clients (xvsctl, the
+//! container plugins) live in `xvs-cli` and never link this crate. It has no `unsafe`.
 
 #![forbid(unsafe_code)]
 
-pub mod attach;
-pub mod client;
-pub mod cni;
 pub mod daemon;
-pub mod docker;
-pub mod netlink;
-pub mod protocol;
+mod reconcile;
+mod report;
+mod router;
+mod rules;
 pub mod server;
+pub mod vlan;

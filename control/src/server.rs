@@ -17,8 +17,7 @@ use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
 use serde_json::Value;
-
-use crate::protocol::{MAX_LINE, Request, Response, RpcError, code, parse_request};
+use xvs_proto::{MAX_LINE, Request, Response, RpcError, code, parse_request};
 
 /// Most clients connected at once.
 pub const MAX_CLIENTS: usize = 128;
@@ -26,7 +25,7 @@ pub const MAX_CLIENTS: usize = 128;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A request for the control thread, with where to send the answer.
-pub type Call = (Request, Sender<Response>);
+pub type Pending = (Request, Sender<Response>);
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +118,7 @@ impl Listener {
     ///
     /// # Errors
     /// The listener cannot be duplicated for the thread.
-    pub fn serve(&self, calls: Sender<Call>) -> std::io::Result<()> {
+    pub fn serve(&self, calls: Sender<Pending>) -> std::io::Result<()> {
         let listener = self.listener.try_clone()?;
         let clients = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new()
@@ -140,7 +139,7 @@ impl Drop for Listener {
     }
 }
 
-fn accept(mut stream: UnixStream, calls: &Sender<Call>, clients: &Arc<AtomicUsize>) {
+fn accept(mut stream: UnixStream, calls: &Sender<Pending>, clients: &Arc<AtomicUsize>) {
     if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
         clients.fetch_sub(1, Ordering::SeqCst);
         let error = Response::err(
@@ -195,7 +194,7 @@ fn read_line(
     Ok(Some(()))
 }
 
-fn serve_client(stream: UnixStream, calls: &Sender<Call>) {
+fn serve_client(stream: UnixStream, calls: &Sender<Pending>) {
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let Ok(mut writer) = stream.try_clone() else {

@@ -619,7 +619,7 @@ fn docker_plugin_network_lifecycle() {
                 "SandboxKey": "/var/run/docker/netns/x", "Options": {}}),
     );
     lab.track_link(join["InterfaceName"]["SrcName"].as_str().unwrap());
-    lab.track_link(&control::docker::port_name(&other_endpoint));
+    lab.track_link(&xvs_cli::docker::port_name(&other_endpoint));
     docker_plumb(&c3, &join, "10.63.0.4/24", 0);
     let vlan_of = |endpoint: &str| {
         ports(&d)

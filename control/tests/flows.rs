@@ -106,6 +106,65 @@ fn drop_rule_priorities_and_counters() {
 }
 
 #[test]
+fn rules_follow_a_port_by_name_when_it_is_renumbered() {
+    let Some(mut lab) = Lab::new("rules_follow_a_port_by_name_when_it_is_renumbered") else {
+        return;
+    };
+    let a = lab.container(1, 7);
+    let b = lab.container(2, 7);
+    let c = lab.container(3, 7);
+    let other = lab.container(4, 7);
+    let d = lab.xvsd(&[&a.port, &b.port, &c.port], &[]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    let c_id = |d: &common::Daemon| {
+        d.call("show", json!({}))["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == c.port.as_str())
+            .map(|p| p["id"].clone())
+    };
+    let first_id = c_id(&d).expect("c is a port");
+    let to_c = format!(
+        "priority=300,in_port={},icmp,nw_dst={},actions=output:{}",
+        a.port, b.ip, c.port
+    );
+    assert!(d.ctl(&["add-flow", &to_c]).status.success());
+    assert_eq!(a.ping(&b.ip, 2, 0.1), 0, "output: went to b anyway");
+
+    // c goes: the rule stays, by c's name, and sends nowhere.
+    assert!(d.ctl(&["del-port", &c.port]).status.success());
+    let f = flows(&d);
+    assert_eq!(f.len(), 1);
+    let text = f[0]["flow"].as_str().unwrap();
+    assert!(text.ends_with(&format!("output:{}", c.port)), "{text}");
+    assert_eq!(a.ping(&b.ip, 2, 0.1), 0, "the rule lost its match");
+
+    // Another interface takes c's number; the rule does not send it c's traffic.
+    let added = d.call("add-port", json!({"name": other.port}));
+    assert_eq!(added["id"], first_id, "the lowest free number is c's");
+    let before = d.port_counters()[&other.port].1;
+    assert_eq!(a.ping(&b.ip, 10, 0.05), 0);
+    let sent = d.port_counters()[&other.port].1 - before;
+    assert!(
+        sent < 10,
+        "{sent} frames went to the port that took c's number"
+    );
+
+    // c comes back under a new number, and the rule sends to it again.
+    assert!(d.ctl(&["add-port", &c.port]).status.success());
+    assert_ne!(c_id(&d), Some(first_id));
+    let before = d.port_counters()[&c.port].1;
+    assert_eq!(a.ping(&b.ip, 3, 0.1), 0);
+    assert!(
+        d.port_counters()[&c.port].1 - before >= 3,
+        "c did not get its frames"
+    );
+    assert!(d.ctl(&["del-flows"]).status.success());
+    assert_eq!(a.ping(&b.ip, 2, 0.1), 2);
+}
+
+#[test]
 fn routes_between_two_subnets() {
     let Some(mut lab) = Lab::new("routes_between_two_subnets") else {
         return;

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use control::daemon::Daemon;
-use control::protocol::{DEFAULT_SOCKET, Response};
 use control::server::Listener;
-use dataplane::{PortOptions, Switch, SwitchOptions};
+use dataplane::{Switch, SwitchOptions};
+use xvs_proto::ports::AddPortParams;
+use xvs_proto::{DEFAULT_SOCKET, Response};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "The xvs userspace switch daemon")]
@@ -107,8 +108,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut daemon = Daemon::new(switch);
     for name in &args.ports {
         daemon
-            .switch()
-            .add_port(name, &PortOptions::default())
+            .add_port(AddPortParams {
+                name: name.clone(),
+                ..AddPortParams::default()
+            })
             .with_context(|| format!("adding port {name}"))?;
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -122,7 +125,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         match calls.recv_timeout(Duration::from_millis(100)) {
             Ok((request, reply)) => {
                 let id = request.id.clone();
-                let response = match daemon.handle(&request) {
+                let response = match daemon.handle(&request.method, request.params) {
                     Ok(result) => Response::ok(id, result),
                     Err(error) => {
                         tracing::debug!(method = request.method, "request failed: {error}");

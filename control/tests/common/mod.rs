@@ -20,8 +20,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use control::client::{Client, ClientError};
 use serde_json::{Value, json};
+use xvs_proto::client::{Client, ClientError};
 use xvs_testkit::{Link, Netns, VethPair, bin_path, exec_in, have, skip, spawn_in};
 pub use xvs_testkit::{must, run};
 
@@ -111,16 +111,17 @@ impl Daemon {
         Client::connect(&self.socket).expect("connect to xvsd")
     }
 
-    /// Calls a method, panicking on error.
+    /// Calls a method, panicking on error. Tests read the answer as JSON, as any client of
+    /// the socket would, so that they notice when the wire changes.
     pub fn call(&self, method: &str, params: Value) -> Value {
         self.client()
-            .call(method, params)
+            .call_raw(method, params)
             .unwrap_or_else(|e| panic!("{method} failed: {e}"))
     }
 
     /// Calls a method, returning the error.
     pub fn try_call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
-        self.client().call(method, params)
+        self.client().call_raw(method, params)
     }
 
     /// Runs xvsctl against it.
@@ -368,7 +369,7 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(mut c) = Client::connect(socket)
-                && c.call("version", json!({})).is_ok()
+                && c.call_raw("version", json!({})).is_ok()
             {
                 return daemon;
             }

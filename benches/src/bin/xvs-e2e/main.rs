@@ -198,6 +198,8 @@ fn build_siblings(dir: &Path) -> anyhow::Result<()> {
         "xvs-tools",
         "-p",
         "control",
+        "-p",
+        "xvs-cli",
         "--bin",
         "xvs-pktgen",
         "--bin",
@@ -230,7 +232,7 @@ fn find_bins(args: &Args) -> anyhow::Result<Bins> {
     };
     if !bins.pktgen.is_file() {
         bail!(
-            "{} is missing: build it (cargo build --release -p xvs-tools -p control) or pass \
+            "{} is missing: build it (cargo build --release -p xvs-tools -p control -p xvs-cli) or pass \
              --bin-dir",
             bins.pktgen.display()
         );

@@ -2,13 +2,13 @@
 //!
 //! Runtimes run it with `CNI_COMMAND` and the other `CNI_*` variables set and the network
 //! configuration on standard input; it prints a result, or an error object, on standard output.
-//! Logs go to standard error (`RUST_LOG`, default `warn`). See `control::cni`.
+//! Logs go to standard error (`RUST_LOG`, default `warn`). See `xvs_cli::cni`.
 
 use std::io::Read;
 
-use control::cni::plugin::Failure;
-use control::cni::types::{CniError, LATEST, SUPPORTED_VERSIONS, code};
-use control::cni::{Outcome, run};
+use xvs_cli::cni::plugin::Failure;
+use xvs_cli::cni::types::{CniError, LATEST, SUPPORTED_VERSIONS, code};
+use xvs_cli::cni::{Outcome, run};
 
 const ABOUT: &str = "xvs-cni: CNI plugin for the xvs userspace switch (xvsd)";
 

@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use xvs_proto::client::Client;
+use xvs_proto::vlan::MAX_VID;
 
 use crate::attach::{
     self, AttachError, AttachSpec, ExternalIds, HOST_PREFIX, OWNER_KEY, derived_ifname,
     derived_mac, mac_string, parse_mac,
 };
-use crate::client::Client;
 use crate::netlink::Netlink;
 
 /// The `owner` of the plugin's ports.
@@ -413,11 +414,11 @@ impl Driver {
                     _ => None,
                 };
                 match vid {
-                    Some(vid) if (1..=flowtable::port::MAX_VID).contains(&vid) => Some(vid),
+                    Some(vid) if (1..=MAX_VID).contains(&vid) => Some(vid),
                     _ => {
                         return Err(DockerError::BadRequest(format!(
                             "{VLAN_OPTION} must be a VLAN from 1 to {}, not {v}",
-                            flowtable::port::MAX_VID
+                            MAX_VID
                         )));
                     }
                 }
@@ -627,11 +628,8 @@ pub fn parse_vlan_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     let (lo, hi) = text.split_once('-').unwrap_or((text, text));
     let num = |s: &str| s.trim().parse::<u16>().map_err(|e| format!("{s:?}: {e}"));
     let (lo, hi) = (num(lo)?, num(hi)?);
-    if lo == 0 || hi > flowtable::port::MAX_VID || lo > hi {
-        return Err(format!(
-            "VLAN range {text:?} is not inside 1-{}",
-            flowtable::port::MAX_VID
-        ));
+    if lo == 0 || hi > MAX_VID || lo > hi {
+        return Err(format!("VLAN range {text:?} is not inside 1-{}", MAX_VID));
     }
     Ok(lo..=hi)
 }

@@ -1,14 +1,26 @@
 //! xvsctl: program a running xvsd.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use control::client::Client;
-use control::protocol::{DEFAULT_SOCKET, VlanSpec};
+use serde::Serialize;
 use serde_json::{Value, json};
+use xvs_proto::client::Client;
+use xvs_proto::counters::{DumpPortsParams, DumpPortsResult};
+use xvs_proto::fast_path::{DumpFastPathResult, SetFastPathParams};
+use xvs_proto::fdb::FdbShowResult;
+use xvs_proto::flows::{DelFlowsParams, DumpFlowsResult, FlowParams, FlowsParams};
+use xvs_proto::meta::{CommandInfo, VersionResult};
+use xvs_proto::methods::*;
+use xvs_proto::ports::{AddPortParams, PortName, SetPortParams};
+use xvs_proto::router::{
+    AddrParams, RouteEntry, RouteParams, ShowAddrsResult, ShowNeighborsResult, ShowRoutesResult,
+};
+use xvs_proto::status::ShowResult;
+use xvs_proto::{DEFAULT_SOCKET, Empty, Method, VlanSpec};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Program a running xvsd", propagate_version = true)]
@@ -146,9 +158,9 @@ enum Cmd {
     /// What the daemon understands.
     ListCommands,
     /// Wire a network namespace (container) to the switch with a new veth pair.
-    Attach(control::attach::AttachArgs),
+    Attach(xvs_cli::attach::AttachArgs),
     /// Undo `attach`: remove the port and delete the veth.
-    Detach(control::attach::DetachArgs),
+    Detach(xvs_cli::attach::DetachArgs),
     /// Send a raw request: `call METHOD [JSON-PARAMS]`.
     Call {
         /// The method.
@@ -195,12 +207,14 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// A cell for something that may be absent: `-` when it is.
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A number of seconds as JSON writes it (`1.0`, `0.25`), as the tables always showed them.
+fn seconds(value: f64) -> String {
+    serde_json::to_string(&value).expect("numbers serialize")
 }
 
 fn parse_vlan(words: &[String]) -> anyhow::Result<VlanSpec> {
@@ -228,84 +242,58 @@ fn parse_vlan(words: &[String]) -> anyhow::Result<VlanSpec> {
     }
 }
 
-/// How a command's result is shown without `--json`.
-type Printer = fn(&Value);
-
-fn quiet(_: &Value) {}
-
-/// Prints `r[key]` as a table of the given (header, field) columns.
-fn columns(r: &Value, key: &str, cols: &[(&str, &str)]) {
-    let rows: Vec<Vec<String>> = r[key]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| cols.iter().map(|(_, field)| s(&e[*field])).collect())
-        .collect();
-    let header: Vec<&str> = cols.iter().map(|(h, _)| *h).collect();
-    print_table(&header, &rows);
+fn vlan_cell(vlan: &VlanSpec) -> String {
+    match vlan {
+        VlanSpec::All => "all".into(),
+        VlanSpec::Access { tag } => format!("access {tag}"),
+        VlanSpec::Trunk { trunks, .. } => {
+            let list: Vec<String> = trunks.iter().map(u16::to_string).collect();
+            format!("trunk [{}]", list.join(","))
+        }
+    }
 }
 
-fn print_show(r: &Value) {
+fn print_show(r: &ShowResult) {
     println!(
         "xvsd {} up {:.0}s, {} worker(s), fast path {}",
-        s(&r["version"]),
-        r["uptime_s"].as_f64().unwrap_or(0.0),
-        r["workers"].as_array().map_or(0, Vec::len),
-        if r["fast_path"] == json!(true) {
-            "on"
-        } else {
-            "off"
-        }
+        r.version,
+        r.uptime_s,
+        r.workers.len(),
+        if r.fast_path { "on" } else { "off" }
     );
-    let rows: Vec<Vec<String>> = r["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = r
+        .ports
+        .iter()
         .map(|p| {
-            let queues: Vec<String> = p["queues"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|q| {
-                    let cpu = q["cpu"].as_u64().map_or("-".into(), |c| c.to_string());
-                    format!("{}:w{}/cpu{}", q["queue"], q["worker"], cpu)
-                })
+            let queues: Vec<String> = p
+                .queues
+                .iter()
+                .map(|q| format!("{}:w{}/cpu{}", q.queue, q.worker, or_dash(q.cpu)))
                 .collect();
-            let vlan = match &p["vlan"]["mode"] {
-                Value::String(m) if m == "access" => format!("access {}", p["vlan"]["tag"]),
-                Value::String(m) if m == "trunk" => format!("trunk {}", p["vlan"]["trunks"]),
-                _ => "all".into(),
-            };
-            let ids: Vec<String> = p["external_ids"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={}", s(v)))
+            let ids: Vec<String> = p
+                .external_ids
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            let fast = &p["fast_path"];
-            let fast = if fast["active"] != json!(true) {
+            let fast = &p.fast_path;
+            let fast = if !fast.active {
                 "off".to_owned()
-            } else if fast["redirect_target"] == json!(true) {
-                format!("on, {} entries", fast["entries"])
+            } else if fast.redirect_target {
+                format!("on, {} entries", fast.entries)
             } else {
-                format!("rx only, {} entries", fast["entries"])
-            };
-            let mode = if p["zero_copy"] == json!(true) {
-                "zc"
-            } else {
-                "copy"
+                format!("rx only, {} entries", fast.entries)
             };
             vec![
-                s(&p["id"]),
-                s(&p["name"]),
-                s(&p["ifindex"]),
-                s(&p["mac"]),
-                s(&p["driver"]),
-                s(&p["xdp_mode"]),
-                mode.to_owned(),
+                p.id.to_string(),
+                p.name.clone(),
+                p.ifindex.to_string(),
+                p.mac.clone(),
+                p.driver.clone(),
+                p.xdp_mode.clone().unwrap_or_else(|| "-".to_owned()),
+                if p.zero_copy { "zc" } else { "copy" }.to_owned(),
                 fast,
                 queues.join(" "),
-                vlan,
+                vlan_cell(&p.vlan),
                 ids.join(","),
             ]
         })
@@ -328,286 +316,155 @@ fn print_show(r: &Value) {
     );
 }
 
-fn print_fdb(r: &Value) {
-    let rows: Vec<Vec<String>> = r["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn print_fdb(r: &FdbShowResult) {
+    let rows: Vec<Vec<String>> = r
+        .entries
+        .iter()
         .map(|e| {
-            let kind = if e["static"] == json!(true) {
-                "static"
-            } else {
-                "learned"
-            };
             vec![
-                s(&e["mac"]),
-                s(&e["vlan"]),
-                s(&e["port"]),
-                format!("{:.1}", e["age_s"].as_f64().unwrap_or(0.0)),
-                kind.to_owned(),
+                e.mac.clone(),
+                e.vlan.to_string(),
+                or_dash(e.port.as_ref()),
+                format!("{:.1}", e.age_s),
+                if e.is_static { "static" } else { "learned" }.to_owned(),
             ]
         })
         .collect();
     print_table(&["MAC", "VLAN", "PORT", "AGE(s)", "TYPE"], &rows);
 }
 
-fn print_flows(r: &Value) {
-    for f in r["flows"].as_array().into_iter().flatten() {
+fn print_flows(r: &DumpFlowsResult) {
+    for f in &r.flows {
         println!(
             " n_packets={}, n_bytes={}, {}",
-            f["n_packets"],
-            f["n_bytes"],
-            s(&f["flow"])
+            f.n_packets, f.n_bytes, f.flow
         );
     }
 }
 
-fn print_addrs(r: &Value) {
-    let rows: Vec<Vec<String>> = r["interfaces"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn print_addrs(r: &ShowAddrsResult) {
+    let rows: Vec<Vec<String>> = r
+        .interfaces
+        .iter()
         .map(|i| {
-            let addrs: Vec<String> = i["addrs"].as_array().into_iter().flatten().map(s).collect();
             vec![
-                s(&i["name"]),
-                s(&i["vlan"]),
-                s(&i["port"]),
-                s(&i["mac"]),
-                addrs.join(" "),
+                i.name.clone(),
+                i.vlan.to_string(),
+                or_dash(i.port.as_ref()),
+                i.mac.clone(),
+                i.addrs.join(" "),
             ]
         })
         .collect();
     print_table(&["INTERFACE", "VLAN", "PORT", "MAC", "ADDRESSES"], &rows);
 }
 
-fn print_routes(r: &Value) {
-    for route in r["routes"].as_array().into_iter().flatten() {
-        match route["type"].as_str() {
-            Some("static") => println!(
-                "{} via {} dev {}",
-                s(&route["prefix"]),
-                s(&route["via"]),
-                s(&route["dev"])
-            ),
-            _ => println!("{} dev {} connected", s(&route["prefix"]), s(&route["dev"])),
+fn print_routes(r: &ShowRoutesResult) {
+    for route in &r.routes {
+        match route {
+            RouteEntry::Static { prefix, via, dev } => {
+                println!("{prefix} via {via} dev {}", or_dash(dev.as_ref()));
+            }
+            RouteEntry::Connected { prefix, dev } => println!("{prefix} dev {dev} connected"),
         }
     }
 }
 
-fn print_neighbors(r: &Value) {
-    columns(
-        r,
-        "neighbors",
-        &[
-            ("IP", "ip"),
-            ("MAC", "mac"),
-            ("PORT", "port"),
-            ("VLAN", "vlan"),
-            ("AGE(s)", "age_s"),
-        ],
-    );
+fn print_neighbors(r: &ShowNeighborsResult) {
+    let rows: Vec<Vec<String>> = r
+        .neighbors
+        .iter()
+        .map(|n| {
+            vec![
+                n.ip.clone(),
+                n.mac.clone(),
+                or_dash(n.port.as_ref()),
+                n.vlan.to_string(),
+                seconds(n.age_s),
+            ]
+        })
+        .collect();
+    print_table(&["IP", "MAC", "PORT", "VLAN", "AGE(s)"], &rows);
 }
 
-fn print_fast_path(r: &Value) {
-    if r["enabled"] != json!(true) {
+fn print_fast_path(r: &DumpFastPathResult) {
+    if !r.enabled {
         println!("fast path off");
         return;
     }
-    columns(
-        r,
-        "entries",
+    let rows: Vec<Vec<String>> = r
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                or_dash(e.in_port.as_ref()),
+                e.dl_src.clone(),
+                e.dl_dst.clone(),
+                e.dl_type.clone(),
+                e.action.clone(),
+                or_dash(e.out_port.as_ref()),
+                or_dash(e.rule),
+                e.n_packets.to_string(),
+                e.n_bytes.to_string(),
+            ]
+        })
+        .collect();
+    print_table(
         &[
-            ("IN_PORT", "in_port"),
-            ("DL_SRC", "dl_src"),
-            ("DL_DST", "dl_dst"),
-            ("DL_TYPE", "dl_type"),
-            ("ACTION", "action"),
-            ("OUT_PORT", "out_port"),
-            ("RULE", "rule"),
-            ("N_PACKETS", "n_packets"),
-            ("N_BYTES", "n_bytes"),
+            "IN_PORT",
+            "DL_SRC",
+            "DL_DST",
+            "DL_TYPE",
+            "ACTION",
+            "OUT_PORT",
+            "RULE",
+            "N_PACKETS",
+            "N_BYTES",
         ],
+        &rows,
     );
 }
 
-fn print_version(r: &Value) {
-    println!("xvsd {} (protocol {})", s(&r["version"]), r["protocol"]);
+fn print_version(r: &VersionResult) {
+    println!("xvsd {} (protocol {})", r.version, r.protocol);
 }
 
-fn print_commands(r: &Value) {
+#[expect(
+    clippy::ptr_arg,
+    reason = "a printer takes a reference to its method's result type, here a Vec"
+)]
+fn print_commands(r: &Vec<CommandInfo>) {
     let rows: Vec<Vec<String>> = r
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| vec![s(&c["name"]), s(&c["params"]), s(&c["help"])])
+        .iter()
+        .map(|c| vec![c.name.clone(), c.params.clone(), c.help.clone()])
         .collect();
     print_table(&["COMMAND", "PARAMS", "WHAT"], &rows);
 }
 
-/// Prints an attach/detach report: JSON, or its `summary` line.
-fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
-    if json_out {
-        print_json(report);
-    } else {
-        println!("{}", s(&report["summary"]));
-    }
-    Ok(())
-}
-
-fn print_json(r: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(r).expect("JSON values serialize")
-    );
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let (method, params, printer): (&str, Value, Printer) = match cli.command {
-        Cmd::Attach(args) => return print_report(&args.run(&cli.socket)?.report(), cli.json),
-        Cmd::Detach(args) => {
-            return print_report(
-                &control::attach::detach_report(&args.run(&cli.socket)?),
-                cli.json,
-            );
-        }
-        Cmd::Show => ("show", json!({}), print_show),
-        Cmd::AddPort {
-            name,
-            queues,
-            xdp_mode,
-            tag,
-        } => {
-            let mut params = json!({"name": name});
-            if let Some(q) = queues {
-                params["queues"] = json!(q);
-            }
-            if let Some(m) = xdp_mode {
-                params["xdp_mode"] = json!(m);
-            }
-            if let Some(t) = tag {
-                params["vlan"] = json!(VlanSpec::Access { tag: t });
-            }
-            ("add-port", params, quiet)
-        }
-        Cmd::DelPort { name } => ("del-port", json!({"name": name}), quiet),
-        Cmd::SetPort { name, setting } => {
-            let (what, rest) = setting.split_first().expect("clap requires one");
-            if what != "vlan" {
-                bail!("set-port knows `vlan`, not {what:?}");
-            }
-            let vlan = parse_vlan(rest)?;
-            ("set-port", json!({"name": name, "vlan": vlan}), quiet)
-        }
-        Cmd::DumpPorts {
-            name,
-            rate,
-            interval,
-            count,
-        } => {
-            let params = match &name {
-                Some(n) => json!({"name": n}),
-                None => json!({}),
-            };
-            if rate {
-                let mut client = Client::connect(&cli.socket)?;
-                return dump_rates(&mut client, &params, interval, count, cli.json);
-            }
-            ("dump-ports", params, print_ports)
-        }
-        Cmd::Fdb { action } => match action {
-            FdbCmd::Show => ("fdb-show", json!({}), print_fdb),
-            FdbCmd::Flush => ("fdb-flush", json!({}), quiet),
-        },
-        Cmd::AddFlow { flow } => ("add-flow", json!({"flow": flow}), quiet),
-        Cmd::AddFlows { file } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?
-            };
-            let flows: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .collect();
-            ("add-flows", json!({"flows": flows}), quiet)
-        }
-        Cmd::DelFlows { pattern, strict } => {
-            let mut params = json!({"strict": strict});
-            if let Some(m) = pattern {
-                params["match"] = json!(m);
-            }
-            ("del-flows", params, quiet)
-        }
-        Cmd::DumpFlows => ("dump-flows", json!({}), print_flows),
-        Cmd::AddAddr { name, addr, mac } => {
-            let mut params = json!({"name": name, "addr": addr});
-            if let Some(m) = mac {
-                params["mac"] = json!(m);
-            }
-            ("add-addr", params, quiet)
-        }
-        Cmd::DelAddr { name, addr } => ("del-addr", json!({"name": name, "addr": addr}), quiet),
-        Cmd::ShowAddrs => ("show-addrs", json!({}), print_addrs),
-        Cmd::AddRoute { prefix, via, .. } => {
-            ("add-route", json!({"prefix": prefix, "via": via}), quiet)
-        }
-        Cmd::DelRoute { prefix } => ("del-route", json!({"prefix": prefix}), quiet),
-        Cmd::ShowRoutes => ("show-routes", json!({}), print_routes),
-        Cmd::ShowNeighbors => ("show-neighbors", json!({}), print_neighbors),
-        Cmd::SetFastPath { state } => ("set-fast-path", json!({"on": state == "on"}), quiet),
-        Cmd::DumpFastPath => ("dump-fast-path", json!({}), print_fast_path),
-        Cmd::Version => ("version", json!({}), print_version),
-        Cmd::ListCommands => ("list-commands", json!({}), print_commands),
-        Cmd::Call { method, params } => {
-            let params: Value = match params {
-                Some(text) => serde_json::from_str(&text).context("params must be JSON")?,
-                None => json!({}),
-            };
-            let mut client = Client::connect(&cli.socket)?;
-            print_json(&client.call(&method, params)?);
-            return Ok(());
-        }
-    };
-    let mut client = Client::connect(&cli.socket)?;
-    let result = client.call(method, params)?;
-    if cli.json {
-        print_json(&result);
-    } else {
-        printer(&result);
-    }
-    Ok(())
-}
-
-fn print_ports(r: &Value) {
-    let rows: Vec<Vec<String>> = r["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn print_ports(r: &DumpPortsResult) {
+    let rows: Vec<Vec<String>> = r
+        .ports
+        .iter()
         .map(|p| {
-            let drops: Vec<String> = p["drops"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-                .map(|(k, v)| format!("{k}={v}"))
+            let drops: Vec<String> = p
+                .drops
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(cause, n)| format!("{cause}={n}"))
                 .chain(
-                    p["kernel"]
-                        .as_object()
+                    p.kernel
+                        .named()
                         .into_iter()
-                        .flatten()
-                        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-                        .map(|(k, v)| format!("kernel.{k}={v}")),
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(name, n)| format!("kernel.{name}={n}")),
                 )
                 .collect();
             vec![
-                s(&p["name"]),
-                s(&p["rx_packets"]),
-                s(&p["rx_bytes"]),
-                s(&p["tx_packets"]),
-                s(&p["tx_bytes"]),
+                p.name.clone(),
+                p.rx_packets.to_string(),
+                p.rx_bytes.to_string(),
+                p.tx_packets.to_string(),
+                p.tx_bytes.to_string(),
                 if drops.is_empty() {
                     "0".into()
                 } else {
@@ -623,32 +480,30 @@ fn print_ports(r: &Value) {
         &rows,
     );
     println!();
-    let rows: Vec<Vec<String>> = r["workers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = r
+        .workers
+        .iter()
         .map(|w| {
-            let per_port: Vec<String> = w["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let per_port: Vec<String> = w
+                .ports
+                .iter()
                 .map(|p| {
                     format!(
                         "{}:rx={},tx={}",
-                        s(&p["name"]),
-                        p["rx_packets"],
-                        p["tx_packets"]
+                        or_dash(p.name.as_ref()),
+                        p.rx_packets,
+                        p.tx_packets
                     )
                 })
                 .collect();
             vec![
-                s(&w["id"]),
-                s(&w["cpu"]),
-                s(&w["cache_hits"]),
-                s(&w["cache_misses"]),
-                s(&w["cache_entries"]),
-                s(&w["handoffs"]),
-                s(&w["sleeps"]),
+                w.id.to_string(),
+                or_dash(w.cpu),
+                w.cache_hits.to_string(),
+                w.cache_misses.to_string(),
+                w.cache_entries.to_string(),
+                w.handoffs.to_string(),
+                w.sleeps.to_string(),
                 per_port.join(" "),
             ]
         })
@@ -668,9 +523,161 @@ fn print_ports(r: &Value) {
     );
 }
 
+/// Prints an attach/detach report: JSON, or its `summary` line.
+fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        print_json(report);
+    } else {
+        println!("{}", report["summary"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Prints JSON as the daemon sent it: keys in order, pretty.
+fn print_json(r: &impl Serialize) {
+    let value = serde_json::to_value(r).expect("results serialize");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).expect("JSON values serialize")
+    );
+}
+
+/// Calls method `M` and prints its result: as JSON with `--json`, else with `print`.
+fn call<M: Method>(
+    socket: &Path,
+    params: &M::Params,
+    json_out: bool,
+    print: fn(&M::Result),
+) -> anyhow::Result<()> {
+    let result = Client::connect(socket)?.call::<M>(params)?;
+    if json_out {
+        print_json(&result);
+    } else {
+        print(&result);
+    }
+    Ok(())
+}
+
+/// Prints nothing: the command's success is its exit status.
+fn quiet<T>(_: &T) {}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let socket = cli.socket.as_path();
+    let json = cli.json;
+    match cli.command {
+        Cmd::Attach(args) => print_report(&args.run(socket)?.report(), json),
+        Cmd::Detach(args) => {
+            print_report(&xvs_cli::attach::detach_report(&args.run(socket)?), json)
+        }
+        Cmd::Show => call::<Show>(socket, &Empty, json, print_show),
+        Cmd::AddPort {
+            name,
+            queues,
+            xdp_mode,
+            tag,
+        } => {
+            let params = AddPortParams {
+                name,
+                queues,
+                xdp_mode,
+                vlan: tag.map(|tag| VlanSpec::Access { tag }),
+                ..AddPortParams::default()
+            };
+            call::<AddPort>(socket, &params, json, quiet)
+        }
+        Cmd::DelPort { name } => call::<DelPort>(socket, &PortName { name }, json, quiet),
+        Cmd::SetPort { name, setting } => {
+            let (what, rest) = setting.split_first().expect("clap requires one");
+            if what != "vlan" {
+                bail!("set-port knows `vlan`, not {what:?}");
+            }
+            let vlan = parse_vlan(rest)?;
+            call::<SetPort>(socket, &SetPortParams { name, vlan }, json, quiet)
+        }
+        Cmd::DumpPorts {
+            name,
+            rate,
+            interval,
+            count,
+        } => {
+            let params = DumpPortsParams { name };
+            if rate {
+                let mut client = Client::connect(socket)?;
+                return dump_rates(&mut client, &params, interval, count, json);
+            }
+            call::<DumpPorts>(socket, &params, json, print_ports)
+        }
+        Cmd::Fdb { action } => match action {
+            FdbCmd::Show => call::<FdbShow>(socket, &Empty, json, print_fdb),
+            FdbCmd::Flush => call::<FdbFlush>(socket, &Empty, json, quiet),
+        },
+        Cmd::AddFlow { flow } => call::<AddFlow>(socket, &FlowParams { flow }, json, quiet),
+        Cmd::AddFlows { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let flows = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            call::<AddFlows>(socket, &FlowsParams { flows }, json, quiet)
+        }
+        Cmd::DelFlows { pattern, strict } => {
+            call::<DelFlows>(socket, &DelFlowsParams { pattern, strict }, json, quiet)
+        }
+        Cmd::DumpFlows => call::<DumpFlows>(socket, &Empty, json, print_flows),
+        Cmd::AddAddr { name, addr, mac } => {
+            call::<AddAddr>(socket, &AddrParams { name, addr, mac }, json, quiet)
+        }
+        Cmd::DelAddr { name, addr } => {
+            let params = AddrParams {
+                name,
+                addr,
+                mac: None,
+            };
+            call::<DelAddr>(socket, &params, json, quiet)
+        }
+        Cmd::ShowAddrs => call::<ShowAddrs>(socket, &Empty, json, print_addrs),
+        Cmd::AddRoute { prefix, via, .. } => {
+            let params = RouteParams {
+                prefix,
+                via: Some(via),
+            };
+            call::<AddRoute>(socket, &params, json, quiet)
+        }
+        Cmd::DelRoute { prefix } => {
+            let params = RouteParams { prefix, via: None };
+            call::<DelRoute>(socket, &params, json, quiet)
+        }
+        Cmd::ShowRoutes => call::<ShowRoutes>(socket, &Empty, json, print_routes),
+        Cmd::ShowNeighbors => call::<ShowNeighbors>(socket, &Empty, json, print_neighbors),
+        Cmd::SetFastPath { state } => {
+            let params = SetFastPathParams { on: state == "on" };
+            call::<SetFastPath>(socket, &params, json, quiet)
+        }
+        Cmd::DumpFastPath => call::<DumpFastPath>(socket, &Empty, json, print_fast_path),
+        Cmd::Version => call::<Version>(socket, &Empty, json, print_version),
+        Cmd::ListCommands => call::<ListCommands>(socket, &Empty, json, print_commands),
+        Cmd::Call { method, params } => {
+            let params: Value = match params {
+                Some(text) => serde_json::from_str(&text).context("params must be JSON")?,
+                None => json!({}),
+            };
+            let mut client = Client::connect(socket)?;
+            print_json(&client.call_raw(&method, params)?);
+            Ok(())
+        }
+    }
+}
+
 fn dump_rates(
     client: &mut Client,
-    params: &Value,
+    params: &DumpPortsParams,
     interval: f64,
     count: Option<u64>,
     json_out: bool,
@@ -678,38 +685,24 @@ fn dump_rates(
     if !(interval > 0.0 && interval.is_finite()) {
         bail!("--interval must be a positive number of seconds");
     }
-    let counters = |r: &Value| -> BTreeMap<String, [u64; 5]> {
-        r["ports"]
-            .as_array()
+    let counters = |r: DumpPortsResult| -> BTreeMap<String, [u64; 5]> {
+        r.ports
             .into_iter()
-            .flatten()
             .map(|p| {
-                let drops: u64 = p["drops"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(_, v)| v.as_u64())
-                    .sum();
-                let n = |k: &str| p[k].as_u64().unwrap_or(0);
+                let drops: u64 = p.drops.values().sum();
                 (
-                    s(&p["name"]),
-                    [
-                        n("rx_packets"),
-                        n("rx_bytes"),
-                        n("tx_packets"),
-                        n("tx_bytes"),
-                        drops,
-                    ],
+                    p.name,
+                    [p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, drops],
                 )
             })
             .collect()
     };
-    let mut last = counters(&client.call("dump-ports", params.clone())?);
+    let mut last = counters(client.call::<DumpPorts>(params)?);
     let mut last_at = Instant::now();
     let mut shown = 0;
     loop {
         std::thread::sleep(Duration::from_secs_f64(interval));
-        let now = counters(&client.call("dump-ports", params.clone())?);
+        let now = counters(client.call::<DumpPorts>(params)?);
         let secs = last_at.elapsed().as_secs_f64();
         last_at = Instant::now();
         let rates: Vec<(String, [f64; 5])> = now

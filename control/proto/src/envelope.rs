@@ -1,7 +1,5 @@
-//! The command socket's protocol: one JSON-RPC 2.0 request per line, one response per line.
+//! The JSON-RPC 2.0 envelope: one request per line, one response per line.
 
-use flowtable::VlanMode;
-use flowtable::port::MAX_VID;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -27,6 +25,9 @@ pub struct Request {
 }
 
 /// A response: exactly one of `result` and `error` is set.
+///
+/// The result stays a JSON value here: the envelope does not know the methods, and a value
+/// prints its keys in one order whichever struct produced it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response {
     /// Always "2.0".
@@ -87,6 +88,18 @@ impl RpcError {
     /// Bad parameters.
     pub fn params(message: impl Into<String>) -> RpcError {
         RpcError::new(code::INVALID_PARAMS, message)
+    }
+}
+
+impl Request {
+    /// A request for `method` with `params`, under `id`.
+    pub fn new(id: u64, method: &str, params: Value) -> Request {
+        Request {
+            jsonrpc: "2.0".into(),
+            id: Value::from(id),
+            method: method.to_owned(),
+            params,
+        }
     }
 }
 
@@ -154,7 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_and_rejects() {
+    fn parse_errors_keep_their_codes() {
         let r = parse_request(br#"{"jsonrpc":"2.0","id":7,"method":"show"}"#).unwrap();
         assert_eq!(r.method, "show");
         assert_eq!(r.id, Value::from(7));
@@ -178,79 +191,19 @@ mod tests {
             code::INVALID_REQUEST
         );
     }
-}
 
-/// A VLAN mode as the protocol spells it.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
-pub enum VlanSpec {
-    /// Every VLAN, frames as they come.
-    All,
-    /// One VLAN, untagged on the wire.
-    Access {
-        /// The VLAN.
-        tag: u16,
-    },
-    /// Several VLANs tagged, one optionally untagged.
-    Trunk {
-        /// The tagged VLANs.
-        trunks: Vec<u16>,
-        /// The untagged VLAN.
-        #[serde(default)]
-        native: Option<u16>,
-    },
-}
-
-/// `vid` if it names a VLAN (1-4094).
-///
-/// # Errors
-/// An invalid-parameters error saying the range.
-pub(crate) fn check_vid(vid: u16) -> Result<u16, RpcError> {
-    if (1..=MAX_VID).contains(&vid) {
-        Ok(vid)
-    } else {
-        Err(RpcError::params(format!(
-            "VLAN {vid} is out of range 1-{MAX_VID}"
-        )))
-    }
-}
-
-impl VlanSpec {
-    /// The dataplane's VLAN mode, after checking the VIDs.
-    ///
-    /// # Errors
-    /// A VID outside 1-4094, or a trunk without VLANs.
-    pub fn to_mode(&self) -> Result<VlanMode, RpcError> {
-        Ok(match self {
-            VlanSpec::All => VlanMode::All,
-            VlanSpec::Access { tag } => VlanMode::Access(check_vid(*tag)?),
-            VlanSpec::Trunk { trunks, native } => {
-                if trunks.is_empty() && native.is_none() {
-                    return Err(RpcError::params("a trunk needs at least one VLAN"));
-                }
-                let mut allowed = trunks
-                    .iter()
-                    .map(|&v| check_vid(v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                allowed.sort_unstable();
-                allowed.dedup();
-                VlanMode::Trunk {
-                    allowed,
-                    native: native.map(check_vid).transpose()?,
-                }
-            }
-        })
-    }
-
-    /// The protocol's spelling of a dataplane VLAN mode.
-    pub fn from_mode(mode: &VlanMode) -> VlanSpec {
-        match mode {
-            VlanMode::All => VlanSpec::All,
-            VlanMode::Access(tag) => VlanSpec::Access { tag: *tag },
-            VlanMode::Trunk { allowed, native } => VlanSpec::Trunk {
-                trunks: allowed.clone(),
-                native: *native,
-            },
-        }
+    #[test]
+    fn responses_carry_one_of_result_and_error() {
+        let ok = serde_json::to_value(Response::ok(Value::from(1), Value::from(2))).unwrap();
+        assert_eq!(
+            ok,
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": 2})
+        );
+        let err = Response::err(Value::Null, RpcError::new(code::LIMIT, "too many"));
+        assert_eq!(
+            serde_json::to_value(err).unwrap(),
+            serde_json::json!({"jsonrpc": "2.0", "id": null,
+                               "error": {"code": 5, "message": "too many"}})
+        );
     }
 }

@@ -14,10 +14,13 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
+use xvs_proto::client::{Client, ClientError};
+use xvs_proto::methods::{AddPort, DelPort, Show, Version};
+use xvs_proto::ports::{AddPortParams, PortName};
+use xvs_proto::status::ShowResult;
+use xvs_proto::{Empty, VlanSpec, code};
 
-use crate::client::{Client, ClientError};
 use crate::netlink::{Netlink, NetlinkError, VethPair};
-use crate::protocol::{VlanSpec, code};
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;
@@ -260,19 +263,35 @@ impl Drop for VethGuard<'_> {
     }
 }
 
-/// Formats a MAC the usual way.
+/// Formats a MAC the usual way (`02:00:00:00:00:01`).
 pub fn mac_string(mac: [u8; 6]) -> String {
-    flowtable::wire::ethernet::EthernetAddress(mac).to_string()
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
-/// Parses a MAC (`02:00:00:00:00:01`).
+/// Parses a MAC: six hex bytes of one or two digits, separated by `:` or `-`.
 ///
 /// # Errors
 /// [`AttachError::Invalid`] when it is not one.
 pub fn parse_mac(text: &str) -> Result<[u8; 6], AttachError> {
-    text.parse::<flowtable::wire::ethernet::EthernetAddress>()
-        .map(|m| m.0)
-        .map_err(|e| AttachError::Invalid(format!("MAC {text:?}: {e}")))
+    let bad = || {
+        AttachError::Invalid(format!(
+            "MAC {text:?}: not a MAC address (want six hex bytes like 02:00:00:00:00:01)"
+        ))
+    };
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for byte in &mut mac {
+        let part = parts
+            .next()
+            .filter(|p| (1..=2).contains(&p.len()))
+            .ok_or_else(bad)?;
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(mac)
 }
 
 /// A locally administered unicast MAC derived from `key` (stable, like [`derived_ifname`]).
@@ -307,7 +326,7 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
         )));
     }
     let mut client = Client::connect(spec.socket)?;
-    client.call("version", json!({}))?;
+    client.call::<Version>(&Empty)?;
 
     let mut host = Netlink::open()?;
     let mut inside = match &spec.container {
@@ -400,14 +419,12 @@ pub fn add_port(
     vlan: Option<u16>,
     external_ids: &ExternalIds,
 ) -> Result<(), AttachError> {
-    let mut params = json!({"name": name});
-    if let Some(tag) = vlan {
-        params["vlan"] = json!(VlanSpec::Access { tag });
-    }
-    if !external_ids.is_empty() {
-        params["external_ids"] = json!(external_ids);
-    }
-    client.call("add-port", params)?;
+    client.call::<AddPort>(&AddPortParams {
+        name: name.to_owned(),
+        vlan: vlan.map(|tag| VlanSpec::Access { tag }),
+        external_ids: external_ids.clone(),
+        ..AddPortParams::default()
+    })?;
     Ok(())
 }
 
@@ -467,7 +484,9 @@ pub struct Detached {
 pub fn detach(socket: &Path, host_name: &str) -> Result<Detached, AttachError> {
     let mut done = Detached::default();
     match Client::connect(socket) {
-        Ok(mut client) => match client.call("del-port", json!({"name": host_name})) {
+        Ok(mut client) => match client.call::<DelPort>(&PortName {
+            name: host_name.to_owned(),
+        }) {
             Ok(_) => done.port_removed = true,
             Err(ClientError::Rpc(e)) if e.code == code::NO_SUCH_PORT => {}
             Err(e) => return Err(e.into()),
@@ -479,8 +498,7 @@ pub fn detach(socket: &Path, host_name: &str) -> Result<Detached, AttachError> {
     Ok(done)
 }
 
-/// A port's `external_ids`.
-pub type ExternalIds = BTreeMap<String, String>;
+pub use xvs_proto::ports::ExternalIds;
 
 /// The ports of xvsd whose `external_ids` contain every pair in `wanted`, by name, with their
 /// `external_ids`.
@@ -491,24 +509,19 @@ pub fn find_ports(
     socket: &Path,
     wanted: &[(&str, &str)],
 ) -> Result<Vec<(String, ExternalIds)>, AttachError> {
-    let show = Client::connect(socket)?.call("show", json!({}))?;
-    Ok(ports_matching(&show, wanted))
+    let show = Client::connect(socket)?.call::<Show>(&Empty)?;
+    Ok(ports_matching(show, wanted))
 }
 
-fn ports_matching(show: &Value, wanted: &[(&str, &str)]) -> Vec<(String, ExternalIds)> {
-    show["ports"]
-        .as_array()
+fn ports_matching(show: ShowResult, wanted: &[(&str, &str)]) -> Vec<(String, ExternalIds)> {
+    show.ports
         .into_iter()
-        .flatten()
-        .filter_map(|port| {
-            let name = port["name"].as_str()?.to_owned();
-            let ids: ExternalIds =
-                serde_json::from_value(port["external_ids"].clone()).unwrap_or_default();
+        .filter(|port| {
             wanted
                 .iter()
-                .all(|(k, v)| ids.get(*k).is_some_and(|have| have == v))
-                .then_some((name, ids))
+                .all(|(k, v)| port.external_ids.get(*k).is_some_and(|have| have == v))
         })
+        .map(|port| (port.name, port.external_ids))
         .collect()
 }
 
@@ -680,6 +693,10 @@ mod tests {
         assert_ne!(mac, derived_mac("other"));
         assert_eq!(parse_mac(&mac_string(mac)).unwrap(), mac);
         assert!(parse_mac("nope").is_err());
+        assert_eq!(parse_mac("2-0-0-0-0-a").unwrap(), [2, 0, 0, 0, 0, 10]);
+        for bad in ["02:00:00:00:00", "02:00:00:00:00:01:02", "002:0:0:0:0:1"] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -694,15 +711,41 @@ mod tests {
 
     #[test]
     fn ports_are_found_by_external_ids() {
-        let show = json!({"ports": [
-            {"name": "p1", "external_ids": {"container": "a", "ifname": "eth0"}},
-            {"name": "p2", "external_ids": {"container": "a", "ifname": "eth1"}},
-            {"name": "p3", "external_ids": {}},
-        ]});
-        let found = ports_matching(&show, &[("container", "a"), ("ifname", "eth1")]);
+        let port = |name: &str, ids: &[(&str, &str)]| xvs_proto::status::PortStatus {
+            id: 1,
+            name: name.to_owned(),
+            ifindex: 1,
+            mac: "02:00:00:00:00:01".into(),
+            driver: "veth".into(),
+            xdp_mode: Some("drv".into()),
+            zero_copy: false,
+            fast_path: xvs_proto::status::PortFastPath {
+                active: false,
+                redirect_target: false,
+                entries: 0,
+            },
+            queues: Vec::new(),
+            vlan: VlanSpec::All,
+            external_ids: ids
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let show = ShowResult {
+            version: "0".into(),
+            uptime_s: 0.0,
+            fast_path: false,
+            ports: vec![
+                port("p1", &[("container", "a"), ("ifname", "eth0")]),
+                port("p2", &[("container", "a"), ("ifname", "eth1")]),
+                port("p3", &[]),
+            ],
+            workers: Vec::new(),
+        };
+        let found = ports_matching(show.clone(), &[("container", "a"), ("ifname", "eth1")]);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, "p2");
-        assert_eq!(ports_matching(&show, &[("container", "a")]).len(), 2);
-        assert_eq!(ports_matching(&show, &[]).len(), 3);
+        assert_eq!(ports_matching(show.clone(), &[("container", "a")]).len(), 2);
+        assert_eq!(ports_matching(show, &[]).len(), 3);
     }
 }

@@ -8,6 +8,9 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use xvs_proto::Empty;
+use xvs_proto::client::{Client, ClientError};
+use xvs_proto::methods::Version;
 
 use super::env::{Command, Invocation};
 use super::ipam::Ipam;
@@ -19,7 +22,6 @@ use crate::attach::{
     AttachError, AttachSpec, ContainerSide, ExternalIds, HOST_PREFIX, Netns, OWNER_KEY, Route,
     attach, derived_ifname, detach, find_ports, mac_string, parse_mac,
 };
-use crate::client::{Client, ClientError};
 use crate::netlink::{Netlink, NetlinkError};
 
 /// The `owner` of xvs-cni's ports.
@@ -165,7 +167,7 @@ fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
 
     // Everything that can be checked before an address is taken from IPAM.
     Client::connect(&conf.socket)
-        .and_then(|mut c| c.call("version", json!({})))
+        .and_then(|mut c| c.call::<Version>(&Empty))
         .map_err(client_error)?;
     if Netlink::open_in(&netns.file)
         .and_then(|mut n| n.link(&inv.ifname))
@@ -379,7 +381,7 @@ fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
 
 fn status(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     Client::connect(&conf.socket)
-        .and_then(|mut c| c.call("version", json!({})))
+        .and_then(|mut c| c.call::<Version>(&Empty))
         .map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("xvsd: {e}")))?;
     if let Some(ipam) = Ipam::of(conf, inv)? {
         ipam.status_or_gc(inv, Command::Status, conf)?;

@@ -5,9 +5,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::protocol::{Response, RpcError};
+use crate::envelope::{Request, Response, RpcError};
+use crate::method::Method;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,19 +77,44 @@ impl Client {
         })
     }
 
-    /// Calls `method` with `params` and returns its result.
+    /// Calls method `M` and returns its result.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the daemon refused, [`ClientError::BadResponse`] when its
+    /// answer is not `M`'s result, or an I/O error.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use xvs_proto::client::Client;
+    /// use xvs_proto::methods::Show;
+    ///
+    /// let mut client = Client::connect(xvs_proto::DEFAULT_SOCKET.as_ref())?;
+    /// let show = client.call::<Show>(&xvs_proto::Empty)?;
+    /// println!("{} port(s)", show.ports.len());
+    /// # Ok::<(), xvs_proto::client::ClientError>(())
+    /// ```
+    pub fn call<M: Method>(&mut self, params: &M::Params) -> Result<M::Result, ClientError> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| ClientError::BadResponse(format!("parameters of {}: {e}", M::NAME)))?;
+        let result = self.call_raw(M::NAME, params)?;
+        serde_json::from_value(result)
+            .map_err(|e| ClientError::BadResponse(format!("result of {}: {e}", M::NAME)))
+    }
+
+    /// Calls `method` with any `params` and returns the result as it came: for `xvsctl call`,
+    /// which sends what a person typed, and for tests that look at the wire.
     ///
     /// # Errors
     /// [`ClientError::Rpc`] when the daemon refused, or an I/O error.
-    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+    pub fn call_raw(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let io = |source| ClientError::Io {
             path: self.path.clone(),
             source,
         };
-        let mut line = serde_json::to_string(&request).expect("JSON values serialize");
+        let mut line =
+            serde_json::to_string(&Request::new(id, method, params)).expect("requests serialize");
         line.push('\n');
         self.writer.write_all(line.as_bytes()).map_err(io)?;
         let mut answer = String::new();

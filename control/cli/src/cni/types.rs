@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
-
-use crate::protocol::DEFAULT_SOCKET;
+use xvs_proto::DEFAULT_SOCKET;
 
 /// The versions whose configuration and results `xvs-cni` speaks, oldest first.
 ///
@@ -202,7 +201,7 @@ impl NetConf {
                     .ok_or_else(|| invalid(format!("{key} must be a number from 1 to {max}"))),
             }
         };
-        let vlan = number("vlan", u64::from(flowtable::port::MAX_VID))?.map(|v| v as u16);
+        let vlan = number("vlan", u64::from(xvs_proto::vlan::MAX_VID))?.map(|v| v as u16);
         let mtu = number("mtu", 65535)?.map(|v| v as u32);
         let socket = string("socket")?.map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from);
         let ipam_type = match map.get("ipam") {
@@ -562,7 +561,7 @@ mod tests {
     #[test]
     fn the_example_conflist_parses() {
         let list: Value =
-            serde_json::from_str(include_str!("../../../docs/cni/xvs.conflist")).unwrap();
+            serde_json::from_str(include_str!("../../../../docs/cni/xvs.conflist")).unwrap();
         for plugin in list["plugins"].as_array().unwrap() {
             // What a runtime derives from the list for each plugin.
             let mut conf = plugin.clone();

@@ -158,9 +158,9 @@ impl Netlink {
     /// [`NetlinkError::Setns`] when the namespace cannot be entered, or the ethtool error.
     pub fn enable_gro(netns: Option<&File>, ifname: &str) -> Result<(), NetlinkError> {
         let set = || {
-            xvs_sys::netdev::set_gro(ifname, true).map_err(|e| NetlinkError::Os {
+            crate::ethtool::set_gro(ifname, true).map_err(|source| NetlinkError::Os {
                 op: "enable GRO",
-                source: e.io_error,
+                source,
             })
         };
         match netns {

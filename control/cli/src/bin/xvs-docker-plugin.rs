@@ -2,7 +2,7 @@
 //!
 //! Serves the plugin API (HTTP/1.1 POSTs with JSON bodies) on a Unix socket; Docker finds it by
 //! the socket's name under /run/docker/plugins (`xvs.sock` makes the driver `xvs`). Requests are
-//! answered one at a time, in order, by `control::docker::Driver`.
+//! answered one at a time, in order, by `xvs_cli::docker::Driver`.
 //!
 //! HTTP comes from tiny_http: small, synchronous (no async runtime), and it serves Unix
 //! sockets; it handles what Go's HTTP client may send (keep-alive, chunked bodies,
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use control::docker::{CONTENT_TYPE, Driver, DriverOptions, default_socket, parse_vlan_range};
-use control::protocol::DEFAULT_SOCKET;
+use xvs_cli::docker::{CONTENT_TYPE, Driver, DriverOptions, default_socket, parse_vlan_range};
+use xvs_proto::DEFAULT_SOCKET;
 
 /// How often the driver checks that xvsd still has every endpoint's port.
 const RESYNC_EVERY: Duration = Duration::from_secs(2);

@@ -1,0 +1,65 @@
+//! The methods xvsd answers, each listed once.
+//!
+//! Each line gives the type that names the method, its name on the wire, its parameters as
+//! `list-commands` describes them, what it does, and its parameter and result types.
+
+use serde_json::Value;
+
+use crate::counters::{DumpPortsParams, DumpPortsResult};
+use crate::envelope::RpcError;
+use crate::fast_path::{DumpFastPathResult, SetFastPathParams, SetFastPathResult};
+use crate::fdb::FdbShowResult;
+use crate::flows::{
+    AddFlowResult, AddFlowsResult, DelFlowsParams, DelFlowsResult, DumpFlowsResult, FlowParams,
+    FlowsParams,
+};
+use crate::meta::{CommandInfo, VersionResult};
+use crate::method::{Empty, Method, MethodInfo, methods, read_params};
+use crate::ports::{AddPortParams, AddPortResult, PortName, SetPortParams};
+use crate::router::{
+    AddrParams, RouteParams, ShowAddrsResult, ShowNeighborsResult, ShowRoutesResult,
+};
+use crate::status::ShowResult;
+
+methods! {
+    Version = "version" ("", "daemon and protocol version"): Empty => VersionResult;
+    ListCommands = "list-commands" ("", "this list"): Empty => Vec<CommandInfo>;
+    Show = "show" ("", "ports, queues, workers, uptime"): Empty => ShowResult;
+    AddPort = "add-port" (
+        "name, queues?, xdp_mode? (drv|skb), vlan?, external_ids?",
+        "switch an interface (hot add)"
+    ): AddPortParams => AddPortResult;
+    DelPort = "del-port" ("name", "give an interface back to the kernel"): PortName => Empty;
+    SetPort = "set-port" ("name, vlan", "set a port's VLAN mode"): SetPortParams => Empty;
+    DumpPorts = "dump-ports" ("name?", "per-port and per-worker counters"):
+        DumpPortsParams => DumpPortsResult;
+    FdbShow = "fdb-show" ("", "the learned MAC table"): Empty => FdbShowResult;
+    FdbFlush = "fdb-flush" ("", "forget every learned MAC"): Empty => Empty;
+    AddFlow = "add-flow" (
+        "flow",
+        "add a rule (ovs-ofctl syntax); same match and priority replaces"
+    ): FlowParams => AddFlowResult;
+    AddFlows = "add-flows" ("flows", "add several rules: all or none"):
+        FlowsParams => AddFlowsResult;
+    DelFlows = "del-flows" ("match?, strict?", "delete the rules a match covers (all without one)"):
+        DelFlowsParams => DelFlowsResult;
+    DumpFlows = "dump-flows" ("", "the rules with their counters"): Empty => DumpFlowsResult;
+    AddAddr = "add-addr" (
+        "name (port or vlanN), addr (ip/len), mac?",
+        "give the switch a router address"
+    ): AddrParams => Empty;
+    DelAddr = "del-addr" ("name, addr", "remove a router address"): AddrParams => Empty;
+    ShowAddrs = "show-addrs" ("", "the router interfaces and their addresses"):
+        Empty => ShowAddrsResult;
+    AddRoute = "add-route" ("prefix, via", "add a static route"): RouteParams => Empty;
+    DelRoute = "del-route" ("prefix", "remove a static route"): RouteParams => Empty;
+    ShowRoutes = "show-routes" ("", "connected and static routes"): Empty => ShowRoutesResult;
+    ShowNeighbors = "show-neighbors" ("", "the resolved next hops"): Empty => ShowNeighborsResult;
+    DumpFastPath = "dump-fast-path" ("", "the flows the kernel forwards"):
+        Empty => DumpFastPathResult;
+    SetFastPath = "set-fast-path" ("on", "turn the in-kernel fast path on or off"):
+        SetFastPathParams => SetFastPathResult;
+}
+
+#[cfg(test)]
+mod tests;

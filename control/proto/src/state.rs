@@ -1,0 +1,172 @@
+//! The desired state: what the operator asked a daemon for, by name, apart from what the
+//! switch has made of it.
+//!
+//! xvsd changes one [`DesiredState`] on every command and then makes the switch match it;
+//! showing, saving and restoring a configuration all read this one type. Ports are named by
+//! interface name, never by the numbers the switch gives them, so intent survives a port
+//! being removed and added again under another number.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ports::ExternalIds;
+use crate::vlan::VlanSpec;
+
+/// Everything xvsd was asked to do and still does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredState {
+    /// The ports, by interface name.
+    #[serde(default)]
+    pub ports: BTreeMap<String, Port>,
+    /// The flow rules, in the order they were added.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// The router interfaces, in the order they got their first address.
+    #[serde(default)]
+    pub interfaces: Vec<RouterInterface>,
+    /// The static routes.
+    #[serde(default)]
+    pub routes: Vec<StaticRoute>,
+    /// Whether the in-kernel fast path is on.
+    #[serde(default)]
+    pub fast_path: bool,
+}
+
+/// A port's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// Serve only the first N queues (default: all). Applies when the port is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u32>,
+    /// The XDP mode asked for (`drv`, `skb`; default: the best the driver has). Applies when
+    /// the port is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<String>,
+    /// The VLAN mode.
+    #[serde(default)]
+    pub vlan: VlanSpec,
+    /// What its creator recorded on it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: ExternalIds,
+}
+
+/// A flow rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Its id: unique, never reused by the daemon that gave it.
+    pub id: u32,
+    /// Its priority (also in `flow`).
+    pub priority: u16,
+    /// The rule in canonical ovs-ofctl syntax, ports by name (a port the rule was given by a
+    /// number that named no port stays a number).
+    pub flow: String,
+}
+
+/// Where a router interface lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Binding {
+    /// On one port (by name), in that port's untagged VLAN.
+    Port(String),
+    /// On every port of a VLAN.
+    Vlan(u16),
+}
+
+impl Binding {
+    /// Its name as the protocol spells it: the port's name, or `vlanN`.
+    pub fn name(&self) -> String {
+        match self {
+            Binding::Port(port) => port.clone(),
+            Binding::Vlan(vid) => format!("vlan{vid}"),
+        }
+    }
+}
+
+/// A router interface and its addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterInterface {
+    /// Where it lives.
+    pub on: Binding,
+    /// The MAC it answers with (default: the port's, or one derived from the VLAN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Its addresses, `addr/len`, in the order they were added.
+    pub addrs: Vec<String>,
+}
+
+/// A static route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    /// The destination, `addr/len`.
+    pub prefix: String,
+    /// The next hop.
+    pub via: IpAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_state_reads_back_as_written() {
+        let state = DesiredState {
+            ports: BTreeMap::from([
+                (
+                    "veth1".to_owned(),
+                    Port {
+                        queues: Some(2),
+                        xdp_mode: Some("skb".into()),
+                        vlan: VlanSpec::Access { tag: 10 },
+                        external_ids: BTreeMap::from([("owner".into(), "xvsctl".into())]),
+                    },
+                ),
+                ("veth2".to_owned(), Port::default()),
+            ]),
+            rules: vec![Rule {
+                id: 3,
+                priority: 100,
+                flow: "priority=100,in_port=veth1,actions=output:veth2".into(),
+            }],
+            interfaces: vec![
+                RouterInterface {
+                    on: Binding::Vlan(10),
+                    mac: None,
+                    addrs: vec!["10.1.0.254/24".into()],
+                },
+                RouterInterface {
+                    on: Binding::Port("veth2".into()),
+                    mac: Some("02:00:00:00:00:fe".into()),
+                    addrs: vec!["fd00::1/64".into()],
+                },
+            ],
+            routes: vec![StaticRoute {
+                prefix: "10.9.0.0/16".into(),
+                via: "10.1.0.1".parse().unwrap(),
+            }],
+            fast_path: true,
+        };
+        let value = serde_json::to_value(&state).unwrap();
+        assert_eq!(value["ports"]["veth2"], json!({"vlan": {"mode": "all"}}));
+        assert_eq!(value["interfaces"][0]["on"], json!({"vlan": 10}));
+        assert_eq!(value["interfaces"][1]["on"], json!({"port": "veth2"}));
+        assert_eq!(value["routes"][0]["via"], "10.1.0.1");
+        assert_eq!(
+            serde_json::from_value::<DesiredState>(value).unwrap(),
+            state
+        );
+        assert_eq!(
+            serde_json::from_value::<DesiredState>(json!({})).unwrap(),
+            DesiredState::default()
+        );
+        assert!(serde_json::from_value::<DesiredState>(json!({"prots": {}})).is_err());
+    }
+}
