@@ -19,8 +19,7 @@ use xvs_proto::methods::{AddPort, DelPort, Show, Version};
 use xvs_proto::ports::{AddPortParams, PortName};
 use xvs_proto::status::ShowResult;
 use xvs_proto::{Empty, VlanSpec, code};
-
-use crate::netlink::{Netlink, NetlinkError, VethPair};
+use xvs_sys::netlink::{NetlinkError, Rtnetlink, VethPair};
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;
@@ -248,7 +247,7 @@ pub fn detach_report(done: &[(String, Detached)]) -> Value {
 
 /// Deletes the host veth on drop unless disarmed: an attach that fails half-way leaves nothing.
 struct VethGuard<'a> {
-    host: &'a mut Netlink,
+    host: &'a mut Rtnetlink,
     name: &'a str,
     armed: bool,
 }
@@ -328,7 +327,7 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
     let mut client = Client::connect(spec.socket)?;
     client.call::<Version>(&Empty)?;
 
-    let mut host = Netlink::open()?;
+    let mut host = Rtnetlink::open()?;
     let mut inside = match &spec.container {
         Some(c) => {
             if c.netns.is_current() {
@@ -337,7 +336,7 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
                     c.netns.path.display()
                 )));
             }
-            Some(Netlink::open_in(&c.netns.file)?)
+            Some(Rtnetlink::open_in(&c.netns.file)?)
         }
         None => None,
     };
@@ -383,7 +382,7 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
     }
     let peer = peer_ns.link(&spec.peer_name)?.unwrap_or(peer);
     let peer_netns = spec.container.as_ref().map(|c| &c.netns.file);
-    if let Err(e) = Netlink::enable_gro(peer_netns, &spec.peer_name) {
+    if let Err(e) = xvs_sys::netlink::generic::set_gro(peer_netns, &spec.peer_name, true) {
         // Forwarding works without it; only the kernel fast path cannot deliver here.
         tracing::warn!(
             ifname = spec.peer_name,
@@ -429,7 +428,7 @@ pub fn add_port(
 }
 
 fn configure_container_side(
-    netlink: &mut Netlink,
+    netlink: &mut Rtnetlink,
     index: u32,
     container: &ContainerSide<'_>,
 ) -> Result<(), AttachError> {
@@ -494,7 +493,7 @@ pub fn detach(socket: &Path, host_name: &str) -> Result<Detached, AttachError> {
         Err(ClientError::NotRunning(_)) => done.switch_down = true,
         Err(e) => return Err(e.into()),
     }
-    done.link_removed = Netlink::open()?.delete_link(host_name)?;
+    done.link_removed = Rtnetlink::open()?.delete_link(host_name)?;
     Ok(done)
 }
 

@@ -22,12 +22,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use xvs_proto::client::Client;
 use xvs_proto::vlan::MAX_VID;
+use xvs_sys::netlink::Rtnetlink;
 
 use crate::attach::{
     self, AttachError, AttachSpec, ExternalIds, HOST_PREFIX, OWNER_KEY, derived_ifname,
     derived_mac, mac_string, parse_mac,
 };
-use crate::netlink::Netlink;
 
 /// The `owner` of the plugin's ports.
 pub const OWNER: &str = "xvs-docker-plugin";
@@ -364,7 +364,7 @@ impl Driver {
             .into_iter()
             .map(|(name, _)| name)
             .collect();
-        let mut netlink = Netlink::open().map_err(AttachError::from)?;
+        let mut netlink = Rtnetlink::open().map_err(AttachError::from)?;
         let mut client = None;
         let mut added = 0;
         for (endpoint_id, ep) in &self.state.endpoints {

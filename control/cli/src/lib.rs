@@ -1,7 +1,7 @@
 //! xvs-cli: the programs that talk to xvsd, and what they share.
 //!
 //! `xvsctl` programs a running xvsd; containers reach the switch through [`attach`] (veth
-//! pairs over [`netlink`], ports through the command socket's client in `xvs-proto`), which
+//! pairs over `xvs_sys::netlink`, ports through the command socket's client in `xvs-proto`), which
 //! three front ends share: `xvsctl attach`, the CNI plugin `xvs-cni` ([`cni`]) and the Docker
 //! network plugin `xvs-docker-plugin` ([`docker`]). This crate speaks to xvsd only through
 //! `xvs-proto`: it never links the daemon, the dataplane or the forwarding logic. It has no
@@ -12,5 +12,3 @@
 pub mod attach;
 pub mod cni;
 pub mod docker;
-mod ethtool;
-pub mod netlink;

@@ -13,7 +13,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use flowtable::{Config, PortId};
-use xvs_sys::{SyscallError, netdev};
+use xvs_sys::SyscallError;
+use xvs_sys::netlink::generic;
 
 use crate::counters::{MAX_PORTS, PortStats};
 use crate::fastpath::{FastPathMaps, FastPort};
@@ -232,7 +233,7 @@ impl Switch {
     /// Whether frames may be redirected to `ifindex` in the kernel (for a veth: whether its
     /// peer has an XDP program or GRO on).
     fn accepts_redirects(ifindex: u32) -> bool {
-        netdev::xdp_features(ifindex).is_ok_and(|f| f & netdev::XDP_ACT_NDO_XMIT != 0)
+        generic::xdp_features(ifindex).is_ok_and(|f| f & generic::XDP_ACT_NDO_XMIT != 0)
     }
 
     /// Time since the switch started.

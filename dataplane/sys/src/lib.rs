@@ -9,7 +9,8 @@
 //! - [`if_xdp`]: the AF_XDP ABI of `<linux/if_xdp.h>`, which `ring` and `xsk` share,
 //! - [`bpf`]: the `bpf()` syscall (maps, program load, links, test runs), the one eBPF
 //!   assembler ([`bpf::asm`]), the program ABI ([`bpf::abi`]) and XDP objects ([`bpf::xdp`]),
-//! - [`netdev`]: interface names, indexes, ethtool queries,
+//! - [`netdev`]: interface names, indexes, ethtool queries (ioctl),
+//! - [`netlink`]: the one netlink client (rtnetlink; generic netlink for XDP features and GRO),
 //! - [`os`]: threads, CPU affinity, `poll`, `eventfd`,
 //! - [`procfs`]: what `/proc` and sysfs say (capabilities, limits, MACs, queues, counters).
 
@@ -18,6 +19,7 @@ pub mod frame;
 pub mod if_xdp;
 pub(crate) mod mmap;
 pub mod netdev;
+pub mod netlink;
 pub mod os;
 pub mod procfs;
 pub mod ring;

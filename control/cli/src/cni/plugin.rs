@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use xvs_proto::Empty;
 use xvs_proto::client::{Client, ClientError};
 use xvs_proto::methods::Version;
+use xvs_sys::netlink::{NetlinkError, Rtnetlink};
 
 use super::env::{Command, Invocation};
 use super::ipam::Ipam;
@@ -22,7 +23,6 @@ use crate::attach::{
     AttachError, AttachSpec, ContainerSide, ExternalIds, HOST_PREFIX, Netns, OWNER_KEY, Route,
     attach, derived_ifname, detach, find_ports, mac_string, parse_mac,
 };
-use crate::netlink::{Netlink, NetlinkError};
 
 /// The `owner` of xvs-cni's ports.
 pub const OWNER: &str = "xvs-cni";
@@ -169,7 +169,7 @@ fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
     Client::connect(&conf.socket)
         .and_then(|mut c| c.call::<Version>(&Empty))
         .map_err(client_error)?;
-    if Netlink::open_in(&netns.file)
+    if Rtnetlink::open_in(&netns.file)
         .and_then(|mut n| n.link(&inv.ifname))
         .map_err(netlink_error)?
         .is_some()
@@ -179,7 +179,7 @@ fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
             format!("{} already has an interface {}", inv.netns, inv.ifname),
         ));
     }
-    if Netlink::open()
+    if Rtnetlink::open()
         .and_then(|mut n| n.link(&host))
         .map_err(netlink_error)?
         .is_some()
@@ -325,7 +325,7 @@ fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
 
     let netns =
         Netns::open(&inv.netns, Path::new(&inv.netns)).map_err(|e| check_failed(e.to_string()))?;
-    let mut inside = Netlink::open_in(&netns.file).map_err(netlink_error)?;
+    let mut inside = Rtnetlink::open_in(&netns.file).map_err(netlink_error)?;
     let link = inside
         .link(&inv.ifname)
         .map_err(netlink_error)?
@@ -358,7 +358,7 @@ fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     }
 
     let host = host_name(conf, &inv.container_id, &inv.ifname);
-    if Netlink::open()
+    if Rtnetlink::open()
         .and_then(|mut n| n.link(&host))
         .map_err(netlink_error)?
         .is_none()

@@ -1,19 +1,15 @@
-//! A small synchronous rtnetlink client: exactly what wiring a container to xvsd needs (veth
-//! pairs, link state, addresses, routes), in the host's network namespace or in a container's.
+//! rtnetlink: exactly what wiring a container to xvsd needs (veth pairs, link state,
+//! addresses, routes), in the host's network namespace or in a container's.
 //!
-//! Typed messages come from `netlink-packet-route` and the socket from `netlink-sys`, both safe
-//! APIs; there is no async runtime. A socket opened in a namespace stays bound to it, so
-//! [`Netlink::open_in`] enters the namespace on a short-lived thread only to open the socket.
+//! Typed messages come from `netlink-packet-route`; there is no async runtime.
 
 use std::fs::File;
-use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -24,55 +20,9 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::protocols::NETLINK_ROUTE;
-use netlink_sys::{Socket, SocketAddr};
-use nix::sched::CloneFlags;
 
-/// Why a netlink request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum NetlinkError {
-    /// The kernel refused, or the socket failed; `op` names the request.
-    #[error("netlink {op}: {source}")]
-    Os {
-        /// The request, e.g. `"add veth"`.
-        op: &'static str,
-        /// The kernel's errno.
-        #[source]
-        source: io::Error,
-    },
-    /// The kernel's answer could not be decoded.
-    #[error("netlink {op}: undecodable reply: {detail}")]
-    Decode {
-        /// The request.
-        op: &'static str,
-        /// What the decoder said.
-        detail: String,
-    },
-    /// `setns(2)` into the namespace failed.
-    #[error("entering the network namespace: {0}")]
-    Setns(#[source] io::Error),
-}
-
-impl NetlinkError {
-    fn errno(&self) -> Option<i32> {
-        match self {
-            NetlinkError::Os { source, .. } => source.raw_os_error(),
-            _ => None,
-        }
-    }
-
-    /// Whether the kernel said the object does not exist (ENODEV, ENOENT, ESRCH).
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.errno(),
-            Some(libc::ENODEV | libc::ENOENT | libc::ESRCH)
-        )
-    }
-
-    /// Whether the kernel said the object exists already (EEXIST).
-    pub fn is_exists(&self) -> bool {
-        self.errno() == Some(libc::EEXIST)
-    }
-}
+use super::channel::Channel;
+use super::{NetlinkError, in_netns};
 
 /// What the kernel says about a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,28 +56,19 @@ pub struct VethPair<'a> {
 
 /// An rtnetlink socket bound to one network namespace.
 #[derive(Debug)]
-pub struct Netlink {
-    socket: Socket,
-    seq: u32,
+pub struct Rtnetlink {
+    channel: Channel,
 }
 
-const RECV_BUFFER: usize = 64 * 1024;
-
-impl Netlink {
+impl Rtnetlink {
     /// Opens a socket in the calling thread's network namespace.
     ///
     /// # Errors
     /// [`NetlinkError::Os`] when the socket cannot be made.
-    pub fn open() -> Result<Netlink, NetlinkError> {
-        let os = |source| NetlinkError::Os {
-            op: "open socket",
-            source,
-        };
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(os)?;
-        socket.bind_auto().map_err(os)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(os)?;
-        socket.set_ext_ack(true).map_err(os)?;
-        Ok(Netlink { socket, seq: 0 })
+    pub fn open() -> Result<Rtnetlink, NetlinkError> {
+        Ok(Rtnetlink {
+            channel: Channel::open(NETLINK_ROUTE)?,
+        })
     }
 
     /// Opens a socket in the network namespace `netns` (an open `/run/netns/NAME`,
@@ -136,46 +77,8 @@ impl Netlink {
     /// # Errors
     /// [`NetlinkError::Setns`] when the file is not a network namespace or we may not enter
     /// it, or a socket error.
-    pub fn open_in(netns: &File) -> Result<Netlink, NetlinkError> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // Only this short-lived thread changes namespace; the socket keeps it.
-                    nix::sched::setns(netns.as_fd(), CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| NetlinkError::Setns(io::Error::from(e)))?;
-                    Netlink::open()
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    }
-
-    /// Turns GRO on for interface `ifname` in `netns` (or here). A veth whose end has GRO on
-    /// takes frames the switch's fast path redirects into it in the kernel; GRO wanted on a
-    /// down interface takes effect when it comes up.
-    ///
-    /// # Errors
-    /// [`NetlinkError::Setns`] when the namespace cannot be entered, or the ethtool error.
-    pub fn enable_gro(netns: Option<&File>, ifname: &str) -> Result<(), NetlinkError> {
-        let set = || {
-            crate::ethtool::set_gro(ifname, true).map_err(|source| NetlinkError::Os {
-                op: "enable GRO",
-                source,
-            })
-        };
-        match netns {
-            None => set(),
-            Some(netns) => std::thread::scope(|scope| {
-                scope
-                    .spawn(|| {
-                        nix::sched::setns(netns.as_fd(), CloneFlags::CLONE_NEWNET)
-                            .map_err(|e| NetlinkError::Setns(io::Error::from(e)))?;
-                        set()
-                    })
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            }),
-        }
+    pub fn open_in(netns: &File) -> Result<Rtnetlink, NetlinkError> {
+        in_netns(netns, Rtnetlink::open)
     }
 
     /// Sends `message` and collects the replies until the kernel's ACK or DONE.
@@ -185,64 +88,26 @@ impl Netlink {
         message: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        header.sequence_number = seq;
+        header.flags = flags;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
         packet.finalize();
         let mut bytes = vec![0; packet.buffer_len()];
         packet.serialize(&mut bytes);
-        let os = |source| NetlinkError::Os { op, source };
-        self.socket.send(&bytes, 0).map_err(os)?;
-
         let mut replies = Vec::new();
-        let mut buffer = Vec::with_capacity(RECV_BUFFER);
-        loop {
-            buffer.clear();
-            let len = self.socket.recv(&mut buffer, 0).map_err(os)?;
-            if len > buffer.len() {
-                return Err(NetlinkError::Decode {
-                    op,
-                    detail: format!("reply of {len} bytes truncated"),
-                });
-            }
-            let mut offset = 0;
-            while offset < buffer.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buffer[offset..])
-                    .map_err(|e| NetlinkError::Decode {
-                    op,
-                    detail: e.to_string(),
-                })?;
-                let size = reply.header.length as usize;
-                if size == 0 {
-                    return Err(NetlinkError::Decode {
+        for reply in self.channel.exchange(op, &mut bytes)? {
+            let reply =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply).map_err(|e| {
+                    NetlinkError::Decode {
                         op,
-                        detail: "zero-length message".into(),
-                    });
-                }
-                offset += size.next_multiple_of(4);
-                if reply.header.sequence_number != seq {
-                    continue;
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(replies),
-                            Some(_) => Err(NetlinkError::Os {
-                                op,
-                                source: e.to_io(),
-                            }),
-                        };
+                        detail: e.to_string(),
                     }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
-                    NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
-                    _ => {}
-                }
+                })?;
+            if let NetlinkPayload::InnerMessage(inner) = reply.payload {
+                replies.push(inner);
             }
         }
+        Ok(replies)
     }
 
     /// The link called `name`, or `None` if there is none.
