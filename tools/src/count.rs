@@ -43,7 +43,7 @@ const SAMPLE: Duration = Duration::from_millis(10);
 ///
 /// The span runs from the start of the first interval to the end of the last one whose rate
 /// reached a twentieth of the busiest interval's: the few frames a kernel sends on its own
-/// (IPv6 neighbour and router solicitations, say) before or after a run do not stretch it.
+/// (IPv6 neighbor and router solicitations, say) before or after a run do not stretch it.
 #[derive(Debug)]
 struct Activity {
     last_at: Instant,

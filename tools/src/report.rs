@@ -187,7 +187,7 @@ pub struct LatencyReport {
 pub struct InspectReport {
     /// Ethernet + IP + UDP frames.
     pub udp_packets: u64,
-    /// Anything else (neighbour discovery, say).
+    /// Anything else (neighbor discovery, say).
     pub other_packets: u64,
     /// UDP frames whose IPv4 header or UDP checksum did not hold.
     pub bad_checksums: u64,

@@ -49,7 +49,7 @@ impl FastPathMaps {
             )?,
             // An array indexed by port number: cheaper to look up than a hash by ifindex.
             devmap: Map::create(MapType::Devmap, 4, 4, MAX_TARGETS, 0, "xvs_ports")?,
-            state: Map::create(MapType::Array, 4, STATE_LEN as u32, 1, 0, "xvs_epoch")?,
+            state: Map::create(MapType::Array, 4, STATE_LEN as u32, 1, 0, "xvs_state")?,
             scratch: Map::create(
                 MapType::PercpuArray,
                 4,

@@ -26,7 +26,7 @@
 //!   with the current epoch (a one-slot ARRAY map, read through a direct pointer, as is the
 //!   coarse clock userspace keeps beside it). Publishing a configuration bumps the epoch
 //!   before it is acknowledged, which invalidates every entry at once.
-//! - MAC moves and aging, and neighbour changes, bump generation buckets in the deciding
+//! - MAC moves and aging, and neighbor changes, bump generation buckets in the deciding
 //!   worker's pipeline; the worker deletes the kernel entries that depended on those buckets
 //!   before it decides the next packet.
 //! - A removed port leaves the DEVMAP before its removal is acknowledged.

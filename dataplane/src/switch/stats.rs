@@ -130,7 +130,7 @@ impl Switch {
         Ok(total)
     }
 
-    /// The router's resolved neighbours (as the first worker sees them).
+    /// The router's resolved neighbors (as the first worker sees them).
     ///
     /// # Errors
     /// The worker did not answer.

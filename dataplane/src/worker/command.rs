@@ -49,7 +49,7 @@ pub(crate) enum Command {
     FdbFlush,
     /// Packets and bytes per rule id.
     RuleStats(Sender<HashMap<u32, (u64, u64)>>),
-    /// The resolved neighbours.
+    /// The resolved neighbors.
     Neighbors(Sender<Vec<NeighborEntry>>),
     /// Reply once every command before this one is applied.
     Barrier(Sender<()>),
@@ -86,7 +86,7 @@ pub struct FdbEntry {
     pub is_static: bool,
 }
 
-/// A resolved neighbour of the router, as `show-neighbors` prints it.
+/// A resolved neighbor of the router, as `show-neighbors` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighborEntry {
     /// Its address.

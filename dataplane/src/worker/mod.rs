@@ -357,7 +357,7 @@ impl Worker {
         self.dp.execute(decision, &self.config, packet, in_port);
     }
 
-    /// Builds and sends the ARP requests and neighbour solicitations the pipeline asked for.
+    /// Builds and sends the ARP requests and neighbor solicitations the pipeline asked for.
     fn send_solicitations(&mut self) {
         for solicitation in self.pipeline.take_solicitations() {
             self.dp.solicit(&solicitation, &self.config);

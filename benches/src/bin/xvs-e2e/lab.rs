@@ -9,7 +9,7 @@
 //!
 //! Names carry the bench's process id and a counter, so nothing else on the machine is
 //! touched; the addresses are the benchmarking range of RFC 2544 and exist only inside the
-//! namespaces. IPv6 is off everywhere, so that no neighbour discovery lands in the counts.
+//! namespaces. IPv6 is off everywhere, so that no neighbor discovery lands in the counts.
 //! Dropping a [`Topology`] restores the offloads it changed and deletes its links and
 //! namespaces, on every path (errors, panics, Ctrl-C).
 
