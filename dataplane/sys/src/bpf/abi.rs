@@ -37,6 +37,54 @@ pub mod helper {
     pub const XDP_ADJUST_TAIL: i32 = 65;
     /// `bpf_xdp_get_buff_len`: the frame's length, fragments included.
     pub const XDP_GET_BUFF_LEN: i32 = 188;
+    /// `bpf_l3_csum_replace`: updates an L3 checksum for a changed field.
+    pub const L3_CSUM_REPLACE: i32 = 10;
+    /// `bpf_skb_vlan_push`: tags an skb (the tag is metadata until it leaves).
+    pub const SKB_VLAN_PUSH: i32 = 18;
+    /// `bpf_skb_vlan_pop`: removes an skb's tag.
+    pub const SKB_VLAN_POP: i32 = 19;
+    /// `bpf_redirect`: to a device's egress (or ingress with `BPF_F_INGRESS`).
+    pub const REDIRECT: i32 = 23;
+    /// `bpf_skb_pull_data`: makes the first bytes of an skb linear (readable directly).
+    pub const SKB_PULL_DATA: i32 = 39;
+    /// `bpf_skb_change_head`: adds room in front of the MAC header, keeping the network
+    /// header, the protocol and GSO as they are.
+    pub const SKB_CHANGE_HEAD: i32 = 43;
+    /// `bpf_redirect_peer`: to the ingress of a veth's (or netkit's) peer, in its namespace,
+    /// without the backlog.
+    pub const REDIRECT_PEER: i32 = 155;
+}
+
+/// tc (and tcx) return codes.
+pub mod tc_action {
+    /// Let the skb go on (tcx: `TCX_PASS`).
+    pub const TC_ACT_OK: i32 = 0;
+    /// Drop it.
+    pub const TC_ACT_SHOT: i32 = 2;
+    /// A redirect helper said where it goes.
+    pub const TC_ACT_REDIRECT: i32 = 7;
+}
+
+/// Offsets in `struct __sk_buff`.
+pub mod sk_buff {
+    /// `len`: bytes of the skb, all segments of a GSO skb.
+    pub const LEN: i16 = 0;
+    /// `protocol`: the EtherType (network order), after any VLAN tag.
+    pub const PROTOCOL: i16 = 16;
+    /// `vlan_present`: whether a tag is held as metadata (not in the data).
+    pub const VLAN_PRESENT: i16 = 20;
+    /// `vlan_tci`: that tag's TCI.
+    pub const VLAN_TCI: i16 = 24;
+    /// `vlan_proto`: that tag's protocol (network order).
+    pub const VLAN_PROTO: i16 = 28;
+    /// `ifindex`: the device the skb is on.
+    pub const IFINDEX: i16 = 40;
+    /// `data`.
+    pub const DATA: i16 = 76;
+    /// `data_end`.
+    pub const DATA_END: i16 = 80;
+    /// `gso_segs`: segments of a GSO skb (0 or 1 otherwise).
+    pub const GSO_SEGS: i16 = 164;
 }
 
 /// Offsets in `struct xdp_md`.

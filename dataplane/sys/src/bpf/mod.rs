@@ -9,8 +9,10 @@ use super::{SyscallError, cvt_long};
 
 pub mod abi;
 pub mod asm;
+pub mod tc;
 pub mod xdp;
 
+pub use tc::{TcxLink, load_sched_cls};
 pub use xdp::{ProgError, XdpLink, XdpMode, XskMap, load_xdp, redirect_to_xsk};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -23,10 +25,14 @@ const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 
+/// `BPF_PROG_TYPE_SCHED_CLS`: a tc classifier (tcx or cls_bpf).
+pub const PROG_TYPE_SCHED_CLS: u32 = 3;
 /// `BPF_PROG_TYPE_XDP`.
 pub const PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP`, the attach type of XDP links.
 pub const ATTACH_TYPE_XDP: u32 = 37;
+/// `BPF_TCX_INGRESS`, the attach type of tcx links on a device's ingress (Linux 6.6+).
+pub const ATTACH_TYPE_TCX_INGRESS: u32 = 46;
 
 /// `BPF_F_TEST_XDP_LIVE_FRAMES`: test runs transmit or redirect for real.
 pub const F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
@@ -426,13 +432,28 @@ pub fn link_create_xdp(
     ifindex: u32,
     xdp_flags: u32,
 ) -> Result<OwnedFd, SyscallError> {
+    link_create(prog, ifindex, ATTACH_TYPE_XDP, xdp_flags)
+}
+
+/// Attaches a program to interface `ifindex` at `attach_type` through a bpf_link. For tcx the
+/// link is appended after the device's other tcx programs (the attr's tcx part is zero).
+///
+/// # Errors
+/// `BPF_LINK_CREATE` fails (EINVAL for an attach type this kernel does not know).
+pub fn link_create(
+    prog: BorrowedFd<'_>,
+    ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+) -> Result<OwnedFd, SyscallError> {
     let mut attr = LinkCreateAttr {
         prog_fd: prog.as_raw_fd() as u32,
         target_ifindex: ifindex,
-        attach_type: ATTACH_TYPE_XDP,
-        flags: xdp_flags,
+        attach_type,
+        flags,
     };
-    // SAFETY: LinkCreateAttr is the BPF_LINK_CREATE prefix for XDP and has no pointers.
+    // SAFETY: LinkCreateAttr is the common BPF_LINK_CREATE prefix (the kernel zero-extends
+    // the per-type part) and has no pointers.
     unsafe { bpf(BPF_LINK_CREATE, &mut attr, "bpf(BPF_LINK_CREATE)") }.map(owned_fd)
 }
 

@@ -18,10 +18,10 @@ pub enum ProgError {
     #[error(transparent)]
     Map(SyscallError),
     /// The verifier refused the program.
-    #[error("the kernel refused the XDP program: {0}")]
+    #[error("the kernel refused the program: {0}")]
     Load(#[from] ProgLoadError),
     /// The program could not be attached in any mode.
-    #[error("cannot attach XDP to {ifname}: {error}")]
+    #[error("cannot attach a program to {ifname}: {error}")]
     Attach {
         /// The interface.
         ifname: String,
