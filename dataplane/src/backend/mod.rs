@@ -7,8 +7,8 @@
 //!
 //! Which port a received frame came in on is not the backend's business: a queue has an
 //! [`Ingress`], either one port (an AF_XDP socket bound to that port's queue) or the frame
-//! itself (a device that carries the traffic of many ports, each frame tagged with its port;
-//! see `flowtable::wire::upcall`).
+//! itself (a device that carries the traffic of many ports, each frame prefixed with its port;
+//! see `flowtable::wire::upcall`), or none (a queue that only sends).
 //!
 //! Backends: `afxdp` (an AF_XDP socket). A new kind of port is a new file here.
 
@@ -27,8 +27,10 @@ pub(crate) mod memory;
 pub enum Ingress {
     /// Every frame came in on this port.
     Port(PortId),
-    /// Each frame carries its ingress port in an upcall tag, which the worker strips.
+    /// Each frame carries its ingress port in an upcall prefix, which the worker takes off.
     Tagged,
+    /// The queue only sends (an AF_XDP socket on a port whose frames a tc program handles).
+    None,
 }
 
 /// What [`QueueBackend::flush`] did.

@@ -272,8 +272,15 @@ impl Switch {
         } in opened
         {
             let backend: Box<dyn QueueBackend> = Box::new(AfXdpQueue::new(socket, rings));
-            let worker_queue =
-                Queue::new(id, queue.queue, Ingress::Port(id), backend, finish, umem);
+            let worker_queue = Queue::new(
+                id,
+                queue.queue,
+                Ingress::Port(id),
+                true,
+                backend,
+                finish,
+                umem,
+            );
             self.workers[queue.worker].send(Command::AddQueue(Box::new(worker_queue)))?;
             port_queues.push(queue);
         }

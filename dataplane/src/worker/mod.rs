@@ -60,12 +60,14 @@ const MAC_EVENT_QUEUE: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Queue {
     /// The port the queue belongs to (for a tagged queue: the shared device's own number,
-    /// which its counters and events name).
+    /// which its counters and events name, and for which it does not send).
     pub(crate) port: PortId,
     /// The port's queue number.
     pub(crate) queue: u32,
     /// Where its received frames came in.
     pub(crate) ingress: Ingress,
+    /// Whether the worker sends the port's frames on it.
+    pub(crate) sends: bool,
     pub(crate) backend: Box<dyn QueueBackend>,
     /// Finish partial TCP/UDP checksums of frames received here (veth with offloads).
     pub(crate) finish_checksums: bool,
@@ -81,6 +83,7 @@ impl Queue {
         port: PortId,
         queue: u32,
         ingress: Ingress,
+        sends: bool,
         backend: Box<dyn QueueBackend>,
         finish_checksums: bool,
         umem: u16,
@@ -89,6 +92,7 @@ impl Queue {
             port,
             queue,
             ingress,
+            sends,
             backend,
             finish_checksums,
             umem: usize::from(umem),
@@ -294,7 +298,7 @@ impl Worker {
     /// Receives and forwards one batch from queue `i`; returns how many packets.
     fn receive(&mut self, i: usize, now: u64) -> u32 {
         let queue = &mut self.dp.queues[i];
-        if queue.dead {
+        if queue.dead || queue.ingress == Ingress::None {
             return 0;
         }
         let mut batch = std::mem::take(&mut self.rx_batch);
@@ -317,6 +321,7 @@ impl Worker {
                     self.forward(packet, port, finish, now);
                 }
             }
+            Ingress::None => unreachable!("checked above"),
             Ingress::Tagged => {
                 for mut packet in batch.drain(..) {
                     let Some(port) = self.dp.untag(&mut packet) else {
@@ -429,16 +434,13 @@ impl Worker {
 }
 
 impl Datapath {
-    /// Picks, for each port, the local queue to send on: the first live queue bound to that
-    /// port. A tagged queue receives for many ports and sends for none.
+    /// Picks, for each port, the local queue to send on: the first live queue that sends for
+    /// that port.
     fn reindex(&mut self) {
         self.tx_local.iter_mut().for_each(|t| *t = None);
         for (i, q) in self.queues.iter().enumerate() {
-            let Ingress::Port(port) = q.ingress else {
-                continue;
-            };
-            let slot = &mut self.tx_local[usize::from(port)];
-            if slot.is_none() && !q.dead {
+            let slot = &mut self.tx_local[usize::from(q.port)];
+            if q.sends && slot.is_none() && !q.dead {
                 *slot = Some(i as u16);
             }
         }
@@ -472,7 +474,7 @@ impl Datapath {
         backends
     }
 
-    /// Takes the upcall tag out of a frame of a shared queue; returns the port it names.
+    /// Takes the upcall prefix off a frame of a shared queue; returns the port it names.
     fn untag(&mut self, packet: &mut Packet) -> Option<PortId> {
         let area = &self.areas[usize::from(packet.frame.umem())];
         let chunk = area.bytes_mut(&mut packet.frame);

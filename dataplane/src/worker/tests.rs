@@ -23,11 +23,12 @@ fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     f
 }
 
-/// `frame` as it arrives on a shared device: tagged with its ingress port.
-fn tagged(port: PortId, bytes: &[u8]) -> Vec<u8> {
+/// `frame` as it arrives on a shared device: prefixed with its ingress port (and the VLAN
+/// tag it carried as metadata).
+fn tagged(port: PortId, bytes: &[u8], tag: Option<upcall::Tag>) -> Vec<u8> {
     let mut buf = vec![0u8; upcall::LEN + bytes.len()];
     buf[upcall::LEN..].copy_from_slice(bytes);
-    let (offset, len) = upcall::push(&mut buf, upcall::LEN, bytes.len(), port).unwrap();
+    let (offset, len) = upcall::push(&mut buf, upcall::LEN, bytes.len(), port, tag).unwrap();
     buf[offset..offset + len].to_vec()
 }
 
@@ -41,14 +42,19 @@ struct Bench {
 impl Bench {
     /// A worker with ports 1..=`ports` in a config, and no queues yet.
     fn new(ports: PortId) -> Bench {
+        Bench::with_vlans(&vec![VlanMode::All; usize::from(ports)])
+    }
+
+    /// A worker with ports 1.. in the given VLAN modes, and no queues yet.
+    fn with_vlans(modes: &[VlanMode]) -> Bench {
         let umem = Arc::new(Umem::new(0, FRAMES, 2048).expect("anonymous memory"));
         let mut config = Config::default();
-        for id in 1..=ports {
+        for (id, vlan) in (1..).zip(modes) {
             config.set_port(PortConfig {
                 id,
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 1, id as u8]),
-                vlan: VlanMode::All,
+                vlan: vlan.clone(),
             });
         }
         let setup = WorkerSetup {
@@ -83,7 +89,8 @@ impl Bench {
     /// Adds a memory queue of `port` with `ingress`; returns its wire.
     fn queue(&mut self, port: PortId, ingress: Ingress) -> Arc<Mutex<Wire>> {
         let (backend, wire) = MemoryQueue::new(self.umem.area().clone());
-        let queue = Queue::new(port, 0, ingress, Box::new(backend), false, 0);
+        let sends = ingress != Ingress::Tagged;
+        let queue = Queue::new(port, 0, ingress, sends, Box::new(backend), false, 0);
         self.commands
             .send(Command::AddQueue(Box::new(queue)))
             .unwrap();
@@ -143,7 +150,7 @@ fn one_tagged_queue_serves_many_ports() {
     let p2 = bench.queue(2, Ingress::Port(2));
     let p3 = bench.queue(3, Ingress::Port(3));
     bench.run();
-    Bench::receive(&shared, tagged(2, &frame(BROADCAST, B)));
+    Bench::receive(&shared, tagged(2, &frame(BROADCAST, B), None));
     bench.run();
     assert_eq!(
         Bench::sent(&p1),
@@ -167,13 +174,49 @@ fn one_tagged_queue_serves_many_ports() {
 }
 
 #[test]
+fn a_vlan_tag_carried_in_the_prefix_is_the_frames_tag() {
+    // Port 1: access VLAN 10; port 2: trunk of VLAN 10; port 3: the shared device.
+    let mut bench = Bench::with_vlans(&[
+        VlanMode::Access(10),
+        VlanMode::Trunk {
+            allowed: vec![10],
+            native: None,
+        },
+        VlanMode::All,
+    ]);
+    let shared = bench.queue(3, Ingress::Tagged);
+    let p1 = bench.queue(1, Ingress::Port(1));
+    let p2 = bench.queue(2, Ingress::Port(2));
+    bench.run();
+    let tag = upcall::Tag {
+        tci: 10,
+        service: false,
+    };
+    Bench::receive(&shared, tagged(2, &frame(BROADCAST, B), Some(tag)));
+    bench.run();
+    assert_eq!(
+        Bench::sent(&p1),
+        vec![frame(BROADCAST, B)],
+        "VLAN 10 from the trunk, untagged on the access port"
+    );
+    assert!(Bench::sent(&p2).is_empty());
+    // The same frame without its tag is on the trunk's native VLAN, which it does not have.
+    Bench::receive(&shared, tagged(2, &frame(BROADCAST, B), None));
+    bench.run();
+    assert!(
+        Bench::sent(&p1).is_empty(),
+        "untagged on that trunk is no VLAN 10"
+    );
+}
+
+#[test]
 fn a_frame_without_a_valid_tag_is_a_counted_drop() {
     let mut bench = Bench::new(4);
     let shared = bench.queue(4, Ingress::Tagged);
     let p1 = bench.queue(1, Ingress::Port(1));
     bench.run();
     Bench::receive(&shared, frame(BROADCAST, A));
-    Bench::receive(&shared, tagged(0, &frame(BROADCAST, A)));
+    Bench::receive(&shared, tagged(0, &frame(BROADCAST, A), None));
     bench.run();
     assert!(Bench::sent(&p1).is_empty());
     let malformed = DropCause::Pipeline(DropReason::Malformed);

@@ -6,6 +6,7 @@ use flowtable::{EgressTag, PortId};
 use xvs_sys::frame::Packet;
 
 use super::{Datapath, WorkerEvent};
+use crate::backend::Ingress;
 use crate::counters::DropCause;
 
 /// Completions taken per queue per iteration.
@@ -137,7 +138,7 @@ impl Datapath {
         }
         let mut lent: u32 = self.queues.iter().map(|q| q.backend.lent()).sum();
         for queue in &mut self.queues {
-            if queue.dead {
+            if queue.dead || queue.ingress == Ingress::None {
                 continue;
             }
             let have = queue.backend.lent();
