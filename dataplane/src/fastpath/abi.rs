@@ -141,6 +141,9 @@ pub(crate) enum VlanOp {
 pub(crate) const FLAG_REWRITE_MACS: u8 = 1;
 /// [`KernelValue::flags`]: decrement the IPv4 TTL (and fix the header checksum).
 pub(crate) const FLAG_DEC_TTL: u8 = 2;
+/// [`KernelValue::flags`]: the output is a veth whose far end is the destination (a tc-hooked
+/// port): a tc program delivers straight into that end's ingress (`bpf_redirect_peer`).
+pub(crate) const FLAG_PEER: u8 = 4;
 
 /// The flow map's value, one per CPU (a per-CPU hash): the decision, and counters that the
 /// program bumps and workers read.
@@ -165,7 +168,8 @@ pub(crate) struct KernelValue {
     pub(crate) new_dst: [u8; 6],
     /// New source MAC, with [`FLAG_REWRITE_MACS`].
     pub(crate) new_src: [u8; 6],
-    pub(crate) pad2: [u8; 4],
+    /// The output port's interface index, for a tc program's redirect.
+    pub(crate) out_ifindex: u32,
     /// Packets this CPU forwarded.
     pub(crate) packets: u64,
     /// Their bytes, as received.
@@ -189,6 +193,7 @@ pub(crate) mod value {
     pub(crate) const VID: usize = offset_of!(KernelValue, vid);
     pub(crate) const NEW_DST: usize = offset_of!(KernelValue, new_dst);
     pub(crate) const NEW_SRC: usize = offset_of!(KernelValue, new_src);
+    pub(crate) const OUT_IFINDEX: usize = offset_of!(KernelValue, out_ifindex);
     pub(crate) const PACKETS: usize = offset_of!(KernelValue, packets);
     pub(crate) const BYTES: usize = offset_of!(KernelValue, bytes);
     pub(crate) const LAST_SEEN: usize = offset_of!(KernelValue, last_seen);
@@ -206,6 +211,7 @@ impl KernelValue {
         put(&mut b, value::VID, &self.vid.to_ne_bytes());
         put(&mut b, value::NEW_DST, &self.new_dst);
         put(&mut b, value::NEW_SRC, &self.new_src);
+        put(&mut b, value::OUT_IFINDEX, &self.out_ifindex.to_ne_bytes());
         put(&mut b, value::PACKETS, &self.packets.to_ne_bytes());
         put(&mut b, value::BYTES, &self.bytes.to_ne_bytes());
         put(&mut b, value::LAST_SEEN, &self.last_seen.to_ne_bytes());
@@ -223,6 +229,7 @@ impl KernelValue {
             vid: u16::from_ne_bytes(get(b, value::VID)),
             new_dst: get(b, value::NEW_DST),
             new_src: get(b, value::NEW_SRC),
+            out_ifindex: u32::from_ne_bytes(get(b, value::OUT_IFINDEX)),
             packets: u64::from_ne_bytes(get(b, value::PACKETS)),
             bytes: u64::from_ne_bytes(get(b, value::BYTES)),
             last_seen: u64::from_ne_bytes(get(b, value::LAST_SEEN)),
@@ -332,6 +339,7 @@ mod tests {
             vid: 100,
             new_dst: [1, 2, 3, 4, 5, 6],
             new_src: [7, 8, 9, 10, 11, 12],
+            out_ifindex: 42,
             packets: 5,
             bytes: 500,
             last_seen: 99,

@@ -42,11 +42,13 @@ pub mod maps;
 pub(crate) mod offloader;
 pub(crate) mod policy;
 pub mod program;
+pub mod tc_program;
 
 pub use maps::FastPathMaps;
 pub use offloader::FastEntry;
 pub(crate) use offloader::{FastPort, FastPorts, Offloader};
 pub use program::program;
+pub use tc_program::tc_program;
 
 /// Entries the kernel flow table holds at most.
 pub const MAX_FLOWS: u32 = 32768;

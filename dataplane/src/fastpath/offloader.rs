@@ -11,16 +11,19 @@ use flowtable::{Decision, DropReason, FlowKey, PortId};
 use super::MAX_FLOWS;
 use super::abi::KernelKey;
 use super::maps::FastPathMaps;
-use super::policy::offload;
+use super::policy::{Output, offload};
 use crate::counters::WorkerCounters;
+use crate::hook::HookKind;
 
 /// What a worker knows of a port for the fast path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FastPort {
-    /// The interface index (the kernel key's first field, and the DEVMAP key).
+    /// The interface index (a tc program's redirect target).
     pub(crate) ifindex: u32,
-    /// Whether frames may be redirected to it (it is in the DEVMAP).
+    /// Whether an XDP program may redirect frames to it (it is in the DEVMAP).
     pub(crate) target: bool,
+    /// The hook on the port: which program decides its flows, and how frames reach it.
+    pub(crate) hook: HookKind,
 }
 
 /// A kernel entry, as `dump-fast-path` shows it.
@@ -171,23 +174,34 @@ impl Offloader {
             );
             return;
         }
-        if self.port(key.in_port).is_none() {
+        let Some(ingress) = self.port(key.in_port) else {
             tracing::debug!(port = key.in_port, "not offloaded: no fast port");
             return;
-        }
+        };
         let Some(action) = offload(key, decision, config) else {
             tracing::debug!(?decision, "not offloaded: decision");
             return;
         };
-        let out_slot = match action.out_port {
-            Some(p) => match self.port(p) {
-                Some(out) if out.target => u32::from(p),
+        let output = match action.out_port {
+            Some(p) => match (self.port(p), ingress.hook) {
+                // An XDP program redirects through the DEVMAP, to devices that take it.
+                (Some(out), HookKind::Xdp) if out.target => Output {
+                    slot: u32::from(p),
+                    ifindex: out.ifindex,
+                    peer: false,
+                },
+                // A tc program redirects to any device, into a tc port's container directly.
+                (Some(out), HookKind::Tc) => Output {
+                    slot: u32::from(p),
+                    ifindex: out.ifindex,
+                    peer: out.hook == HookKind::Tc,
+                },
                 _ => return,
             },
-            None => 0,
+            None => Output::default(),
         };
         let kkey = KernelKey::of(key);
-        if let Err(e) = self.maps.insert(&kkey, &action.value(out_slot, self.epoch)) {
+        if let Err(e) = self.maps.insert(&kkey, &action.value(output, self.epoch)) {
             tracing::debug!("fast path entry not installed: {e}");
             return;
         }

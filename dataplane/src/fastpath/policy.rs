@@ -4,7 +4,18 @@
 use flowtable::wire::{EtherType, EthernetAddress};
 use flowtable::{Decision, DropReason, EgressTag, FlowKey, PortId, Step};
 
-use super::abi::{FLAG_DEC_TTL, FLAG_REWRITE_MACS, KernelValue, Verdict, VlanOp};
+use super::abi::{FLAG_DEC_TTL, FLAG_PEER, FLAG_REWRITE_MACS, KernelValue, Verdict, VlanOp};
+
+/// Where a kernel entry sends its flow, as each hook's program needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Output {
+    /// The port's DEVMAP slot (its number), for an XDP program.
+    pub(crate) slot: u32,
+    /// The port's interface, for a tc program.
+    pub(crate) ifindex: u32,
+    /// Deliver into the far end of the port's veth (a tc program's `bpf_redirect_peer`).
+    pub(crate) peer: bool,
+}
 
 /// What the kernel is to do with a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,11 +112,11 @@ impl KernelAction {
         }
     }
 
-    /// The map value for this action, redirecting to DEVMAP slot `out_slot`, decided under
-    /// `epoch`.
-    pub(crate) fn value(&self, out_slot: u32, epoch: u32) -> KernelValue {
+    /// The map value for this action, sending to `output`, decided under `epoch`.
+    pub(crate) fn value(&self, output: Output, epoch: u32) -> KernelValue {
         let mut value = KernelValue {
-            out_port: out_slot,
+            out_port: output.slot,
+            out_ifindex: output.ifindex,
             epoch,
             verdict: match self.out_port {
                 Some(_) => Verdict::Redirect as u8,
@@ -122,6 +133,9 @@ impl KernelAction {
         }
         if self.dec_ttl {
             value.flags |= FLAG_DEC_TTL;
+        }
+        if output.peer {
+            value.flags |= FLAG_PEER;
         }
         value
     }

@@ -8,7 +8,7 @@ use flowtable::PortId;
 use flowtable::key::VLAN_PRESENT;
 use xvs_sys::bpf::Insn;
 use xvs_sys::bpf::abi::{action, helper, xdp_md};
-use xvs_sys::bpf::asm::{self, Builder};
+use xvs_sys::bpf::asm::{self, Builder, Label};
 
 #[cfg(doc)]
 use super::abi::KernelKey;
@@ -16,7 +16,7 @@ use super::abi::{FLAG_DEC_TTL, FLAG_REWRITE_MACS, KEY_LEN, Verdict, VlanOp, key,
 use super::maps::{FastPathMaps, SCRATCH_LEN};
 
 /// Where the key is built on the stack (it ends at the frame pointer).
-const KEY: i16 = -(KEY_LEN as i16);
+pub(super) const KEY: i16 = -(KEY_LEN as i16);
 
 /// The other stack slots of the program (8 bytes each, below the key).
 mod stack {
@@ -39,22 +39,23 @@ mod stack {
 }
 
 /// The stack offset of a key field at `offset` in [`KernelKey`].
-const fn k(offset: usize) -> i16 {
+pub(super) const fn k(offset: usize) -> i16 {
     KEY + offset as i16
 }
 
 /// The offset of a value field, as an instruction's offset.
-const fn v(offset: usize) -> i16 {
+pub(super) const fn v(offset: usize) -> i16 {
     offset as i16
 }
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_8021Q: u16 = 0x8100;
+pub(super) const ETH_P_IP: u16 = 0x0800;
+pub(super) const ETH_P_8021Q: u16 = 0x8100;
+pub(super) const ETH_P_8021AD: u16 = 0x88a8;
 
 /// A 16-bit field as a load from the frame reads it: the bytes are in network order and the
 /// load is native (little-endian on the hosts xvs runs on), so comparisons and stores use
 /// the byte-swapped value.
-const fn wire16(value: u16) -> i32 {
+pub(super) const fn wire16(value: u16) -> i32 {
     u16::from_ne_bytes(value.to_be_bytes()) as i32
 }
 
@@ -70,11 +71,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
     let scratch = load_map_fd(1, maps.scratch_fd().as_raw_fd());
     let mut b = Builder::default();
     let have_type = b.label();
-    let icmp = b.label();
-    let udp = b.label();
-    let tcp = b.label();
     let csum = b.label();
-    let partial = b.label();
     let lookup = b.label();
     let count = b.label();
     let vlan = b.label();
@@ -98,17 +95,8 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
         alu_imm(Alu::Add, 2, 14),
     ]);
     b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
-    b.push([
-        store_imm(Size::H, 10, k(key::IN_PORT), i32::from(port)),
-        load(Size::W, 2, 7, 0),
-        store_reg(Size::W, 10, 2, k(key::DL_DST)),
-        load(Size::W, 2, 7, 4),
-        store_reg(Size::W, 10, 2, k(key::DL_DST + 4)),
-        load(Size::W, 2, 7, 8),
-        store_reg(Size::W, 10, 2, k(key::DL_DST + 8)),
-        mov_imm(9, 14),
-        load(Size::H, 3, 7, 12),
-    ]);
+    emit_mac_key(&mut b, port);
+    b.push([mov_imm(9, 14), load(Size::H, 3, 7, 12)]);
     b.jmp_imm(Jmp::Ne, 3, wire16(ETH_P_8021Q), have_type);
     b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 18)]);
     b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
@@ -128,104 +116,10 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
     ]);
     b.jmp_imm(Jmp::Ne, 3, wire16(ETH_P_IP), lookup);
     // IPv4 without options, whole, else userspace decides.
-    b.push([
-        mov_reg(4, 7),
-        alu_reg(Alu::Add, 4, 9),
-        mov_reg(2, 4),
-        alu_imm(Alu::Add, 2, 20),
-    ]);
-    b.jmp_reg(Jmp::Gt, 2, 8, to_xsk);
-    b.push([load(Size::B, 2, 4, 0)]);
-    b.jmp_imm(Jmp::Ne, 2, 0x45, to_xsk);
-    b.push([load(Size::H, 5, 4, 2), to_be(5, 16)]);
-    b.jmp_imm(Jmp::Lt, 5, 20, to_xsk);
-    b.push([mov_reg(2, 8), alu_reg(Alu::Sub, 2, 4)]);
-    b.jmp_reg(Jmp::Gt, 5, 2, to_xsk);
-    b.push([
-        store_reg(Size::Dw, 10, 5, stack::IP_LEN),
-        load(Size::B, 2, 4, 9),
-        store_reg(Size::B, 10, 2, k(key::NW_PROTO)),
-        load(Size::W, 3, 4, 12),
-        store_reg(Size::W, 10, 3, k(key::NW_SRC)),
-        load(Size::W, 3, 4, 16),
-        store_reg(Size::W, 10, 3, k(key::NW_DST)),
-        load(Size::H, 3, 4, 6),
-        to_be(3, 16),
-        alu_imm(Alu::And, 3, 0x1fff),
-    ]);
-    b.jmp_imm(Jmp::Ne, 3, 0, lookup);
-    b.push([alu_imm(Alu::Add, 4, 20)]);
-    b.jmp_imm(Jmp::Eq, 2, 1, icmp);
-    b.jmp_imm(Jmp::Eq, 2, 6, tcp);
-    b.jmp_imm(Jmp::Eq, 2, 17, udp);
-    b.ja(lookup);
-
-    b.bind(icmp);
-    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
-    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
-    b.push([
-        load(Size::H, 3, 4, 0),
-        store_reg(Size::H, 10, 3, k(key::TP_SRC)),
-    ]);
-    b.ja(lookup);
-
-    b.bind(udp);
-    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
-    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
-    b.push([
-        load(Size::W, 3, 4, 0),
-        store_reg(Size::W, 10, 3, k(key::TP_SRC)),
-        load(Size::H, 0, 4, 6),
-    ]);
-    b.jmp_imm(Jmp::Eq, 0, 0, lookup);
-    b.push([mov_imm(1, 6)]);
-    b.ja(csum);
-
-    b.bind(tcp);
-    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
-    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
-    b.push([
-        load(Size::W, 3, 4, 0),
-        store_reg(Size::W, 10, 3, k(key::TP_SRC)),
-        load(Size::H, 0, 4, 16),
-        mov_imm(1, 16),
-    ]);
-
-    // A checksum field holding only the pseudo-header sum was left for offload
-    // (CHECKSUM_PARTIAL): note where it is (fp-72), to finish it if the flow is forwarded
-    // here (userspace finishes it otherwise).
+    b.push([mov_reg(4, 7), alu_reg(Alu::Add, 4, 9)]);
+    emit_ipv4_key(&mut b, to_xsk, lookup, Some(csum));
     b.bind(csum);
-    b.push([
-        to_be(0, 16),
-        load(Size::H, 3, 10, k(key::NW_SRC)),
-        to_be(3, 16),
-        load(Size::H, 5, 10, k(key::NW_SRC + 2)),
-        to_be(5, 16),
-        alu_reg(Alu::Add, 3, 5),
-        load(Size::H, 5, 10, k(key::NW_DST)),
-        to_be(5, 16),
-        alu_reg(Alu::Add, 3, 5),
-        load(Size::H, 5, 10, k(key::NW_DST + 2)),
-        to_be(5, 16),
-        alu_reg(Alu::Add, 3, 5),
-        alu_reg(Alu::Add, 3, 2),
-        load(Size::Dw, 5, 10, stack::IP_LEN),
-        alu_imm(Alu::Sub, 5, 20),
-        alu_reg(Alu::Add, 3, 5),
-        mov_reg(5, 3),
-        alu_imm(Alu::Rsh, 5, 16),
-        alu_imm(Alu::And, 3, 0xffff),
-        alu_reg(Alu::Add, 3, 5),
-        mov_reg(5, 3),
-        alu_imm(Alu::Rsh, 5, 16),
-        alu_imm(Alu::And, 3, 0xffff),
-        alu_reg(Alu::Add, 3, 5),
-    ]);
-    b.jmp_reg(Jmp::Eq, 0, 3, partial);
-    b.jmp_imm(Jmp::Ne, 3, 0xffff, lookup);
-    b.jmp_imm(Jmp::Ne, 0, 0, lookup);
-    b.bind(partial);
-    b.push([store_reg(Size::Dw, 10, 1, stack::CSUM_OFFSET)]);
+    emit_partial_checksum_note(&mut b, lookup);
 
     b.bind(lookup);
     b.push(flows);
@@ -241,35 +135,10 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
     b.jmp_reg(Jmp::Ne, 2, 3, to_xsk);
     finish_checksum(&mut b, scratch, to_xsk);
     b.push([
-        load(Size::B, 2, 9, v(value::FLAGS)),
-        mov_reg(3, 2),
-        alu_imm(Alu::And, 3, i32::from(FLAG_DEC_TTL)),
-    ]);
-    b.jmp_imm(Jmp::Eq, 3, 0, count);
-    // Routed IPv4: decrement the TTL, fix the header checksum (RFC 1624, as ip_decrease_ttl).
-    b.push([
         load(Size::Dw, 4, 10, stack::L3_OFFSET),
-        mov_reg(5, 7),
-        alu_reg(Alu::Add, 5, 4),
-        mov_reg(3, 5),
-        alu_imm(Alu::Add, 3, 20),
+        alu_reg(Alu::Add, 4, 7),
     ]);
-    b.jmp_reg(Jmp::Gt, 3, 8, to_xsk);
-    b.push([load(Size::B, 3, 5, 8)]);
-    b.jmp_imm(Jmp::Le, 3, 1, to_xsk);
-    b.push([
-        alu_imm(Alu::Sub, 3, 1),
-        store_reg(Size::B, 5, 3, 8),
-        load(Size::H, 3, 5, 10),
-        to_be(3, 16),
-        alu_imm(Alu::Add, 3, 0x0100),
-        mov_reg(4, 3),
-        alu_imm(Alu::Rsh, 4, 16),
-        alu_reg(Alu::Add, 3, 4),
-        alu_imm(Alu::And, 3, 0xffff),
-        to_be(3, 16),
-        store_reg(Size::H, 5, 3, 10),
-    ]);
+    emit_dec_ttl(&mut b, to_xsk, count);
 
     b.bind(count);
     b.push([
@@ -289,23 +158,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
         load(Size::B, 2, 9, v(value::VERDICT)),
     ]);
     b.jmp_imm(Jmp::Eq, 2, Verdict::Drop as i32, drop);
-    b.push([
-        load(Size::B, 2, 9, v(value::FLAGS)),
-        alu_imm(Alu::And, 2, i32::from(FLAG_REWRITE_MACS)),
-    ]);
-    b.jmp_imm(Jmp::Eq, 2, 0, vlan);
-    b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 14)]);
-    b.jmp_reg(Jmp::Gt, 2, 8, drop);
-    b.push([
-        load(Size::W, 3, 9, v(value::NEW_DST)),
-        store_reg(Size::W, 7, 3, 0),
-        load(Size::H, 3, 9, v(value::NEW_DST + 4)),
-        store_reg(Size::H, 7, 3, 4),
-        load(Size::H, 3, 9, v(value::NEW_SRC)),
-        store_reg(Size::H, 7, 3, 6),
-        load(Size::W, 3, 9, v(value::NEW_SRC + 2)),
-        store_reg(Size::W, 7, 3, 8),
-    ]);
+    emit_mac_rewrite(&mut b, drop, vlan);
 
     b.bind(vlan);
     b.push([load(Size::B, 2, 9, v(value::VLAN_OP))]);
@@ -383,6 +236,203 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
         exit(),
     ]);
     b.finish()
+}
+
+/// Stores the ingress port and both MACs (from the frame at r7, 14 bytes known to be there)
+/// into the key on the stack. Clobbers r2.
+pub(super) fn emit_mac_key(b: &mut Builder, port: PortId) {
+    use asm::*;
+    b.push([
+        store_imm(Size::H, 10, k(key::IN_PORT), i32::from(port)),
+        load(Size::W, 2, 7, 0),
+        store_reg(Size::W, 10, 2, k(key::DL_DST)),
+        load(Size::W, 2, 7, 4),
+        store_reg(Size::W, 10, 2, k(key::DL_DST + 4)),
+        load(Size::W, 2, 7, 8),
+        store_reg(Size::W, 10, 2, k(key::DL_DST + 8)),
+    ]);
+}
+
+/// Stores the IPv4 fields of the header at r4 (r8 = data_end) into the key: protocol,
+/// addresses, ports (ICMP type and code). A header with options, or one not all there, goes
+/// to `fail`; a fragment or a short L4 header to `lookup` with what the key has. With `csum`
+/// (XDP, where the frame is the whole packet), the packet must be all there and TCP and UDP
+/// go to `csum` with r0 = their checksum field, r1 = its offset in the L4 header, r2 = the
+/// protocol; without (tc, where a GSO skb's length is the super-packet's), to `lookup`.
+/// Leaves r4 at the L4 header.
+pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: Option<Label>) {
+    use asm::*;
+    let icmp = b.label();
+    let udp = b.label();
+    let tcp = b.label();
+    b.push([mov_reg(2, 4), alu_imm(Alu::Add, 2, 20)]);
+    b.jmp_reg(Jmp::Gt, 2, 8, fail);
+    b.push([load(Size::B, 2, 4, 0)]);
+    b.jmp_imm(Jmp::Ne, 2, 0x45, fail);
+    if csum.is_some() {
+        b.push([load(Size::H, 5, 4, 2), to_be(5, 16)]);
+        b.jmp_imm(Jmp::Lt, 5, 20, fail);
+        b.push([mov_reg(2, 8), alu_reg(Alu::Sub, 2, 4)]);
+        b.jmp_reg(Jmp::Gt, 5, 2, fail);
+        b.push([store_reg(Size::Dw, 10, 5, stack::IP_LEN)]);
+    }
+    b.push([
+        load(Size::B, 2, 4, 9),
+        store_reg(Size::B, 10, 2, k(key::NW_PROTO)),
+        load(Size::W, 3, 4, 12),
+        store_reg(Size::W, 10, 3, k(key::NW_SRC)),
+        load(Size::W, 3, 4, 16),
+        store_reg(Size::W, 10, 3, k(key::NW_DST)),
+        load(Size::H, 3, 4, 6),
+        to_be(3, 16),
+        alu_imm(Alu::And, 3, 0x1fff),
+    ]);
+    b.jmp_imm(Jmp::Ne, 3, 0, lookup);
+    b.push([alu_imm(Alu::Add, 4, 20)]);
+    b.jmp_imm(Jmp::Eq, 2, 1, icmp);
+    b.jmp_imm(Jmp::Eq, 2, 6, tcp);
+    b.jmp_imm(Jmp::Eq, 2, 17, udp);
+    b.ja(lookup);
+
+    b.bind(icmp);
+    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
+    b.push([
+        load(Size::H, 3, 4, 0),
+        store_reg(Size::H, 10, 3, k(key::TP_SRC)),
+    ]);
+    b.ja(lookup);
+
+    b.bind(udp);
+    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
+    b.push([
+        load(Size::W, 3, 4, 0),
+        store_reg(Size::W, 10, 3, k(key::TP_SRC)),
+    ]);
+    let Some(csum) = csum else {
+        b.ja(lookup);
+        b.bind(tcp);
+        b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
+        b.jmp_reg(Jmp::Gt, 3, 8, lookup);
+        b.push([
+            load(Size::W, 3, 4, 0),
+            store_reg(Size::W, 10, 3, k(key::TP_SRC)),
+        ]);
+        b.ja(lookup);
+        return;
+    };
+    b.push([load(Size::H, 0, 4, 6)]);
+    b.jmp_imm(Jmp::Eq, 0, 0, lookup);
+    b.push([mov_imm(1, 6)]);
+    b.ja(csum);
+
+    b.bind(tcp);
+    b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
+    b.jmp_reg(Jmp::Gt, 3, 8, lookup);
+    b.push([
+        load(Size::W, 3, 4, 0),
+        store_reg(Size::W, 10, 3, k(key::TP_SRC)),
+        load(Size::H, 0, 4, 16),
+        mov_imm(1, 16),
+    ]);
+    b.ja(csum);
+}
+
+/// A checksum field (r0, at offset r1 of the L4 header, protocol r2) holding only the
+/// pseudo-header sum was left for offload (CHECKSUM_PARTIAL): notes where it is (stack slot
+/// `CSUM_OFFSET`), to finish it if the flow is forwarded here (userspace finishes it
+/// otherwise). Goes on to `lookup`.
+fn emit_partial_checksum_note(b: &mut Builder, lookup: Label) {
+    use asm::*;
+    let partial = b.label();
+    b.push([
+        to_be(0, 16),
+        load(Size::H, 3, 10, k(key::NW_SRC)),
+        to_be(3, 16),
+        load(Size::H, 5, 10, k(key::NW_SRC + 2)),
+        to_be(5, 16),
+        alu_reg(Alu::Add, 3, 5),
+        load(Size::H, 5, 10, k(key::NW_DST)),
+        to_be(5, 16),
+        alu_reg(Alu::Add, 3, 5),
+        load(Size::H, 5, 10, k(key::NW_DST + 2)),
+        to_be(5, 16),
+        alu_reg(Alu::Add, 3, 5),
+        alu_reg(Alu::Add, 3, 2),
+        load(Size::Dw, 5, 10, stack::IP_LEN),
+        alu_imm(Alu::Sub, 5, 20),
+        alu_reg(Alu::Add, 3, 5),
+        mov_reg(5, 3),
+        alu_imm(Alu::Rsh, 5, 16),
+        alu_imm(Alu::And, 3, 0xffff),
+        alu_reg(Alu::Add, 3, 5),
+        mov_reg(5, 3),
+        alu_imm(Alu::Rsh, 5, 16),
+        alu_imm(Alu::And, 3, 0xffff),
+        alu_reg(Alu::Add, 3, 5),
+    ]);
+    b.jmp_reg(Jmp::Eq, 0, 3, partial);
+    b.jmp_imm(Jmp::Ne, 3, 0xffff, lookup);
+    b.jmp_imm(Jmp::Ne, 0, 0, lookup);
+    b.bind(partial);
+    b.push([store_reg(Size::Dw, 10, 1, stack::CSUM_OFFSET)]);
+}
+
+/// With [`FLAG_DEC_TTL`] in the entry at r9: decrements the TTL of the IPv4 header at r4
+/// (r8 = data_end) and fixes the header checksum (RFC 1624, as `ip_decrease_ttl`); a header
+/// not all there or a TTL that would reach 0 goes to `fail`. Goes on to `next`.
+pub(super) fn emit_dec_ttl(b: &mut Builder, fail: Label, next: Label) {
+    use asm::*;
+    b.push([
+        load(Size::B, 2, 9, v(value::FLAGS)),
+        mov_reg(3, 2),
+        alu_imm(Alu::And, 3, i32::from(FLAG_DEC_TTL)),
+    ]);
+    b.jmp_imm(Jmp::Eq, 3, 0, next);
+    b.push([mov_reg(5, 4), mov_reg(3, 5), alu_imm(Alu::Add, 3, 20)]);
+    b.jmp_reg(Jmp::Gt, 3, 8, fail);
+    b.push([load(Size::B, 3, 5, 8)]);
+    b.jmp_imm(Jmp::Le, 3, 1, fail);
+    b.push([
+        alu_imm(Alu::Sub, 3, 1),
+        store_reg(Size::B, 5, 3, 8),
+        load(Size::H, 3, 5, 10),
+        to_be(3, 16),
+        alu_imm(Alu::Add, 3, 0x0100),
+        mov_reg(4, 3),
+        alu_imm(Alu::Rsh, 4, 16),
+        alu_reg(Alu::Add, 3, 4),
+        alu_imm(Alu::And, 3, 0xffff),
+        to_be(3, 16),
+        store_reg(Size::H, 5, 3, 10),
+    ]);
+    b.ja(next);
+}
+
+/// With [`FLAG_REWRITE_MACS`] in the entry at r9: writes its MACs over the frame's at r7
+/// (r8 = data_end); a frame shorter than an Ethernet header goes to `fail`. Goes on to
+/// `next`.
+pub(super) fn emit_mac_rewrite(b: &mut Builder, fail: Label, next: Label) {
+    use asm::*;
+    b.push([
+        load(Size::B, 2, 9, v(value::FLAGS)),
+        alu_imm(Alu::And, 2, i32::from(FLAG_REWRITE_MACS)),
+    ]);
+    b.jmp_imm(Jmp::Eq, 2, 0, next);
+    b.push([mov_reg(2, 7), alu_imm(Alu::Add, 2, 14)]);
+    b.jmp_reg(Jmp::Gt, 2, 8, fail);
+    b.push([
+        load(Size::W, 3, 9, v(value::NEW_DST)),
+        store_reg(Size::W, 7, 3, 0),
+        load(Size::H, 3, 9, v(value::NEW_DST + 4)),
+        store_reg(Size::H, 7, 3, 4),
+        load(Size::H, 3, 9, v(value::NEW_SRC)),
+        store_reg(Size::H, 7, 3, 6),
+        load(Size::W, 3, 9, v(value::NEW_SRC + 2)),
+        store_reg(Size::W, 7, 3, 8),
+    ]);
+    b.ja(next);
 }
 
 /// Finishes a TCP or UDP checksum left for offload, for a flow the kernel forwards: copies

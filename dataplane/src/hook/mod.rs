@@ -24,15 +24,31 @@ pub(crate) use xdp::{LoadedXdp, XdpHook};
 /// Which hook a port uses, as `show` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookKind {
-    /// XDP, in the driver or generic.
+    /// XDP, in the driver or generic, steering to the port's AF_XDP sockets.
     Xdp,
+    /// A tc program at tcx ingress: misses go to the workers through the upcall device, and
+    /// the port's socket only sends.
+    Tc,
 }
 
 impl HookKind {
-    /// `xdp`.
+    /// `xdp` or `tc`.
     pub fn name(self) -> &'static str {
         match self {
             HookKind::Xdp => "xdp",
+            HookKind::Tc => "tc",
+        }
+    }
+}
+
+impl std::str::FromStr for HookKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<HookKind, String> {
+        match s {
+            "xdp" => Ok(HookKind::Xdp),
+            "tc" => Ok(HookKind::Tc),
+            other => Err(format!("hook {other:?} is not tc or xdp")),
         }
     }
 }

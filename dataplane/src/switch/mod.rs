@@ -208,7 +208,11 @@ impl Switch {
                     let ifindex = port.interface.ifindex;
                     let target = Self::accepts_redirects(ifindex)
                         && maps.add_target(port.id, ifindex).is_ok();
-                    Some(FastPort { ifindex, target })
+                    Some(FastPort {
+                        ifindex,
+                        target,
+                        hook: port.hook.kind(),
+                    })
                 }
                 None => None,
             };

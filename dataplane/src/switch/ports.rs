@@ -260,7 +260,11 @@ impl Switch {
         if let Some(maps) = &self.fast {
             let ifindex = interface.ifindex;
             let target = Self::accepts_redirects(ifindex) && maps.add_target(id, ifindex).is_ok();
-            self.fast_ports[usize::from(id)] = Some(FastPort { ifindex, target });
+            self.fast_ports[usize::from(id)] = Some(FastPort {
+                ifindex,
+                target,
+                hook: hook.kind(),
+            });
             self.send_fast_ports()?;
         }
         self.update_fill_target(opened.len());
