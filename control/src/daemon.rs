@@ -1,6 +1,6 @@
 //! The control thread: owns the switch and answers requests, one at a time.
 
-use dataplane::{PortOptions, Switch, SwitchError, XdpMode};
+use dataplane::{HookKind, PortOptions, Switch, SwitchError, XdpMode};
 use flowtable::Config;
 use flowtable::flow_spec::{parse_flow, parse_match};
 use flowtable::rule::Rule;
@@ -52,8 +52,15 @@ fn port_options(port: &state::Port) -> Result<PortOptions, RpcError> {
             )));
         }
     };
+    let hook = port
+        .hook
+        .as_deref()
+        .map(str::parse::<HookKind>)
+        .transpose()
+        .map_err(RpcError::params)?;
     Ok(PortOptions {
         queues: port.queues,
+        hook,
         xdp_mode,
         vlan: to_mode(&port.vlan)?,
     })
@@ -245,6 +252,7 @@ impl Daemon {
     pub fn add_port(&mut self, p: AddPortParams) -> Result<AddPortResult, RpcError> {
         let port = state::Port {
             queues: p.queues,
+            hook: p.hook,
             xdp_mode: p.xdp_mode,
             vlan: p.vlan.unwrap_or_default(),
             external_ids: p.external_ids,

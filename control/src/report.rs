@@ -40,6 +40,7 @@ impl Daemon {
                 ifindex: info.ifindex,
                 mac: info.mac.to_string(),
                 driver: info.driver,
+                hook: info.hook.name().to_owned(),
                 xdp_mode: info.xdp_mode.map(|m| m.name().to_owned()),
                 zero_copy: info.zero_copy,
                 fast_path: PortFastPath {

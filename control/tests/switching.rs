@@ -6,7 +6,7 @@ mod common;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{Container, Lab, iperf_tcp, xdp_attached};
+use common::{Container, Lab, iperf_tcp, link_exists, must, xdp_attached};
 use serde_json::json;
 
 /// Starts tcpdump in `c` for `secs` seconds with `filter`; see [`captured`].
@@ -160,9 +160,27 @@ fn sigkill_mid_traffic_then_restart_resumes_forwarding() {
         !xdp_attached(&a.port) && !xdp_attached(&b.port),
         "XDP left attached after SIGKILL"
     );
+    // Nor a tc program: the host end's own stack gets its frames again.
+    must(&["ip", "addr", "add", "10.2.0.254/24", "dev", &a.port]);
+    assert!(
+        a.wait_ping("10.2.0.254", Duration::from_secs(5)),
+        "a program is still attached after SIGKILL"
+    );
+    must(&["ip", "addr", "del", "10.2.0.254/24", "dev", &a.port]);
+    // The upcall device of the tc hook outlives the process; the next start replaces it.
+    let upcall = format!("{}u0", lab.prefix);
+    let tc = d.log().contains("upcall device up");
+    assert_eq!(
+        link_exists(&upcall),
+        tc,
+        "the upcall device is there after SIGKILL"
+    );
 
     // Same socket path, same ports, no cleanup by hand.
     let d2 = lab.xvsd(&[&a.port, &b.port], &[]);
+    if tc {
+        assert!(d2.log().contains("removed a stale upcall device"));
+    }
     assert!(
         a.wait_ping(&b.ip, Duration::from_secs(5)),
         "no forwarding after restart"
@@ -224,15 +242,37 @@ fn sigterm_detaches_everything() {
     let a = lab.container(1, 4);
     let b = lab.container(2, 4);
     let mut d = lab.xvsd(&[&a.port, &b.port], &[]);
-    assert!(xdp_attached(&a.port) && xdp_attached(&b.port));
+    let upcall = format!("{}u0", lab.prefix);
+    let hooks: Vec<String> = d.call("show", json!({}))["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["hook"].as_str().unwrap().to_owned())
+        .collect();
+    let xdp = hooks.iter().all(|h| h == "xdp");
+    let tc = hooks.iter().all(|h| h == "tc");
+    assert!(xdp || tc, "one hook for both veths: {hooks:?}");
+    if xdp {
+        assert!(xdp_attached(&a.port) && xdp_attached(&b.port));
+    } else {
+        assert!(link_exists(&upcall), "the tc hook's upcall device is up");
+    }
     assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    // While a hook holds the host end, the host's own stack never sees its frames.
+    must(&["ip", "addr", "add", "10.4.0.254/24", "dev", &a.port]);
+    assert_eq!(a.ping("10.4.0.254", 1, 0.2), 0, "the switch had the frames");
     assert!(d.terminate(), "xvsd did not exit cleanly:\n{}", d.log());
     assert!(
         !xdp_attached(&a.port) && !xdp_attached(&b.port),
         "XDP left attached"
     );
+    assert!(!link_exists(&upcall), "upcall device left behind");
+    assert!(
+        a.wait_ping("10.4.0.254", Duration::from_secs(5)),
+        "a program is still attached: the host end does not answer"
+    );
     assert!(!d.socket.exists(), "socket file left behind");
-    // The interfaces are plain veths again: the peers got their offloads back.
+    // The interfaces are plain veths again: the peers have their offloads.
     let gso = a.exec(&["ethtool", "-k", "eth0"]);
     let text = String::from_utf8_lossy(&gso.stdout);
     if gso.status.success() {
@@ -241,4 +281,51 @@ fn sigterm_detaches_everything() {
             "peer TSO not restored:\n{text}"
         );
     }
+}
+
+/// What `ethtool -k eth0` in the container says of TSO, if ethtool is there.
+fn container_tso(c: &Container) -> Option<String> {
+    let out = c.exec(&["ethtool", "-k", "eth0"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("tcp-segmentation-offload:"))
+        .map(str::to_owned)
+}
+
+#[test]
+fn the_tc_hook_leaves_the_containers_tso_on_and_xdp_does_not() {
+    let Some(mut lab) = Lab::new("the_tc_hook_leaves_the_containers_tso_on_and_xdp_does_not")
+    else {
+        return;
+    };
+    if !lab.require("iperf3") || !lab.require("ethtool") {
+        return;
+    }
+    let a = lab.container(1, 6);
+    let b = lab.container(2, 6);
+    for (hook, tso) in [
+        ("tc", "tcp-segmentation-offload: on"),
+        ("xdp", "tcp-segmentation-offload: off"),
+    ] {
+        let mut d = lab.xvsd(&[&a.port, &b.port], &["--hook", hook]);
+        let show = d.call("show", json!({}));
+        for port in show["ports"].as_array().unwrap() {
+            assert_eq!(port["hook"], hook, "{port}");
+        }
+        let seen = container_tso(&a).unwrap_or_default();
+        assert!(seen.starts_with(tso), "with the {hook} hook: {seen}");
+        assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+        let gbps = iperf_tcp(&mut lab, &a, &b, 2);
+        println!("{hook} hook: TCP {gbps:.2} Gbit/s");
+        assert!(gbps > 0.1, "TCP crosses the {hook} hook");
+        // Every segment is counted, though a GSO skb crosses the tc hook whole.
+        let (rx, _) = d.port_counters()[&a.port];
+        assert!(rx > 10_000, "{rx} packets counted on {}", a.port);
+        assert!(d.terminate());
+    }
+    assert_eq!(
+        container_tso(&a).as_deref(),
+        Some("tcp-segmentation-offload: on"),
+        "TSO back after XDP left"
+    );
 }

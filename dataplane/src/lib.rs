@@ -20,6 +20,7 @@ pub mod umem;
 mod worker;
 
 pub use counters::{DropCause, PortStats, WorkerStats};
+pub use hook::{HookChoice, HookKind};
 pub use port::{PortInfo, QueueInfo};
 pub use switch::{PortCounters, PortOptions, Switch, SwitchError, SwitchOptions, WorkerInfo};
 pub use worker::{FdbEntry, NeighborEntry};

@@ -358,6 +358,7 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
         peer_netns: spec.container.as_ref().map(|c| &c.netns.file),
         peer_mac: spec.mac,
         mtu: spec.mtu,
+        queues: None,
     })
     .map_err(|e| {
         if e.is_exists() {
@@ -716,6 +717,7 @@ mod tests {
             ifindex: 1,
             mac: "02:00:00:00:00:01".into(),
             driver: "veth".into(),
+            hook: "xdp".into(),
             xdp_mode: Some("drv".into()),
             zero_copy: false,
             fast_path: xvs_proto::status::PortFastPath {

@@ -26,7 +26,7 @@ methods! {
     ListCommands = "list-commands" ("", "this list"): Empty => Vec<CommandInfo>;
     Show = "show" ("", "ports, queues, workers, uptime"): Empty => ShowResult;
     AddPort = "add-port" (
-        "name, queues?, xdp_mode? (drv|skb), vlan?, external_ids?",
+        "name, queues?, hook? (tc|xdp), xdp_mode? (drv|skb), vlan?, external_ids?",
         "switch an interface (hot add)"
     ): AddPortParams => AddPortResult;
     DelPort = "del-port" ("name", "give an interface back to the kernel"): PortName => Empty;

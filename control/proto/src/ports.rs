@@ -18,6 +18,9 @@ pub struct AddPortParams {
     /// Serve only the first N queues (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queues: Option<u32>,
+    /// Force the kernel hook: `tc` (tcx ingress) or `xdp` (default: xvsd's `--hook`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
     /// Force the XDP mode: `drv` (or `native`), `skb` (or `generic`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp_mode: Option<String>,

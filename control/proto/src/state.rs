@@ -42,6 +42,10 @@ pub struct Port {
     /// Serve only the first N queues (default: all). Applies when the port is added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queues: Option<u32>,
+    /// The hook asked for (`tc`, `xdp`; default: xvsd's choice for the device). Applies when
+    /// the port is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
     /// The XDP mode asked for (`drv`, `skb`; default: the best the driver has). Applies when
     /// the port is added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +128,7 @@ mod tests {
                     "veth1".to_owned(),
                     Port {
                         queues: Some(2),
+                        hook: Some("xdp".into()),
                         xdp_mode: Some("skb".into()),
                         vlan: VlanSpec::Access { tag: 10 },
                         external_ids: BTreeMap::from([("owner".into(), "xvsctl".into())]),

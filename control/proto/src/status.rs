@@ -33,6 +33,8 @@ pub struct PortStatus {
     pub mac: String,
     /// The interface's driver (`veth`, `mlx5_core`, ...).
     pub driver: String,
+    /// The kernel hook that meets its frames: `tc` or `xdp`.
+    pub hook: String,
     /// How its XDP program is attached (`drv`, `skb`); `None` for a port without XDP.
     pub xdp_mode: Option<String>,
     /// Whether its AF_XDP sockets are zero-copy.

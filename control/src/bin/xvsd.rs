@@ -4,7 +4,7 @@
 //! and on SIGINT or SIGTERM stops the workers and detaches every XDP program (the programs are
 //! attached through bpf_links, so even SIGKILL leaves none behind).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use control::daemon::Daemon;
 use control::server::Listener;
-use dataplane::{Switch, SwitchOptions};
+use dataplane::{HookChoice, Switch, SwitchOptions};
 use xvs_proto::ports::AddPortParams;
 use xvs_proto::{DEFAULT_SOCKET, Response};
 
@@ -40,13 +40,41 @@ struct Args {
     /// Seconds before a silent MAC address is forgotten.
     #[arg(long, default_value_t = 300)]
     mac_age: u64,
-    /// Forward decided flows in the kernel by XDP redirect (on where the kernel supports it),
-    /// or everything through userspace (off).
+    /// Forward decided flows in the kernel by tc or XDP redirect (on where the kernel supports
+    /// it), or everything through userspace (off).
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
     fast_path: String,
     /// Most MAC addresses learned.
     #[arg(long, default_value_t = flowtable::mac_table::DEFAULT_CAPACITY)]
     mac_max: usize,
+    /// The kernel hook of ports: tc at tcx ingress (a veth's peer keeps GSO and TSO; misses
+    /// reach the workers through the upcall device), XDP (the packet-rate mode, and the one
+    /// for NICs), or auto: tc for veths, XDP for everything else. `add-port --hook` overrides
+    /// it per port.
+    #[arg(long, value_name = "auto|tc|xdp", default_value = "auto")]
+    hook: HookChoice,
+    /// The upcall device's name (a veth pair, this name and this name with "x" after it).
+    /// Default: xvs-upcall with the default socket, else one derived from the socket's path,
+    /// so that daemons with different sockets never share one.
+    #[arg(long, value_name = "NAME")]
+    upcall_dev: Option<String>,
+}
+
+/// The upcall device of a daemon serving `socket`: a name that fits IFNAMSIZ with its far
+/// end's `x`, the same for the same socket every time (a restart removes its predecessor's).
+fn upcall_name(socket: &Path) -> String {
+    if socket == Path::new(DEFAULT_SOCKET) {
+        return dataplane::switch::DEFAULT_UPCALL.to_owned();
+    }
+    // FNV-1a: small, stable across builds.
+    let hash = socket
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0x811c_9dc5u32, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    format!("xvsu{hash:08x}")
 }
 
 fn parse_cpus(list: &str) -> anyhow::Result<Vec<Option<usize>>> {
@@ -99,6 +127,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| dataplane::switch::default_umem_frames(2048)),
         busy_poll: args.busy_poll,
         fast_path: args.fast_path == "on",
+        hook: args.hook,
+        upcall: args
+            .upcall_dev
+            .clone()
+            .unwrap_or_else(|| upcall_name(&args.socket)),
         ..SwitchOptions::default()
     };
     let mut config = flowtable::Config::default();

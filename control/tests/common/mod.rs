@@ -208,6 +208,8 @@ pub struct Lab {
     test: String,
     dir: PathBuf,
     daemons_started: u32,
+    /// The sockets daemons were started on: the n-th gets the n-th upcall device name.
+    sockets: Vec<PathBuf>,
     children: Vec<Child>,
     /// Links the tools under test made.
     links: Vec<Link>,
@@ -235,6 +237,7 @@ impl Lab {
             test: test.to_owned(),
             dir,
             daemons_started: 0,
+            sockets: Vec::new(),
             children: Vec::new(),
             links: Vec::new(),
             veths: Vec::new(),
@@ -350,6 +353,27 @@ impl Lab {
             cmd.args(["--port", p]);
         }
         cmd.args(extra);
+        // A daemon's upcall device is named after the lab and the socket (a restart on the
+        // same socket finds its predecessor's), and removed with the lab even after SIGKILL.
+        if !extra.contains(&"--upcall-dev") {
+            let n = match self.sockets.iter().position(|s| s == socket) {
+                Some(n) => n,
+                None => {
+                    self.sockets.push(socket.to_owned());
+                    let n = self.sockets.len() - 1;
+                    self.links
+                        .push(Link::adopt(&format!("{}u{n}", self.prefix)));
+                    n
+                }
+            };
+            cmd.args(["--upcall-dev", &format!("{}u{n}", self.prefix)]);
+        }
+        // XVS_TEST_HOOK=tc|xdp runs the whole suite with every port on that hook.
+        if let Ok(hook) = std::env::var("XVS_TEST_HOOK")
+            && !extra.contains(&"--hook")
+        {
+            cmd.args(["--hook", &hook]);
+        }
         // XVS_TEST_FAST_PATH=off runs the whole suite with the in-kernel fast path off.
         if std::env::var("XVS_TEST_FAST_PATH").is_ok_and(|v| v == "off")
             && !extra.contains(&"--fast-path")

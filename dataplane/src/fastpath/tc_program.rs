@@ -1,5 +1,5 @@
 //! The fast path's tc program, generated per port, for ports whose frames a program at tcx
-//! ingress meets (container veths): build the flow's [`KernelKey`] from the skb, look it up,
+//! ingress meets (container veths): build the flow's `KernelKey` from the skb, look it up,
 //! apply the decision and redirect (into the destination container with
 //! `bpf_redirect_peer`); anything else goes to the workers through the upcall device,
 //! prefixed with its ingress port (`flowtable::wire::upcall`).
@@ -17,8 +17,6 @@ use xvs_sys::bpf::Insn;
 use xvs_sys::bpf::abi::{helper, sk_buff, tc_action};
 use xvs_sys::bpf::asm::{self, Builder, Label};
 
-#[cfg(doc)]
-use super::abi::KernelKey;
 use super::abi::{FLAG_PEER, Verdict, VlanOp, key, state, value};
 use super::maps::FastPathMaps;
 use super::program::{
@@ -32,8 +30,14 @@ const HEADERS: i32 = 14 + 20 + 20;
 const NEW_TCI: i16 = KEY - 8;
 
 /// The tc program of port `port`: with `fast`, the fast path's lookup; without, every frame to
-/// the workers. Misses go to the upcall device `upcall_ifindex`.
-pub fn tc_program(fast: Option<&FastPathMaps>, port: PortId, upcall_ifindex: u32) -> Vec<Insn> {
+/// the workers. Misses go to the upcall device `upcall_ifindex`, spread over its
+/// `upcall_queues` queues (one per worker) by flow.
+pub fn tc_program(
+    fast: Option<&FastPathMaps>,
+    port: PortId,
+    upcall_ifindex: u32,
+    upcall_queues: u32,
+) -> Vec<Insn> {
     use asm::*;
     let mut b = Builder::new();
     let upcall = b.label();
@@ -84,6 +88,17 @@ pub fn tc_program(fast: Option<&FastPathMaps>, port: PortId, upcall_ifindex: u32
     b.bind(flags);
     b.push([to_be(4, 16), store_reg(Size::H, 7, 4, 6)]);
     b.bind(send);
+    if upcall_queues > 1 {
+        // The upcall device's queue (and so the worker) follows the flow: recorded as the
+        // RX queue, from which the transmit queue is picked.
+        b.push([
+            mov_reg(1, 6),
+            call(helper::GET_HASH_RECALC),
+            alu_imm(Alu::Mod, 0, upcall_queues as i32),
+            alu_imm(Alu::Add, 0, 1),
+            store_reg(Size::W, 6, 0, sk_buff::QUEUE_MAPPING),
+        ]);
+    }
     b.push([
         mov_imm(1, upcall_ifindex as i32),
         mov_imm(2, 0),
@@ -265,7 +280,7 @@ mod tests {
         }
         let maps = FastPathMaps::new().expect("maps");
         for (fast, name) in [(Some(&maps), "xvs_tc_fast"), (None, "xvs_tc_plain")] {
-            if let Err(e) = load_sched_cls(&tc_program(fast, 3, 1), name) {
+            if let Err(e) = load_sched_cls(&tc_program(fast, 3, 1, 2), name) {
                 panic!("{name}: {e}");
             }
         }

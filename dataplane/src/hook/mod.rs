@@ -8,7 +8,8 @@
 //! layouts, which every hook's program reads, are in `crate::fastpath::abi`.
 //!
 //! Hooks: `xdp` (XDP on the driver, or generic XDP, with an XSKMAP to the port's AF_XDP
-//! sockets). A new hook (tc at tcx ingress) is a new file here and a variant of `Hook`.
+//! sockets) and `tc` (a program at tcx ingress; misses reach the workers through the upcall
+//! device). A new hook is a new file here and a variant of `Hook`.
 
 use std::os::fd::BorrowedFd;
 
@@ -17,8 +18,10 @@ use xvs_sys::bpf::{ProgError, XdpMode};
 
 use crate::fastpath::FastPathMaps;
 
+pub(crate) mod tc;
 pub(crate) mod xdp;
 
+pub(crate) use tc::TcHook;
 pub(crate) use xdp::{LoadedXdp, XdpHook};
 
 /// Which hook a port uses, as `show` names it.
@@ -53,11 +56,53 @@ impl std::str::FromStr for HookKind {
     }
 }
 
+/// How xvsd picks a port's hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HookChoice {
+    /// tc for veths (their peers keep GSO and TSO), XDP for every other device.
+    #[default]
+    Auto,
+    /// This hook for every port.
+    Only(HookKind),
+}
+
+impl HookChoice {
+    /// The hook for a port on a device of `driver`.
+    pub fn for_driver(self, driver: &str) -> HookKind {
+        match self {
+            HookChoice::Auto if driver == "veth" => HookKind::Tc,
+            HookChoice::Auto => HookKind::Xdp,
+            HookChoice::Only(kind) => kind,
+        }
+    }
+
+    /// Whether a port may get the tc hook (xvsd then needs the upcall device).
+    pub fn may_use_tc(self) -> bool {
+        self != HookChoice::Only(HookKind::Xdp)
+    }
+}
+
+impl std::str::FromStr for HookChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<HookChoice, String> {
+        match s {
+            "auto" => Ok(HookChoice::Auto),
+            other => other
+                .parse()
+                .map(HookChoice::Only)
+                .map_err(|_| format!("hook {other:?} is not auto, tc or xdp")),
+        }
+    }
+}
+
 /// A port's kernel hook, attached.
 #[derive(Debug)]
 pub(crate) enum Hook {
     /// XDP steering the port's queues to their AF_XDP sockets.
     Xdp(XdpHook),
+    /// tc at tcx ingress, misses to the upcall device.
+    Tc(TcHook),
 }
 
 impl Hook {
@@ -65,6 +110,7 @@ impl Hook {
     pub(crate) fn kind(&self) -> HookKind {
         match self {
             Hook::Xdp(_) => HookKind::Xdp,
+            Hook::Tc(_) => HookKind::Tc,
         }
     }
 
@@ -72,16 +118,19 @@ impl Hook {
     pub(crate) fn xdp_mode(&self) -> Option<XdpMode> {
         match self {
             Hook::Xdp(h) => Some(h.mode()),
+            Hook::Tc(_) => None,
         }
     }
 
-    /// Sends the frames of queue `queue` to `socket`.
+    /// Sends the frames of queue `queue` to `socket` (a tc hook sends none to a port's own
+    /// sockets: its misses go to the upcall device).
     ///
     /// # Errors
     /// The kernel refuses the socket.
     pub(crate) fn steer(&self, queue: u32, socket: BorrowedFd<'_>) -> Result<(), ProgError> {
         match self {
             Hook::Xdp(h) => h.steer(queue, socket),
+            Hook::Tc(_) => Ok(()),
         }
     }
 
@@ -89,6 +138,7 @@ impl Hook {
     pub(crate) fn release(&self, queue: u32) {
         match self {
             Hook::Xdp(h) => h.release(queue),
+            Hook::Tc(_) => {}
         }
     }
 
@@ -104,6 +154,7 @@ impl Hook {
     ) -> Result<(), ProgError> {
         match self {
             Hook::Xdp(h) => h.set_fast_path(port, fast),
+            Hook::Tc(h) => h.set_fast_path(port, fast),
         }
     }
 }

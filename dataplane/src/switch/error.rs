@@ -1,6 +1,7 @@
 //! What can go wrong in the switch.
 
 use xvs_sys::bpf::ProgError;
+use xvs_sys::netlink::NetlinkError;
 use xvs_sys::{SyscallError, procfs};
 
 use crate::counters::MAX_PORTS;
@@ -23,6 +24,15 @@ pub enum SwitchError {
     /// A bad argument.
     #[error("{0}")]
     Invalid(String),
+    /// The upcall device could not be made.
+    #[error("cannot make the upcall device {name}: {source}")]
+    Upcall {
+        /// Its name.
+        name: String,
+        /// The netlink error.
+        #[source]
+        source: NetlinkError,
+    },
     /// The UMEM could not be mapped or registered.
     #[error(
         "cannot set up a UMEM of {frames} frames ({mib} MiB): {source}; locked memory is limited \

@@ -19,6 +19,7 @@ use xvs_sys::netlink::generic;
 use crate::counters::{MAX_PORTS, PortStats};
 use crate::fastpath::{FastPathMaps, FastPort};
 use crate::hook::xdp::probe_fast_path as probe_program;
+use crate::hook::{HookChoice, HookKind};
 use crate::port::Port;
 use crate::umem::Umem;
 use crate::worker::{Command, TxMap, Worker, WorkerEvent, WorkerSetup, WorkerShared};
@@ -29,11 +30,12 @@ mod ports;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod upcall;
 mod workers;
 
 pub use error::SwitchError;
 use error::memlock_limit;
-pub use options::{PortOptions, SwitchOptions, default_umem_frames};
+pub use options::{DEFAULT_UPCALL, PortOptions, SwitchOptions, default_umem_frames};
 pub use stats::{PortCounters, WorkerInfo};
 use workers::WorkerHandle;
 
@@ -64,6 +66,8 @@ pub struct Switch {
     /// The configuration epoch the kernel entries must carry.
     config_epoch: u32,
     fast_ports: Vec<Option<FastPort>>,
+    /// The upcall device, when ports may have the tc hook.
+    upcall: Option<upcall::Upcall>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -158,7 +162,7 @@ impl Switch {
                 cpu,
             });
         }
-        Ok(Switch {
+        let mut switch = Switch {
             options,
             clock_zero,
             workers,
@@ -173,7 +177,20 @@ impl Switch {
             fast,
             config_epoch: 1,
             fast_ports: vec![None; MAX_PORTS],
-        })
+            upcall: None,
+        };
+        if switch.options.hook.may_use_tc() {
+            match switch.add_upcall() {
+                Ok(()) => {}
+                // The default falls back to XDP everywhere: one robust dataplane first.
+                Err(e) if switch.options.hook == HookChoice::Auto => {
+                    tracing::warn!("{e}; every port gets the XDP hook");
+                    switch.options.hook = HookChoice::Only(HookKind::Xdp);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(switch)
     }
 
     /// Whether the in-kernel fast path is on.
@@ -321,8 +338,16 @@ impl Switch {
         }
         // Detach every hook before closing the sockets it steered to.
         self.ports.clear();
+        let upcall = self.upcall.take();
+        let upcall_name = upcall.map(|u| {
+            drop(u.hook);
+            u.name
+        });
         for (_, backend) in returned {
             drop(backend.close());
+        }
+        if let Some(name) = upcall_name {
+            upcall::remove_link(&name);
         }
     }
 }

@@ -4,6 +4,11 @@ use flowtable::VlanMode;
 use xvs_sys::bpf::XdpMode;
 use xvs_sys::procfs;
 
+use crate::hook::{HookChoice, HookKind};
+
+/// The upcall device's name when the options name none.
+pub const DEFAULT_UPCALL: &str = "xvs-upcall";
+
 /// How to build a switch.
 #[derive(Debug, Clone)]
 pub struct SwitchOptions {
@@ -19,8 +24,14 @@ pub struct SwitchOptions {
     pub busy_poll: bool,
     /// Slots of each worker's flow cache.
     pub cache_capacity: usize,
-    /// Forward decided flows in the kernel (XDP redirect) where the kernel supports it.
+    /// Forward decided flows in the kernel (XDP or tc redirect) where the kernel supports it.
     pub fast_path: bool,
+    /// Which hook ports get.
+    pub hook: HookChoice,
+    /// The upcall device (a veth pair, this name and the name with `x` after it) through
+    /// which tc-hooked ports' misses reach the workers; made at start unless every port is
+    /// to use XDP, removed at stop.
+    pub upcall: String,
 }
 
 /// The default UMEM size in frames: 16384 (32 MiB of 2 KiB frames) where the process may lock
@@ -47,6 +58,8 @@ impl Default for SwitchOptions {
             busy_poll: false,
             cache_capacity: flowtable::cache::DEFAULT_CAPACITY,
             fast_path: true,
+            hook: HookChoice::Auto,
+            upcall: DEFAULT_UPCALL.to_owned(),
         }
     }
 }
@@ -56,6 +69,8 @@ impl Default for SwitchOptions {
 pub struct PortOptions {
     /// How many queues to serve (default: every queue the interface has).
     pub queues: Option<u32>,
+    /// Force a hook (default: the switch's choice for the device).
+    pub hook: Option<HookKind>,
     /// Force an XDP mode (default: native, else generic).
     pub xdp_mode: Option<XdpMode>,
     /// VLAN mode.

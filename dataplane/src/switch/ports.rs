@@ -16,16 +16,16 @@ use crate::backend::afxdp::AfXdpQueue;
 use crate::backend::{Ingress, QueueBackend};
 use crate::counters::MAX_PORTS;
 use crate::fastpath::FastPort;
-use crate::hook::{Hook, LoadedXdp};
+use crate::hook::{Hook, HookKind, LoadedXdp, TcHook};
 use crate::port::{Interface, Port, PortInfo, PortQueue, QueueInfo, open_socket};
 use crate::umem::Umem;
 use crate::worker::{Command, Queue, WorkerEvent};
 
 /// A socket just opened for a port, not yet handed to its worker.
-struct Opened {
-    queue: PortQueue,
-    socket: XskSocket,
-    rings: XskRings,
+pub(super) struct Opened {
+    pub(super) queue: PortQueue,
+    pub(super) socket: XskSocket,
+    pub(super) rings: XskRings,
 }
 
 impl Opened {
@@ -58,8 +58,14 @@ impl Switch {
     /// Frames lent to a fill ring cannot be taken back until packets use them, so the target
     /// is set before new sockets get their first frames, and workers also keep the sum of
     /// their fill rings under half their share of the UMEM (see the worker's refill).
-    fn update_fill_target(&self, adding: usize) {
-        let sockets: usize = self.ports.values().map(|p| p.queues.len()).sum::<usize>() + adding;
+    pub(super) fn update_fill_target(&self, adding: usize) {
+        // Sockets that receive: XDP ports' and the upcall device's (a tc port's only sends).
+        let receiving = |p: &Port| match p.hook.kind() {
+            HookKind::Xdp => p.queues.len(),
+            HookKind::Tc => 0,
+        };
+        let upcall = self.upcall.as_ref().map_or(0, |u| u.queues.len());
+        let sockets: usize = self.ports.values().map(receiving).sum::<usize>() + upcall + adding;
         let per_socket = (self.options.umem_frames as usize / (4 * sockets.max(1))) as u32;
         let target = per_socket.clamp(MIN_FILL, MAX_FILL.min(self.options.ring_size));
         self.fill_target.store(target, Ordering::Relaxed);
@@ -67,10 +73,12 @@ impl Switch {
 
     /// A live socket of UMEM `umem` to share it through, if any.
     fn umem_anchor(&self, umem: u16) -> Option<xvs_sys::xsk::XskHandle> {
-        self.ports
-            .values()
-            .filter(|p| p.umem == umem)
-            .flat_map(|p| p.queues.first())
+        let ports = self.ports.values().map(|p| (p.umem, &p.queues));
+        let upcall = self.upcall.iter().map(|u| (u.umem, &u.queues));
+        ports
+            .chain(upcall)
+            .filter(|(u, _)| *u == umem)
+            .flat_map(|(_, queues)| queues.first())
             .map(|q| q.socket.clone())
             .next()
     }
@@ -103,7 +111,7 @@ impl Switch {
 
     /// Opens the sockets of a new port, zero-copy where the driver allows and copy mode
     /// otherwise. Returns the queues with their rings, the UMEM used and whether zero-copy.
-    fn open_queues(
+    pub(super) fn open_queues(
         &mut self,
         interface: &Interface,
         queues: u32,
@@ -198,10 +206,78 @@ impl Switch {
     }
 
     /// Closes sockets that never reached a worker, giving their frames and tags back.
-    fn close_opened(&mut self, opened: Vec<Opened>, umem: &Umem) {
+    pub(super) fn close_opened(&mut self, opened: Vec<Opened>, umem: &Umem) {
         for o in opened {
             self.tags.remove(&o.queue.tag);
             umem.give(o.close());
+        }
+    }
+
+    /// XDP on the interface, steering each of its `queues` queues to a socket of its own.
+    fn attach_xdp(
+        &mut self,
+        id: PortId,
+        interface: &Interface,
+        queues: u32,
+        options: &PortOptions,
+    ) -> Result<(Hook, Vec<Opened>, u16, bool), SwitchError> {
+        let loaded = LoadedXdp::load(id, queues, self.fast.as_deref())?;
+        let (opened, umem, zero_copy) = self.open_queues(interface, queues)?;
+        // Attach last: until then the interface's traffic keeps going to the stack.
+        let hook = match loaded.attach(interface.ifindex, &interface.name, options.xdp_mode) {
+            Ok(hook) => Hook::Xdp(hook),
+            Err(e) => {
+                let umem = self.umems[usize::from(umem)].clone();
+                self.close_opened(opened, &umem);
+                return Err(e.into());
+            }
+        };
+        for o in &opened {
+            if let Err(e) = hook.steer(o.queue.queue, o.socket.as_fd()) {
+                let umem = self.umems[usize::from(umem)].clone();
+                drop(hook);
+                self.close_opened(opened, &umem);
+                return Err(e.into());
+            }
+        }
+        Ok((hook, opened, umem, zero_copy))
+    }
+
+    /// A tc program at the interface's tcx ingress, and one socket that only sends, served by
+    /// a worker picked by port number (frames come in through the upcall device).
+    fn attach_tc(
+        &mut self,
+        id: PortId,
+        interface: &Interface,
+    ) -> Result<(Hook, Vec<Opened>, u16, bool), SwitchError> {
+        let upcall = self
+            .upcall
+            .as_ref()
+            .map(|u| (u.ifindex, u.queues.len() as u32));
+        let upcall = upcall.ok_or_else(|| {
+            SwitchError::Invalid(format!(
+                "{} cannot have the tc hook: xvsd has no upcall device (it runs with --hook xdp)",
+                interface.name
+            ))
+        })?;
+        let (mut opened, umem, zero_copy) = self.open_queues(interface, 1)?;
+        let workers = self.workers.len();
+        for o in &mut opened {
+            o.queue.worker = usize::from(id) % workers;
+        }
+        match TcHook::attach(
+            id,
+            interface.ifindex,
+            &interface.name,
+            upcall,
+            self.fast.as_deref(),
+        ) {
+            Ok(hook) => Ok((Hook::Tc(hook), opened, umem, zero_copy)),
+            Err(e) => {
+                let umem = self.umems[usize::from(umem)].clone();
+                self.close_opened(opened, &umem);
+                Err(e.into())
+            }
         }
     }
 
@@ -237,25 +313,13 @@ impl Switch {
             None => interface.queues,
         };
         let id = self.alloc_port_id()?;
-        let loaded = LoadedXdp::load(id, queues, self.fast.as_deref())?;
-        let (opened, umem, zero_copy) = self.open_queues(&interface, queues)?;
-        // Attach last: until then the interface's traffic keeps going to the stack.
-        let hook = match loaded.attach(interface.ifindex, name, options.xdp_mode) {
-            Ok(hook) => Hook::Xdp(hook),
-            Err(e) => {
-                let umem = self.umems[usize::from(umem)].clone();
-                self.close_opened(opened, &umem);
-                return Err(e.into());
-            }
+        let kind = options
+            .hook
+            .unwrap_or_else(|| self.options.hook.for_driver(&interface.driver));
+        let (hook, opened, umem, zero_copy) = match kind {
+            HookKind::Xdp => self.attach_xdp(id, &interface, queues, options)?,
+            HookKind::Tc => self.attach_tc(id, &interface)?,
         };
-        for o in &opened {
-            if let Err(e) = hook.steer(o.queue.queue, o.socket.as_fd()) {
-                let umem = self.umems[usize::from(umem)].clone();
-                drop(hook);
-                self.close_opened(opened, &umem);
-                return Err(e.into());
-            }
-        }
         let finish = interface.needs_checksum_fix();
         if let Some(maps) = &self.fast {
             let ifindex = interface.ifindex;
@@ -267,7 +331,10 @@ impl Switch {
             });
             self.send_fast_ports()?;
         }
-        self.update_fill_target(opened.len());
+        self.update_fill_target(match kind {
+            HookKind::Xdp => opened.len(),
+            HookKind::Tc => 0,
+        });
         let mut port_queues = Vec::with_capacity(opened.len());
         for Opened {
             queue,
@@ -276,15 +343,12 @@ impl Switch {
         } in opened
         {
             let backend: Box<dyn QueueBackend> = Box::new(AfXdpQueue::new(socket, rings));
-            let worker_queue = Queue::new(
-                id,
-                queue.queue,
-                Ingress::Port(id),
-                true,
-                backend,
-                finish,
-                umem,
-            );
+            // A tc port's socket only sends: its frames reach the workers by the upcall device.
+            let ingress = match kind {
+                HookKind::Xdp => Ingress::Port(id),
+                HookKind::Tc => Ingress::None,
+            };
+            let worker_queue = Queue::new(id, queue.queue, ingress, true, backend, finish, umem);
             self.workers[queue.worker].send(Command::AddQueue(Box::new(worker_queue)))?;
             port_queues.push(queue);
         }

@@ -7,6 +7,8 @@ fn options() -> SwitchOptions {
     SwitchOptions {
         umem_frames: 1024,
         fast_path: false,
+        // No upcall device: these tests make no kernel object but memory and threads.
+        hook: HookChoice::Only(HookKind::Xdp),
         ..SwitchOptions::default()
     }
 }

@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Ports, queues, XDP modes, workers and uptime.
+    /// Ports, their hooks (tc, XDP and its mode), queues, workers and uptime.
     Show,
     /// Switch an interface (hot add).
     AddPort {
@@ -46,6 +46,9 @@ enum Cmd {
         /// Serve only the first N queues (default: all).
         #[arg(long)]
         queues: Option<u32>,
+        /// Force the kernel hook (default: xvsd's: tc for veths, XDP otherwise).
+        #[arg(long, value_parser = ["tc", "xdp"])]
+        hook: Option<String>,
         /// Force the XDP mode.
         #[arg(long, value_parser = ["drv", "skb"])]
         xdp_mode: Option<String>,
@@ -140,7 +143,7 @@ enum Cmd {
     ShowRoutes,
     /// Next hops the router resolved (ARP and ND).
     ShowNeighbors,
-    /// Flows the kernel forwards by XDP redirect, with their counters.
+    /// Flows the kernel forwards (tc or XDP redirect), with their counters.
     DumpFastPath,
     /// Turn the in-kernel fast path on or off without stopping traffic.
     SetFastPath {
@@ -278,7 +281,8 @@ fn print_show(r: &ShowResult) {
             let fast = &p.fast_path;
             let fast = if !fast.active {
                 "off".to_owned()
-            } else if fast.redirect_target {
+            } else if fast.redirect_target || p.hook == "tc" {
+                // A tc program redirects to any port; XDP needs a target that takes frames.
                 format!("on, {} entries", fast.entries)
             } else {
                 format!("rx only, {} entries", fast.entries)
@@ -289,7 +293,10 @@ fn print_show(r: &ShowResult) {
                 p.ifindex.to_string(),
                 p.mac.clone(),
                 p.driver.clone(),
-                p.xdp_mode.clone().unwrap_or_else(|| "-".to_owned()),
+                match &p.xdp_mode {
+                    Some(mode) => format!("{} {mode}", p.hook),
+                    None => p.hook.clone(),
+                },
                 if p.zero_copy { "zc" } else { "copy" }.to_owned(),
                 fast,
                 queues.join(" "),
@@ -305,7 +312,7 @@ fn print_show(r: &ShowResult) {
             "IFINDEX",
             "MAC",
             "DRIVER",
-            "XDP",
+            "HOOK",
             "MODE",
             "FAST PATH",
             "QUEUES(q:worker/cpu)",
@@ -573,12 +580,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::AddPort {
             name,
             queues,
+            hook,
             xdp_mode,
             tag,
         } => {
             let params = AddPortParams {
                 name,
                 queues,
+                hook,
                 xdp_mode,
                 vlan: tag.map(|tag| VlanSpec::Access { tag }),
                 ..AddPortParams::default()

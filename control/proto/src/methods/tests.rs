@@ -61,6 +61,7 @@ fn every_method_round_trips_in_todays_json() {
                 "ifindex": 7,
                 "mac": "02:00:00:00:00:01",
                 "driver": "veth",
+                "hook": "xdp",
                 "xdp_mode": "drv",
                 "zero_copy": false,
                 "fast_path": {"active": true, "redirect_target": false, "entries": 3},

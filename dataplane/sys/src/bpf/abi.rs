@@ -45,6 +45,8 @@ pub mod helper {
     pub const SKB_VLAN_POP: i32 = 19;
     /// `bpf_redirect`: to a device's egress (or ingress with `BPF_F_INGRESS`).
     pub const REDIRECT: i32 = 23;
+    /// `bpf_get_hash_recalc`: the skb's flow hash, computed if it has none.
+    pub const GET_HASH_RECALC: i32 = 34;
     /// `bpf_skb_pull_data`: makes the first bytes of an skb linear (readable directly).
     pub const SKB_PULL_DATA: i32 = 39;
     /// `bpf_skb_change_head`: adds room in front of the MAC header, keeping the network
@@ -69,6 +71,9 @@ pub mod tc_action {
 pub mod sk_buff {
     /// `len`: bytes of the skb, all segments of a GSO skb.
     pub const LEN: i16 = 0;
+    /// `queue_mapping`: for a received skb, its RX queue plus one (0: none recorded), which
+    /// the transmit queue is picked from when it is sent on (writable).
+    pub const QUEUE_MAPPING: i16 = 12;
     /// `protocol`: the EtherType (network order), after any VLAN tag.
     pub const PROTOCOL: i16 = 16;
     /// `vlan_present`: whether a tag is held as metadata (not in the data).

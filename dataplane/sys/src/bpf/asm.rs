@@ -36,6 +36,8 @@ pub enum Alu {
     And = 0x50,
     /// `|=`
     Or = 0x40,
+    /// `%=` (unsigned; a zero divisor gives the dividend).
+    Mod = 0x90,
     /// `<<=`
     Lsh = 0x60,
     /// `>>=`

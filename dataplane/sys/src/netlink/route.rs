@@ -52,6 +52,8 @@ pub struct VethPair<'a> {
     pub peer_mac: Option<[u8; 6]>,
     /// Both ends' MTU (`None`: the kernel's default).
     pub mtu: Option<u32>,
+    /// Both ends' RX and TX queues (`None`: one each).
+    pub queues: Option<u32>,
 }
 
 /// An rtnetlink socket bound to one network namespace.
@@ -171,6 +173,12 @@ impl Rtnetlink {
         if let Some(mtu) = pair.mtu {
             peer.attributes.push(LinkAttribute::Mtu(mtu));
             message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(queues) = pair.queues {
+            for attrs in [&mut peer.attributes, &mut message.attributes] {
+                attrs.push(LinkAttribute::NumTxQueues(queues));
+                attrs.push(LinkAttribute::NumRxQueues(queues));
+            }
         }
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
