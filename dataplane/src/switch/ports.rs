@@ -16,7 +16,7 @@ use crate::backend::afxdp::AfXdpQueue;
 use crate::backend::{Ingress, QueueBackend};
 use crate::counters::MAX_PORTS;
 use crate::fastpath::FastPort;
-use crate::hook::{Hook, HookKind, LoadedXdp, TcHook};
+use crate::hook::{Hook, HookChoice, HookKind, LoadedXdp, TcHook};
 use crate::port::{Interface, Port, PortInfo, PortQueue, QueueInfo, open_socket};
 use crate::umem::Umem;
 use crate::worker::{Command, Queue, WorkerEvent};
@@ -313,13 +313,23 @@ impl Switch {
             None => interface.queues,
         };
         let id = self.alloc_port_id()?;
-        let kind = options
+        let chosen = options
             .hook
             .unwrap_or_else(|| self.options.hook.for_driver(&interface.driver));
-        let (hook, opened, umem, zero_copy) = match kind {
+        let asked = options.hook.is_some() || self.options.hook != HookChoice::Auto;
+        let (hook, opened, umem, zero_copy) = match chosen {
             HookKind::Xdp => self.attach_xdp(id, &interface, queues, options)?,
-            HookKind::Tc => self.attach_tc(id, &interface)?,
+            HookKind::Tc => match self.attach_tc(id, &interface) {
+                Ok(attached) => attached,
+                // Where tcx is refused (a kernel before 6.6), auto means XDP.
+                Err(e) if !asked => {
+                    tracing::warn!(name, "tc hook refused, XDP instead: {e}");
+                    self.attach_xdp(id, &interface, queues, options)?
+                }
+                Err(e) => return Err(e),
+            },
         };
+        let kind = hook.kind();
         let finish = interface.needs_checksum_fix();
         if let Some(maps) = &self.fast {
             let ifindex = interface.ifindex;
