@@ -141,23 +141,8 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
     emit_dec_ttl(&mut b, to_xsk, count);
 
     b.bind(count);
-    b.push([
-        load(Size::Dw, 3, 9, v(value::PACKETS)),
-        alu_imm(Alu::Add, 3, 1),
-        store_reg(Size::Dw, 9, 3, v(value::PACKETS)),
-        mov_reg(3, 8),
-        alu_reg(Alu::Sub, 3, 7),
-        load(Size::Dw, 4, 9, v(value::BYTES)),
-        alu_reg(Alu::Add, 4, 3),
-        store_reg(Size::Dw, 9, 4, v(value::BYTES)),
-    ]);
-    b.push(clock);
-    b.push([
-        load(Size::Dw, 0, 0, 0),
-        store_reg(Size::Dw, 9, 0, v(value::LAST_SEEN)),
-        load(Size::B, 2, 9, v(value::VERDICT)),
-    ]);
-    b.jmp_imm(Jmp::Eq, 2, Verdict::Drop as i32, drop);
+    b.push([mov_imm(3, 1), mov_reg(5, 8), alu_reg(Alu::Sub, 5, 7)]);
+    emit_count(&mut b, clock, drop);
     emit_mac_rewrite(&mut b, drop, vlan);
 
     b.bind(vlan);
@@ -236,6 +221,27 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
         exit(),
     ]);
     b.finish()
+}
+
+/// Adds r3 packets and r5 bytes to the entry at r9, stamps it with the coarse clock (`clock`
+/// loads the clock's address into r0) and goes to `drop` when the entry's verdict is to drop.
+pub(super) fn emit_count(b: &mut Builder, clock: [Insn; 2], drop: Label) {
+    use asm::*;
+    b.push([
+        load(Size::Dw, 4, 9, v(value::PACKETS)),
+        alu_reg(Alu::Add, 4, 3),
+        store_reg(Size::Dw, 9, 4, v(value::PACKETS)),
+        load(Size::Dw, 4, 9, v(value::BYTES)),
+        alu_reg(Alu::Add, 4, 5),
+        store_reg(Size::Dw, 9, 4, v(value::BYTES)),
+    ]);
+    b.push(clock);
+    b.push([
+        load(Size::Dw, 0, 0, 0),
+        store_reg(Size::Dw, 9, 0, v(value::LAST_SEEN)),
+        load(Size::B, 2, 9, v(value::VERDICT)),
+    ]);
+    b.jmp_imm(Jmp::Eq, 2, Verdict::Drop as i32, drop);
 }
 
 /// Stores the ingress port and both MACs (from the frame at r7, 14 bytes known to be there)

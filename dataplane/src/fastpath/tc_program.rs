@@ -17,11 +17,11 @@ use xvs_sys::bpf::Insn;
 use xvs_sys::bpf::abi::{helper, sk_buff, tc_action};
 use xvs_sys::bpf::asm::{self, Builder, Label};
 
-use super::abi::{FLAG_PEER, Verdict, VlanOp, key, state, value};
+use super::abi::{FLAG_PEER, VlanOp, key, state, value};
 use super::maps::FastPathMaps;
 use super::program::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, KEY, emit_dec_ttl, emit_ipv4_key, emit_mac_key,
-    emit_mac_rewrite, k, v, wire16,
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, KEY, emit_count, emit_dec_ttl, emit_ipv4_key,
+    emit_mac_key, emit_mac_rewrite, k, v, wire16,
 };
 
 /// Bytes made linear before parsing: Ethernet, IPv4 and TCP headers without options.
@@ -198,22 +198,8 @@ fn lookup_and_apply(
     b.jmp_imm(Jmp::Ne, 3, 0, counted);
     b.push([mov_imm(3, 1)]);
     b.bind(counted);
-    b.push([
-        load(Size::Dw, 4, 9, v(value::PACKETS)),
-        alu_reg(Alu::Add, 4, 3),
-        store_reg(Size::Dw, 9, 4, v(value::PACKETS)),
-        load(Size::W, 3, 6, sk_buff::LEN),
-        load(Size::Dw, 4, 9, v(value::BYTES)),
-        alu_reg(Alu::Add, 4, 3),
-        store_reg(Size::Dw, 9, 4, v(value::BYTES)),
-    ]);
-    b.push(clock);
-    b.push([
-        load(Size::Dw, 0, 0, 0),
-        store_reg(Size::Dw, 9, 0, v(value::LAST_SEEN)),
-        load(Size::B, 2, 9, v(value::VERDICT)),
-    ]);
-    b.jmp_imm(Jmp::Eq, 2, Verdict::Drop as i32, shot);
+    b.push([load(Size::W, 5, 6, sk_buff::LEN)]);
+    emit_count(b, clock, shot);
     // Packet writes before any helper that moves the data: TTL, then MACs.
     b.push([mov_reg(4, 7), alu_imm(Alu::Add, 4, 14)]);
     emit_dec_ttl(b, upcall, macs);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use flowtable::{PortConfig, PortId, VlanMode};
+use xvs_sys::bpf::XdpMode;
 use xvs_sys::frame::Frame;
 use xvs_sys::xsk::{BindMode, RingSizes, XskRings, XskSocket};
 
@@ -222,9 +223,21 @@ impl Switch {
         options: &PortOptions,
     ) -> Result<(Hook, Vec<Opened>, u16, bool), SwitchError> {
         let loaded = LoadedXdp::load(id, queues, self.fast.as_deref())?;
+        self.attach_steered(loaded, interface, queues, options.xdp_mode)
+    }
+
+    /// Opens a socket for each of `queues` queues, attaches the loaded XDP program (in `mode`
+    /// if given) and steers every queue to its socket; on failure, leaves nothing behind.
+    pub(super) fn attach_steered(
+        &mut self,
+        loaded: LoadedXdp,
+        interface: &Interface,
+        queues: u32,
+        mode: Option<XdpMode>,
+    ) -> Result<(Hook, Vec<Opened>, u16, bool), SwitchError> {
         let (opened, umem, zero_copy) = self.open_queues(interface, queues)?;
         // Attach last: until then the interface's traffic keeps going to the stack.
-        let hook = match loaded.attach(interface.ifindex, &interface.name, options.xdp_mode) {
+        let hook = match loaded.attach(interface.ifindex, &interface.name, mode) {
             Ok(hook) => Hook::Xdp(hook),
             Err(e) => {
                 let umem = self.umems[usize::from(umem)].clone();

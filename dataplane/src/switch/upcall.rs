@@ -107,23 +107,8 @@ impl Switch {
     fn attach_upcall(&mut self, name: &str, ifindex: u32, workers: u32) -> Result<(), SwitchError> {
         let far = Interface::lookup(&far_name(name))?;
         let loaded = LoadedXdp::load(UPCALL_PORT, workers, None)?;
-        let (opened, umem, _) = self.open_queues(&far, workers)?;
-        let hook = match loaded.attach(far.ifindex, &far.name, Some(XdpMode::Driver)) {
-            Ok(hook) => Hook::Xdp(hook),
-            Err(e) => {
-                let umem = self.umems[usize::from(umem)].clone();
-                self.close_opened(opened, &umem);
-                return Err(e.into());
-            }
-        };
-        for o in &opened {
-            if let Err(e) = hook.steer(o.queue.queue, o.socket.as_fd()) {
-                let umem = self.umems[usize::from(umem)].clone();
-                drop(hook);
-                self.close_opened(opened, &umem);
-                return Err(e.into());
-            }
-        }
+        let (hook, opened, umem, _) =
+            self.attach_steered(loaded, &far, workers, Some(XdpMode::Driver))?;
         let mut queues = Vec::with_capacity(opened.len());
         for o in opened {
             let backend: Box<dyn QueueBackend> = Box::new(AfXdpQueue::new(o.socket, o.rings));
