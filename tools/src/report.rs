@@ -205,7 +205,8 @@ pub struct InspectReport {
 pub struct CountReport {
     /// Always "count".
     pub command: &'static str,
-    /// "xdp" (count and drop in XDP) or "afxdp" (receive and inspect every frame).
+    /// "xdp" (count and drop in XDP), "tc" (count and drop at tcx ingress) or "afxdp"
+    /// (receive and inspect every frame).
     pub mode: &'static str,
     /// The interface counted on.
     pub dev: String,

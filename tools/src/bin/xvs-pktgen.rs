@@ -106,6 +106,17 @@ struct SendArgs {
     json: bool,
 }
 
+/// Where `count` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Sink {
+    /// An XDP program: the cheapest, but blind to packets that a peer's `bpf_redirect_peer`
+    /// put into the interface (they skip its NAPI).
+    Xdp,
+    /// A tc program at tcx ingress (Linux 6.6): sees every packet the stack would receive,
+    /// a GSO skb counted as its segments.
+    Tc,
+}
+
 #[derive(Debug, clap::Args)]
 struct CountArgs {
     /// The interface to count on.
@@ -114,12 +125,15 @@ struct CountArgs {
     /// Seconds to count [default: until Ctrl-C].
     #[arg(long, value_name = "S")]
     duration: Option<f64>,
+    /// Where the counting program runs.
+    #[arg(long, value_enum, default_value_t = Sink::Xdp)]
+    sink: Sink,
     /// Receive through AF_XDP and report the latency of stamped frames (`send --latency`),
     /// with loss from sequence gaps.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sink")]
     latency: bool,
     /// Receive through AF_XDP and check every frame: checksums, flows, sizes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sink")]
     inspect: bool,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
@@ -199,10 +213,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .duration
                     .map(|s| seconds(s, "--duration"))
                     .transpose()?,
-                mode: if args.latency || args.inspect {
-                    CountMode::Inspect
-                } else {
-                    CountMode::Xdp
+                mode: match args.sink {
+                    _ if args.latency || args.inspect => CountMode::Inspect,
+                    Sink::Xdp => CountMode::Xdp,
+                    Sink::Tc => CountMode::Tc,
                 },
             };
             let report = count::run(&config, &stop, &mut print_progress, &mut print_notice)?;
