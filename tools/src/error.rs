@@ -54,6 +54,15 @@ pub enum Error {
     /// Live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`, Linux 5.18) is not available.
     #[error("XDP live frames is not supported here ({0})")]
     LiveFramesUnsupported(#[source] SyscallError),
+    /// A socket call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// What the call said.
+        #[source]
+        source: std::io::Error,
+    },
     /// Any other failing system call.
     #[error("{what}: {source}")]
     Sys {
