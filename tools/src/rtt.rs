@@ -10,7 +10,6 @@
 //! `timeout` after it is lost. [`Tally`] is the sans-IO part: it is shown replies and their
 //! arrival times.
 
-use std::fmt;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -18,10 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
 
 use crate::error::Error;
 use crate::pace::{Pacer, Rate};
+use crate::report::{RttClientReport, RttServerReport, RttSummary};
 
 /// Bytes of a request (and of its echo).
 pub const REQUEST_LEN: usize = 16;
@@ -136,39 +135,6 @@ impl Tally {
     }
 }
 
-/// Counts and round-trip percentiles, µs (`None` when no reply came in time).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct RttSummary {
-    /// Requests sent.
-    pub sent: u64,
-    /// Replies within the timeout: the round trips measured.
-    pub received: u64,
-    /// Replies after the timeout (not in the percentiles).
-    pub late: u64,
-    /// Requests no reply came for.
-    pub lost: u64,
-    /// Replies seen more than once.
-    pub duplicates: u64,
-    /// Datagrams that were no reply of this run.
-    pub strays: u64,
-    /// Requests without a reply in time, percent of those sent.
-    pub loss_pct: f64,
-    /// Shortest round trip.
-    pub min_us: Option<f64>,
-    /// Mean round trip.
-    pub mean_us: Option<f64>,
-    /// Median.
-    pub p50_us: Option<f64>,
-    /// 90th percentile.
-    pub p90_us: Option<f64>,
-    /// 99th percentile.
-    pub p99_us: Option<f64>,
-    /// 99.9th percentile.
-    pub p999_us: Option<f64>,
-    /// Longest round trip.
-    pub max_us: Option<f64>,
-}
-
 /// Where and how the client measures.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -181,98 +147,6 @@ pub struct ClientConfig {
     /// How long a reply may take to count (and how long the client waits after the last
     /// request).
     pub timeout: Duration,
-}
-
-/// The summary of `rtt --client`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientReport {
-    /// Always "rtt".
-    pub command: &'static str,
-    /// Always "client".
-    pub role: &'static str,
-    /// The echo server.
-    pub server: String,
-    /// The target rate.
-    pub rate_pps: f64,
-    /// Seconds of sending.
-    pub duration_s: f64,
-    /// The reply timeout, ms.
-    pub timeout_ms: f64,
-    /// Requests the socket refused to send (no route, no neighbor, an ICMP error of an
-    /// earlier one): counted in `sent`, and lost.
-    pub send_errors: u64,
-    /// Counts and percentiles.
-    #[serde(flatten)]
-    pub summary: RttSummary,
-    /// Whether Ctrl-C (or SIGTERM) ended the run early.
-    pub interrupted: bool,
-}
-
-impl fmt::Display for ClientReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.summary;
-        writeln!(
-            f,
-            "{} requests to {} in {:.3} s: {} replies, {} late (> {} ms), {} lost ({:.3} %), \
-             {} duplicates, {} send errors{}",
-            s.sent,
-            self.server,
-            self.duration_s,
-            s.received,
-            s.late,
-            self.timeout_ms,
-            s.lost,
-            s.loss_pct,
-            s.duplicates,
-            self.send_errors,
-            if self.interrupted {
-                ", interrupted"
-            } else {
-                ""
-            }
-        )?;
-        if let (Some(min), Some(p50), Some(p90), Some(p99), Some(p999), Some(max), Some(mean)) = (
-            s.min_us, s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us, s.mean_us,
-        ) {
-            writeln!(
-                f,
-                "round trip (us): min {min:.1} p50 {p50:.1} p90 {p90:.1} p99 {p99:.1} \
-                 p99.9 {p999:.1} max {max:.1} mean {mean:.1}"
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// The summary of `rtt --server`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerReport {
-    /// Always "rtt".
-    pub command: &'static str,
-    /// Always "server".
-    pub role: &'static str,
-    /// The address served.
-    pub addr: String,
-    /// Datagrams received.
-    pub requests: u64,
-    /// Datagrams echoed.
-    pub replies: u64,
-    /// Echoes the socket refused to send.
-    pub send_errors: u64,
-    /// Seconds served.
-    pub duration_s: f64,
-    /// Whether Ctrl-C (or SIGTERM) ended it.
-    pub interrupted: bool,
-}
-
-impl fmt::Display for ServerReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "echoed {} of {} datagrams on {} in {:.3} s ({} send errors)",
-            self.replies, self.requests, self.addr, self.duration_s, self.send_errors
-        )
-    }
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -306,14 +180,14 @@ pub fn serve(
     duration: Option<Duration>,
     stop: &AtomicBool,
     notice: &mut dyn FnMut(&str),
-) -> Result<ServerReport, Error> {
+) -> Result<RttServerReport, Error> {
     let socket = UdpSocket::bind(addr).map_err(io("binding the echo socket"))?;
     socket
         .set_read_timeout(Some(POLL))
         .map_err(io("setting a receive timeout"))?;
     notice(&format!("echoing on {addr}; Ctrl-C to stop"));
     let start = Instant::now();
-    let mut report = ServerReport {
+    let mut report = RttServerReport {
         command: "rtt",
         role: "server",
         addr: addr.to_string(),
@@ -359,7 +233,7 @@ pub fn client(
     config: &ClientConfig,
     stop: &AtomicBool,
     notice: &mut dyn FnMut(&str),
-) -> Result<ClientReport, Error> {
+) -> Result<RttClientReport, Error> {
     if !(config.rate_pps.is_finite() && config.rate_pps > 0.0) {
         return Err(Error::Config(
             "rtt --client wants a rate in requests per second".into(),
@@ -467,7 +341,7 @@ pub fn client(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(ClientReport {
+    Ok(RttClientReport {
         command: "rtt",
         role: "client",
         server: config.server.to_string(),
