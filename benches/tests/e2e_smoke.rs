@@ -106,6 +106,10 @@ fn quick_bridge_run_writes_every_field() {
     assert_eq!(rounds.len(), 1);
     let round = &rounds[0];
     let rate = &round["rate_64b_1flow"];
+    assert_eq!(
+        rate["sink"], "tc",
+        "the 64 B figures count at tcx ingress: {rate}"
+    );
     for field in [
         "sent",
         "received",

@@ -1,9 +1,9 @@
 //! One trial of each kind, run across whatever switch joins the topology's veths:
 //!
 //! - [`rate`]: `xvs-pktgen send` (XDP live frames) from the source namespace at a size, a
-//!   number of flows and a rate (or `max`), `xvs-pktgen count` (an XDP program that counts and
-//!   drops) on the sink's `eth0`; optionally with the CPU accounting of the window in which
-//!   the generator ran.
+//!   number of flows and a rate (or `max`), `xvs-pktgen count --sink tc` (a tc program at
+//!   tcx ingress that counts and drops) on the sink's `eth0`; optionally with the CPU
+//!   accounting of the window in which the generator ran.
 //! - [`latency`]: `send --latency` (AF_XDP, stamped frames) at a moderate rate and
 //!   `count --latency` (AF_XDP receiver) for the percentiles.
 //! - [`tcp`]: an iperf3 server in the sink namespace and a client in the source.
@@ -66,6 +66,8 @@ pub(crate) struct RateTrial {
     pub(crate) target_pps: Option<f64>,
     /// How the generator sent ("live-frames" or "afxdp").
     pub(crate) send_mode: String,
+    /// Where the sink counted ("tc": at tcx ingress).
+    pub(crate) sink: String,
     /// Frames the generator handed to its interface.
     pub(crate) sent: u64,
     /// Frames the sink's counter saw.
@@ -103,12 +105,22 @@ fn f64_of(v: &Value, key: &str) -> anyhow::Result<f64> {
     v[key].as_f64().with_context(|| format!("no {key} in {v}"))
 }
 
-/// Starts `xvs-pktgen count` on the sink's `eth0` and waits until it is attached.
+/// Starts `xvs-pktgen count` on the sink's `eth0` and waits until it is attached: with
+/// `latency`, the AF_XDP receiver of stamped frames; else `--sink tc`.
+///
+/// The count is taken at tcx ingress, where every path into the sink passes: a frame that a
+/// switch's XDP program redirected into the sink's veth (which then runs the veth's NAPI and
+/// becomes an skb), one the bridge or an AF_XDP port transmitted, and one that a tc program
+/// put straight into `eth0` with `bpf_redirect_peer`, which skips the veth's NAPI and so
+/// never meets an XDP program on `eth0`. Every switch then pays the same for the sink: an
+/// skb per frame.
 fn start_counter(ctx: &Ctx<'_>, topo: &Topology, latency: bool) -> anyhow::Result<Proc> {
     let mut c = in_ns(Some(&topo.sink_ns), Some(ctx.gen_cpu), ctx.pktgen);
     c.args(["count", "--dev", "eth0", "--json"]);
     if latency {
         c.arg("--latency");
+    } else {
+        c.args(["--sink", "tc"]);
     }
     let mut counter = Proc::spawn("count", c, ctx.dir)?;
     counter.wait_for_stderr(
@@ -193,6 +205,7 @@ pub(crate) fn rate(
         flows: load.flows,
         target_pps: load.rate_pps,
         send_mode: sent["mode"].as_str().unwrap_or_default().to_owned(),
+        sink: counted["mode"].as_str().unwrap_or_default().to_owned(),
         sent: sent_packets,
         received,
         received_bytes,
