@@ -65,6 +65,7 @@ fn quick_bridge_run_writes_every_field() {
     assert_eq!(switches.len(), 1);
     let bridge = &switches[0];
     assert_eq!(bridge["name"], "bridge");
+    assert_eq!(bridge["peer"], true);
     assert!(
         ["ok", "partial"].contains(&bridge["status"].as_str().unwrap_or("")),
         "status {}: {}",

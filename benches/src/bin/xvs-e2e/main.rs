@@ -1,9 +1,9 @@
 //! xvs-e2e: the end-to-end packet-rate benchmark.
 //!
 //! One command builds a source namespace and a sink namespace joined by the switch under
-//! test, and measures, in the same run and on the same machine, xvs and its peers: the Linux
-//! bridge, Open vSwitch's userspace datapath with AF_XDP ports, and a bare in-kernel XDP
-//! redirect as a reference. Each figure is repeated `--trials` times, in rounds that visit
+//! test, and measures, in the same run and on the same machine, xvs (with the kernel hook
+//! xvsd picks, or forced to XDP or tc) and its peers: the Linux bridge, Open vSwitch's
+//! userspace datapath with AF_XDP ports, and a bare in-kernel XDP redirect as a reference. Each figure is repeated `--trials` times, in rounds that visit
 //! every switch in turn (rotating the order), so slow drift on a shared machine falls on all
 //! of them; the report gives min/median/max and the ratio of xvs's median to each peer's.
 //!
@@ -67,7 +67,8 @@ struct Args {
     /// Smoke mode for CI: 1 trial, 1-second trials, 2 search steps.
     #[arg(long)]
     quick: bool,
-    /// Switches to measure.
+    /// Switches to measure. xvs-xdp and xvs-tc are xvs with `--hook xdp` and `--hook tc`
+    /// (columns of their own; the ratios compare the xvs column with the others).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["xvs", "bridge", "ovs", "xdp"])]
     only: Vec<Kind>,
     /// Parts of each round to run.
@@ -610,8 +611,8 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let mut switches: Vec<SwitchReport> = kinds
         .iter()
         .map(|k| {
-            let mut s = SwitchReport::new(k.name(), &figures);
-            if let Some(reason) = k.unavailable(&bins) {
+            let mut s = SwitchReport::new(k.name(), !k.is_xvs(), &figures);
+            if let Some(reason) = k.unavailable(&bins, &xvsd_args) {
                 eprintln!("xvs-e2e: skipping {}: {reason}", k.name());
                 s.skip(reason);
             }
@@ -784,5 +785,46 @@ fn main() -> ExitCode {
             eprintln!("xvs-e2e: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("xvs-e2e").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn switches_and_figures_parse() {
+        let default = parse(&[]);
+        assert_eq!(
+            default.only,
+            [Kind::Xvs, Kind::Bridge, Kind::Ovs, Kind::Xdp]
+        );
+        assert!(default.wants(Part::Tcp) && default.wants(Part::Latency));
+        let a = parse(&[
+            "--only",
+            "xvs,xvs-xdp,xvs-tc,bridge,ovs-afxdp",
+            "--figures",
+            "tcp",
+        ]);
+        assert_eq!(
+            a.only,
+            [
+                Kind::Xvs,
+                Kind::XvsXdp,
+                Kind::XvsTc,
+                Kind::Bridge,
+                Kind::Ovs
+            ]
+        );
+        assert_eq!(a.figures, [Part::Tcp]);
+        assert!(Args::try_parse_from(["xvs-e2e", "--only", "xvs-afxdp"]).is_err());
+        assert_eq!(Kind::XvsTc.xvs_hook(), Some("tc"));
+        assert_eq!(Kind::Xvs.xvs_hook(), None);
+        assert!(Kind::XvsXdp.is_xvs() && !Kind::Bridge.is_xvs());
     }
 }

@@ -1,6 +1,7 @@
 //! The results: every figure of every switch, trial by trial, summarized as min/median/max,
-//! with the ratio of xvs's median to each peer's; written as JSON and printed as a table
-//! (rows: figures; columns: switches, then the ratios).
+//! with the ratio of xvs's median to each peer's (xvs with a forced hook is a column of its
+//! own, not a peer); written as JSON and printed as a table (rows: figures; columns:
+//! switches, then the ratios).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -244,6 +245,8 @@ pub(crate) enum Status {
 pub(crate) struct SwitchReport {
     /// The switch's name.
     pub(crate) name: String,
+    /// Whether xvs is compared with it (false for xvs itself, whatever its hook).
+    pub(crate) peer: bool,
     /// How it went.
     pub(crate) status: Status,
     /// Why it was skipped or failed.
@@ -255,10 +258,11 @@ pub(crate) struct SwitchReport {
 }
 
 impl SwitchReport {
-    /// A switch with every figure empty.
-    pub(crate) fn new(name: &str, figures: &[Figure]) -> SwitchReport {
+    /// A switch with every figure empty; `peer` if xvs is compared with it.
+    pub(crate) fn new(name: &str, peer: bool, figures: &[Figure]) -> SwitchReport {
         SwitchReport {
             name: name.to_owned(),
+            peer,
             status: Status::Ok,
             reason: None,
             figures: figures
@@ -328,7 +332,8 @@ impl SwitchReport {
     }
 }
 
-/// `xvs/peer` → figure → ratio of medians, for every peer measured beside xvs.
+/// `xvs/peer` → figure → ratio of medians, for every peer measured beside xvs (the column
+/// named "xvs": xvsd with its own choice of hook).
 pub(crate) fn ratios(
     switches: &[SwitchReport],
     figures: &[Figure],
@@ -337,7 +342,7 @@ pub(crate) fn ratios(
     let Some(xvs) = switches.iter().find(|s| s.name == "xvs") else {
         return out;
     };
-    for peer in switches.iter().filter(|s| s.name != "xvs") {
+    for peer in switches.iter().filter(|s| s.peer) {
         let row = figures
             .iter()
             .filter(|f| f.better != Better::Neither)
@@ -480,9 +485,9 @@ mod tests {
     #[test]
     fn summaries_ratios_and_table() {
         let f = figures(&naming());
-        let mut xvs = SwitchReport::new("xvs", &f);
-        let mut bridge = SwitchReport::new("bridge", &f);
-        let mut ovs = SwitchReport::new("ovs-afxdp", &f);
+        let mut xvs = SwitchReport::new("xvs", false, &f);
+        let mut bridge = SwitchReport::new("bridge", true, &f);
+        let mut ovs = SwitchReport::new("ovs-afxdp", true, &f);
         ovs.skip("not installed".into());
         for (round, (a, b)) in [(1.0, 0.5), (3.0, 1.0), (2.0, 1.5)].into_iter().enumerate() {
             xvs.begin_round();
@@ -497,7 +502,7 @@ mod tests {
         assert_eq!(xvs.status, Status::Ok);
         assert_eq!(bridge.status, Status::Partial);
         assert_eq!(ovs.status, Status::Skipped);
-        let mut cut = SwitchReport::new("xdp-redirect", &f);
+        let mut cut = SwitchReport::new("xdp-redirect", true, &f);
         cut.begin_round();
         cut.finish(0, 1, 3);
         assert_eq!(cut.status, Status::Interrupted);
@@ -540,6 +545,47 @@ mod tests {
             .unwrap();
         assert!(tcp.contains("failed"), "{tcp}");
         assert!(!t.contains("latency"), "rows without data are left out");
+    }
+
+    #[test]
+    fn xvs_with_a_forced_hook_is_a_column_and_not_a_peer() {
+        let f = figures(&naming());
+        let mut switches: Vec<SwitchReport> = [
+            ("xvs", false, 4.0),
+            ("xvs-tc", false, 4.0),
+            ("bridge", true, 2.0),
+        ]
+        .into_iter()
+        .map(|(name, peer, rtt)| {
+            let mut s = SwitchReport::new(name, peer, &f);
+            s.begin_round();
+            s.set(key::P50, rtt);
+            s.set(key::TCP, rtt * 10.0);
+            s.finish(0, 1, 1);
+            s
+        })
+        .collect();
+        let mut refused = SwitchReport::new("xvs-xdp", false, &f);
+        refused.skip("this xvsd refuses `--hook xdp`".into());
+        refused.finish(0, 0, 1);
+        switches.push(refused);
+        let r = ratios(&switches, &f);
+        assert_eq!(r.keys().collect::<Vec<_>>(), ["xvs/bridge"]);
+        assert_eq!(r["xvs/bridge"][key::P50], Some(2.0));
+        let t = table(&switches, &f, &r);
+        let header = t.lines().next().unwrap();
+        assert!(
+            header.contains("xvs-tc") && header.contains("bridge"),
+            "{header}"
+        );
+        assert!(
+            !header.contains("xvs-xdp") && !header.contains("xvs/xvs"),
+            "{header}"
+        );
+        let rtt = t.lines().find(|l| l.contains("latency p50")).unwrap();
+        assert!(rtt.ends_with("2.00"), "{rtt}");
+        let tcp = t.lines().find(|l| l.contains("default offloads")).unwrap();
+        assert!(tcp.contains("40.0") && tcp.contains("20.0"), "{tcp}");
     }
 
     #[test]
