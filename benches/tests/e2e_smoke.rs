@@ -92,8 +92,8 @@ fn quick_bridge_run_writes_every_field() {
         "zero_loss_64b_mpps",
         "rate_1518b_mpps",
         "rate_1518b_gbps",
-        "latency_p50_us",
-        "latency_p99_us",
+        "rtt_p50_us",
+        "rtt_p99_us",
         "cpu0_softirq_s_per_mpkt",
         "cpu_all_busy_s_per_mpkt",
         "idle_all_cpus_busy",
@@ -125,7 +125,8 @@ fn quick_bridge_run_writes_every_field() {
         assert!(is_number(&cpus[0][field]), "cpu.{field}: {}", cpus[0]);
     }
     assert!(round["zero_loss_64b"]["steps"].is_array());
-    assert!(is_number(&round["latency"]["p99_us"]));
+    assert!(is_number(&round["round_trip"]["p99_us"]));
+    assert_eq!(round["round_trip"]["report"]["command"], "rtt");
     assert_eq!(round["gro_turned_on_on_vsrc"], true);
 
     // Nothing left behind: the round's namespaces and host veths are gone.

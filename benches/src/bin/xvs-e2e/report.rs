@@ -61,14 +61,16 @@ pub(crate) mod key {
     pub(crate) const RATE1518: &str = "rate_1518b_mpps";
     /// 1518 B, max load, bits.
     pub(crate) const RATE1518_GBPS: &str = "rate_1518b_gbps";
-    /// iperf3, default offloads.
+    /// iperf3, default offloads, one stream.
     pub(crate) const TCP: &str = "tcp_gbps";
-    /// iperf3, TX checksum offload off.
+    /// iperf3, default offloads, 8 streams.
+    pub(crate) const TCP_8_STREAMS: &str = "tcp_8streams_gbps";
+    /// iperf3, TX checksum offload off, one stream.
     pub(crate) const TCP_NO_CSUM: &str = "tcp_tx_csum_off_gbps";
-    /// Latency median.
-    pub(crate) const P50: &str = "latency_p50_us";
-    /// Latency 99th percentile.
-    pub(crate) const P99: &str = "latency_p99_us";
+    /// UDP round trip, median.
+    pub(crate) const RTT_P50: &str = "rtt_p50_us";
+    /// UDP round trip, 99th percentile.
+    pub(crate) const RTT_P99: &str = "rtt_p99_us";
     /// Switch process, user time per Mpkt.
     pub(crate) const PROC_USER: &str = "cpu_switch_process_user_s_per_mpkt";
     /// Switch process, system time per Mpkt.
@@ -95,7 +97,7 @@ pub(crate) struct Naming {
     pub(crate) gen_cpu: usize,
     /// The switch's CPU.
     pub(crate) switch_cpu: usize,
-    /// The rate of the latency trials.
+    /// The rate of the round-trip trials.
     pub(crate) latency_pps: f64,
     /// The zero-loss tolerance, percent.
     pub(crate) tolerance_pct: f64,
@@ -144,22 +146,33 @@ pub(crate) fn figures(n: &Naming) -> Vec<Figure> {
             "Gbit/s",
             Higher,
         ),
-        Figure::new(key::TCP, "TCP (iperf3), default offloads", "Gbit/s", Higher),
         Figure::new(
-            key::TCP_NO_CSUM,
-            "TCP (iperf3), tx checksum offload off",
+            key::TCP,
+            "TCP (iperf3), default offloads, 1 stream",
             "Gbit/s",
             Higher,
         ),
         Figure::new(
-            key::P50,
-            format!("latency p50 at {} pps", n.latency_pps),
+            key::TCP_8_STREAMS,
+            "TCP (iperf3), default offloads, 8 streams",
+            "Gbit/s",
+            Higher,
+        ),
+        Figure::new(
+            key::TCP_NO_CSUM,
+            "TCP (iperf3), tx checksum offload off, 1 stream",
+            "Gbit/s",
+            Higher,
+        ),
+        Figure::new(
+            key::RTT_P50,
+            format!("UDP round trip p50 at {} req/s", n.latency_pps),
             "us",
             Lower,
         ),
         Figure::new(
-            key::P99,
-            format!("latency p99 at {} pps", n.latency_pps),
+            key::RTT_P99,
+            format!("UDP round trip p99 at {} req/s", n.latency_pps),
             "us",
             Lower,
         ),
@@ -544,7 +557,7 @@ mod tests {
             .find(|l| l.contains("default offloads"))
             .unwrap();
         assert!(tcp.contains("failed"), "{tcp}");
-        assert!(!t.contains("latency"), "rows without data are left out");
+        assert!(!t.contains("round trip"), "rows without data are left out");
     }
 
     #[test]
@@ -559,8 +572,8 @@ mod tests {
         .map(|(name, peer, rtt)| {
             let mut s = SwitchReport::new(name, peer, &f);
             s.begin_round();
-            s.set(key::P50, rtt);
-            s.set(key::TCP, rtt * 10.0);
+            s.set(key::RTT_P50, rtt);
+            s.set(key::TCP_8_STREAMS, rtt * 10.0);
             s.finish(0, 1, 1);
             s
         })
@@ -571,7 +584,7 @@ mod tests {
         switches.push(refused);
         let r = ratios(&switches, &f);
         assert_eq!(r.keys().collect::<Vec<_>>(), ["xvs/bridge"]);
-        assert_eq!(r["xvs/bridge"][key::P50], Some(2.0));
+        assert_eq!(r["xvs/bridge"][key::RTT_P50], Some(2.0));
         let t = table(&switches, &f, &r);
         let header = t.lines().next().unwrap();
         assert!(
@@ -582,9 +595,9 @@ mod tests {
             !header.contains("xvs-xdp") && !header.contains("xvs/xvs"),
             "{header}"
         );
-        let rtt = t.lines().find(|l| l.contains("latency p50")).unwrap();
+        let rtt = t.lines().find(|l| l.contains("round trip p50")).unwrap();
         assert!(rtt.ends_with("2.00"), "{rtt}");
-        let tcp = t.lines().find(|l| l.contains("default offloads")).unwrap();
+        let tcp = t.lines().find(|l| l.contains("8 streams")).unwrap();
         assert!(tcp.contains("40.0") && tcp.contains("20.0"), "{tcp}");
     }
 
