@@ -3,9 +3,10 @@
 //! One command builds a source namespace and a sink namespace joined by the switch under
 //! test, and measures, in the same run and on the same machine, xvs (with the kernel hook
 //! xvsd picks, or forced to XDP or tc) and its peers: the Linux bridge, Open vSwitch's
-//! userspace datapath with AF_XDP ports, and a bare in-kernel XDP redirect as a reference. Each figure is repeated `--trials` times, in rounds that visit
-//! every switch in turn (rotating the order), so slow drift on a shared machine falls on all
-//! of them; the report gives min/median/max and the ratio of xvs's median to each peer's.
+//! userspace datapath with AF_XDP ports, and a bare in-kernel XDP redirect as a reference.
+//! Each figure is repeated `--trials` times, in rounds that visit every switch in turn
+//! (rotating the order), so slow drift on a shared machine falls on all of them; the report
+//! gives min/median/max and the ratio of xvs's median to each peer's.
 //!
 //! Layout: [`lab`] makes and removes the topology, [`switch`] sets up each switch, [`measure`]
 //! runs one trial of each kind, [`search`] finds the zero-loss rate, [`cpu`] accounts CPU time,
