@@ -65,6 +65,7 @@ fn quick_bridge_run_writes_every_field() {
     assert_eq!(switches.len(), 1);
     let bridge = &switches[0];
     assert_eq!(bridge["name"], "bridge");
+    assert_eq!(bridge["peer"], true);
     assert!(
         ["ok", "partial"].contains(&bridge["status"].as_str().unwrap_or("")),
         "status {}: {}",
@@ -91,8 +92,8 @@ fn quick_bridge_run_writes_every_field() {
         "zero_loss_64b_mpps",
         "rate_1518b_mpps",
         "rate_1518b_gbps",
-        "latency_p50_us",
-        "latency_p99_us",
+        "rtt_p50_us",
+        "rtt_p99_us",
         "cpu0_softirq_s_per_mpkt",
         "cpu_all_busy_s_per_mpkt",
         "idle_all_cpus_busy",
@@ -106,6 +107,10 @@ fn quick_bridge_run_writes_every_field() {
     assert_eq!(rounds.len(), 1);
     let round = &rounds[0];
     let rate = &round["rate_64b_1flow"];
+    assert_eq!(
+        rate["sink"], "tc",
+        "the 64 B figures count at tcx ingress: {rate}"
+    );
     for field in [
         "sent",
         "received",
@@ -120,7 +125,8 @@ fn quick_bridge_run_writes_every_field() {
         assert!(is_number(&cpus[0][field]), "cpu.{field}: {}", cpus[0]);
     }
     assert!(round["zero_loss_64b"]["steps"].is_array());
-    assert!(is_number(&round["latency"]["p99_us"]));
+    assert!(is_number(&round["round_trip"]["p99_us"]));
+    assert_eq!(round["round_trip"]["report"]["command"], "rtt");
     assert_eq!(round["gro_turned_on_on_vsrc"], true);
 
     // Nothing left behind: the round's namespaces and host veths are gone.

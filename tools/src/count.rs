@@ -1,11 +1,13 @@
 //! `xvs-pktgen count`: a sink that counts what arrives on an interface, in XDP (fast, counts
-//! only) or through AF_XDP (checks every frame and measures the latency of stamped ones).
+//! only), at tcx ingress (counts every skb, those redirected into the interface by
+//! `bpf_redirect_peer` included) or through AF_XDP (checks every frame and measures the
+//! latency of stamped ones).
 
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use xvs_sys::bpf::{self, Map, MapType, XdpLink};
+use xvs_sys::bpf::{self, Map, MapType, TcxLink, XdpLink};
 
 use crate::afxdp::XskReceiver;
 use crate::error::Error;
@@ -18,8 +20,12 @@ use crate::report::{CountReport, Meter, Sample};
 /// How to count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountMode {
-    /// An XDP program counts per CPU and drops: as fast as the kernel goes.
+    /// An XDP program counts per CPU and drops: as fast as the kernel goes, but blind to
+    /// packets that reach the interface without its NAPI (a peer's `bpf_redirect_peer`).
     Xdp,
+    /// A tc program at tcx ingress counts per CPU (a GSO skb as its segments) and drops:
+    /// every packet the stack would receive, at the cost of an skb each.
+    Tc,
     /// An AF_XDP socket receives every frame, which is checked (checksums, flows, sizes) and,
     /// if stamped, timed.
     Inspect,
@@ -32,7 +38,7 @@ pub struct CountConfig {
     pub dev: String,
     /// How long to count; until `stop` if not given.
     pub duration: Option<Duration>,
-    /// XDP counting or AF_XDP inspection.
+    /// XDP or tc counting, or AF_XDP inspection.
     pub mode: CountMode,
 }
 
@@ -119,17 +125,15 @@ pub fn run(
     let start;
     let mut activity;
     match config.mode {
-        CountMode::Xdp => {
+        CountMode::Xdp | CountMode::Tc => {
             let map = Map::create(MapType::PercpuArray, 4, counters::LEN, 1, 0, "pktgen_count")
                 .map_err(Error::sys("creating the counter map"))?;
-            let prog = bpf::load_xdp(&program::count_drop(map.as_fd()), "pktgen_count")
-                .map_err(Error::program(&config.dev))?;
-            let link = XdpLink::attach(prog.as_fd(), ifindex, &config.dev, None)
-                .map_err(Error::program(&config.dev))?;
+            let sink = SinkLink::attach(config.mode, &config.dev, ifindex, &map)?;
+            report.mode = sink.mode();
             notice(&format!(
-                "counting on {} (XDP {} mode); Ctrl-C to stop",
+                "counting on {} ({}); Ctrl-C to stop",
                 config.dev,
-                link.mode().name()
+                sink.describe()
             ));
             start = Instant::now();
             activity = Activity::new(start);
@@ -148,7 +152,7 @@ pub fn run(
                 }
                 std::thread::sleep(SAMPLE);
             };
-            drop(link);
+            drop(sink);
         }
         CountMode::Inspect => {
             report.mode = "afxdp";
@@ -190,7 +194,56 @@ pub fn run(
     Ok(report.with_rates())
 }
 
-/// Packets and bytes (FCS included) the XDP counter saw, summed over CPUs.
+/// The counting program, attached where `mode` says; dropping it detaches it.
+#[derive(Debug)]
+enum SinkLink {
+    Xdp(XdpLink),
+    /// Held for its drop, which detaches the program.
+    Tc {
+        _link: TcxLink,
+    },
+}
+
+impl SinkLink {
+    fn attach(mode: CountMode, dev: &str, ifindex: u32, map: &Map) -> Result<SinkLink, Error> {
+        Ok(match mode {
+            CountMode::Tc => {
+                let prog = bpf::load_sched_cls(&program::count_shot(map.as_fd()), "pktgen_count")
+                    .map_err(Error::tc_program(dev))?;
+                SinkLink::Tc {
+                    _link: TcxLink::attach(prog.as_fd(), ifindex, dev)
+                        .map_err(Error::tc_program(dev))?,
+                }
+            }
+            CountMode::Xdp | CountMode::Inspect => {
+                let prog = bpf::load_xdp(&program::count_drop(map.as_fd()), "pktgen_count")
+                    .map_err(Error::program(dev))?;
+                SinkLink::Xdp(
+                    XdpLink::attach(prog.as_fd(), ifindex, dev, None)
+                        .map_err(Error::program(dev))?,
+                )
+            }
+        })
+    }
+
+    /// The report's mode.
+    fn mode(&self) -> &'static str {
+        match self {
+            SinkLink::Xdp(_) => "xdp",
+            SinkLink::Tc { .. } => "tc",
+        }
+    }
+
+    /// Where it counts, for the notice.
+    fn describe(&self) -> String {
+        match self {
+            SinkLink::Xdp(link) => format!("XDP {} mode", link.mode().name()),
+            SinkLink::Tc { .. } => "tc at tcx ingress".to_owned(),
+        }
+    }
+}
+
+/// Packets and bytes (FCS included) the XDP or tc counter saw, summed over CPUs.
 fn read_counters(map: &Map) -> Result<(u64, u64), Error> {
     let mut value = vec![0u8; map.value_len()];
     map.lookup(&0u32.to_ne_bytes(), &mut value)

@@ -33,11 +33,20 @@ pub enum Error {
         #[source]
         source: SyscallError,
     },
+    /// The kernel refused to attach our program at the interface's tcx ingress.
+    #[error("tcx ingress attach to {dev} refused (tcx needs Linux 6.6): {source}")]
+    TcxAttach {
+        /// The interface.
+        dev: String,
+        /// What the kernel said.
+        #[source]
+        source: SyscallError,
+    },
     /// The arguments do not make a run (a size too small for the headers, say).
     #[error("{0}")]
     Config(String),
     /// The verifier refused a generated program (a bug of xvs-pktgen).
-    #[error("xvs-pktgen generated an XDP program the kernel does not take (a bug): {0}")]
+    #[error("xvs-pktgen generated a BPF program the kernel does not take (a bug): {0}")]
     Program(#[source] ProgError),
     /// The interface went away or down while sending.
     #[error("{0} is down, or went away")]
@@ -45,6 +54,15 @@ pub enum Error {
     /// Live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`, Linux 5.18) is not available.
     #[error("XDP live frames is not supported here ({0})")]
     LiveFramesUnsupported(#[source] SyscallError),
+    /// A socket call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// What the call said.
+        #[source]
+        source: std::io::Error,
+    },
     /// Any other failing system call.
     #[error("{what}: {source}")]
     Sys {
@@ -83,6 +101,26 @@ impl Error {
                 dev: dev.to_owned(),
                 source: error,
             },
+            other => Error::load(other),
+        }
+    }
+
+    /// A failed load or tcx attach of one of our tc programs on `dev`. tcx takes many
+    /// programs on one device, so there is no "busy" to tell apart.
+    pub(crate) fn tc_program(dev: &str) -> impl FnOnce(ProgError) -> Error + '_ {
+        move |e| match e {
+            ProgError::Attach { error, .. } if is_permission(&error) => Error::NotRoot,
+            ProgError::Attach { error, .. } => Error::TcxAttach {
+                dev: dev.to_owned(),
+                source: error,
+            },
+            other => Error::load(other),
+        }
+    }
+
+    /// A program that did not load (or whose map could not be made).
+    fn load(e: ProgError) -> Error {
+        match e {
             ProgError::Map(e) => Error::sys("creating a BPF map")(e),
             ProgError::Load(e) if is_permission(&e.error) => Error::NotRoot,
             other => Error::Program(other),

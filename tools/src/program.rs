@@ -1,10 +1,13 @@
-//! The XDP programs of xvs-pktgen, generated as bytecode with `xvs_sys::bpf::asm`:
+//! The BPF programs of xvs-pktgen, generated as bytecode with `xvs_sys::bpf::asm`:
 //!
 //! - [`live_tx`], run by `BPF_PROG_TEST_RUN` in live-frames mode, turns each run into one
 //!   frame of the current flow and size, counts it, and returns `XDP_TX` (or, when paced and
 //!   early, `XDP_DROP`);
-//! - [`count_drop`], attached to the receiving interface, counts packets and bytes per CPU
-//!   and drops them.
+//! - [`count_drop`], an XDP program attached to the receiving interface, counts packets and
+//!   bytes per CPU and drops them;
+//! - [`count_shot`], the same sink as a tc program at the interface's tcx ingress, where
+//!   every skb arrives, those a `bpf_redirect_peer` put there included (they skip the
+//!   veth's NAPI, so an XDP program never sees them).
 //!
 //! In live-frames mode the kernel keeps frame pages in a page pool and hands the same pages
 //! to the program again without rewriting their data: whatever the program wrote into a
@@ -17,7 +20,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use xvs_sys::bpf::Insn;
-use xvs_sys::bpf::abi::{action, helper, xdp_md};
+use xvs_sys::bpf::abi::{action, helper, sk_buff, tc_action, xdp_md};
 use xvs_sys::bpf::asm::{self, Alu, Builder, Jmp, Label, Size};
 
 use crate::packet::{Flows, FrameSpec, LiveSums, SizeRange};
@@ -43,7 +46,7 @@ pub mod state {
     pub const LEN: u32 = 56;
 }
 
-/// Offsets of the per-CPU counters of [`count_drop`].
+/// Offsets of the per-CPU counters of [`count_drop`] and [`count_shot`].
 pub mod counters {
     /// Packets seen.
     pub const PACKETS: i16 = 0;
@@ -404,6 +407,34 @@ pub fn count_drop(counters_map: BorrowedFd<'_>) -> Vec<Insn> {
     b.add_u64(0, counters::BYTES, 7, 1);
     b.bind(out);
     b.push([asm::mov_imm(0, action::XDP_DROP), asm::exit()]);
+    b.finish()
+}
+
+/// The counting sink at tcx ingress: adds each skb to the per-CPU counters of `counters_map`
+/// (laid out as for [`count_drop`]) and drops it (`TC_ACT_SHOT`). A GSO skb (a TCP train
+/// that GRO merged, or a sender's TSO segment) counts as its `gso_segs` packets; its bytes
+/// are the skb's `len` (the Ethernet header included, as tcx ingress sees it), so the headers
+/// of the segments after the first are not in them.
+pub fn count_shot(counters_map: BorrowedFd<'_>) -> Vec<Insn> {
+    const SEGS: u8 = 7;
+    const LEN: u8 = 8;
+    let mut b = Builder::default();
+    let out = b.label();
+    let one_or_more = b.label();
+    b.push([
+        asm::mov_reg(CTX, 1),
+        // gso_segs is 0 (or 1) for an skb that is not GSO: count it as one.
+        asm::load(Size::W, SEGS, CTX, sk_buff::GSO_SEGS),
+    ]);
+    b.jmp_imm(Jmp::Ne, SEGS, 0, one_or_more);
+    b.push([asm::mov_imm(SEGS, 1)]);
+    b.bind(one_or_more);
+    b.push([asm::load(Size::W, LEN, CTX, sk_buff::LEN)]);
+    b.lookup_key0(counters_map, out);
+    b.add_u64(0, counters::PACKETS, SEGS, 1);
+    b.add_u64(0, counters::BYTES, LEN, 1);
+    b.bind(out);
+    b.push([asm::mov_imm(0, tc_action::TC_ACT_SHOT), asm::exit()]);
     b.finish()
 }
 

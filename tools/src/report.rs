@@ -205,7 +205,8 @@ pub struct InspectReport {
 pub struct CountReport {
     /// Always "count".
     pub command: &'static str,
-    /// "xdp" (count and drop in XDP) or "afxdp" (receive and inspect every frame).
+    /// "xdp" (count and drop in XDP), "tc" (count and drop at tcx ingress) or "afxdp"
+    /// (receive and inspect every frame).
     pub mode: &'static str,
     /// The interface counted on.
     pub dev: String,
@@ -283,6 +284,131 @@ impl fmt::Display for CountReport {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Counts and round-trip percentiles, µs (`None` when no reply came in time).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RttSummary {
+    /// Requests sent.
+    pub sent: u64,
+    /// Replies within the timeout: the round trips measured.
+    pub received: u64,
+    /// Replies after the timeout (not in the percentiles).
+    pub late: u64,
+    /// Requests no reply came for.
+    pub lost: u64,
+    /// Replies seen more than once.
+    pub duplicates: u64,
+    /// Datagrams that were no reply of this run.
+    pub strays: u64,
+    /// Requests without a reply in time, percent of those sent.
+    pub loss_pct: f64,
+    /// Shortest round trip.
+    pub min_us: Option<f64>,
+    /// Mean round trip.
+    pub mean_us: Option<f64>,
+    /// Median.
+    pub p50_us: Option<f64>,
+    /// 90th percentile.
+    pub p90_us: Option<f64>,
+    /// 99th percentile.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile.
+    pub p999_us: Option<f64>,
+    /// Longest round trip.
+    pub max_us: Option<f64>,
+}
+
+/// The summary of `rtt --client`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RttClientReport {
+    /// Always "rtt".
+    pub command: &'static str,
+    /// Always "client".
+    pub role: &'static str,
+    /// The echo server.
+    pub server: String,
+    /// The target rate.
+    pub rate_pps: f64,
+    /// Seconds of sending.
+    pub duration_s: f64,
+    /// The reply timeout, ms.
+    pub timeout_ms: f64,
+    /// Requests the socket refused to send (no route, no neighbor, an ICMP error of an
+    /// earlier one): counted in `sent`, and lost.
+    pub send_errors: u64,
+    /// Counts and percentiles.
+    #[serde(flatten)]
+    pub summary: RttSummary,
+    /// Whether Ctrl-C (or SIGTERM) ended the run early.
+    pub interrupted: bool,
+}
+
+impl fmt::Display for RttClientReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.summary;
+        writeln!(
+            f,
+            "{} requests to {} in {:.3} s: {} replies, {} late (> {} ms), {} lost ({:.3} %), \
+             {} duplicates, {} send errors{}",
+            s.sent,
+            self.server,
+            self.duration_s,
+            s.received,
+            s.late,
+            self.timeout_ms,
+            s.lost,
+            s.loss_pct,
+            s.duplicates,
+            self.send_errors,
+            if self.interrupted {
+                ", interrupted"
+            } else {
+                ""
+            }
+        )?;
+        if let (Some(min), Some(p50), Some(p90), Some(p99), Some(p999), Some(max), Some(mean)) = (
+            s.min_us, s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us, s.mean_us,
+        ) {
+            writeln!(
+                f,
+                "round trip (us): min {min:.1} p50 {p50:.1} p90 {p90:.1} p99 {p99:.1} \
+                 p99.9 {p999:.1} max {max:.1} mean {mean:.1}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The summary of `rtt --server`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RttServerReport {
+    /// Always "rtt".
+    pub command: &'static str,
+    /// Always "server".
+    pub role: &'static str,
+    /// The address served.
+    pub addr: String,
+    /// Datagrams received.
+    pub requests: u64,
+    /// Datagrams echoed.
+    pub replies: u64,
+    /// Echoes the socket refused to send.
+    pub send_errors: u64,
+    /// Seconds served.
+    pub duration_s: f64,
+    /// Whether Ctrl-C (or SIGTERM) ended it.
+    pub interrupted: bool,
+}
+
+impl fmt::Display for RttServerReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "echoed {} of {} datagrams on {} in {:.3} s ({} send errors)",
+            self.replies, self.requests, self.addr, self.duration_s, self.send_errors
+        )
     }
 }
 

@@ -1,6 +1,10 @@
 //! xvs-pktgen end to end, in namespaces of its own: `send` on one end of a veth pair, `count`
 //! on the other. The assertions are on counts and contents, never on speed.
 
+#[expect(
+    dead_code,
+    reason = "each test binary uses a part of the shared helpers"
+)]
 mod common;
 
 use std::process::Command;

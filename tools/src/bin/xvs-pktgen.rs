@@ -1,9 +1,10 @@
 //! xvs-pktgen: a packet generator and counter for loading and measuring xvs.
 //!
 //! `send` makes UDP frames (IPv4 or IPv6, one size or a range, any number of flows) with XDP
-//! live frames, the kernel's own fast path, or AF_XDP; `count` counts them at the other end.
+//! live frames, the kernel's own fast path, or AF_XDP; `count` counts them at the other end;
+//! `rtt` times UDP request/response round trips between two sockets.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -16,6 +17,7 @@ use xvs_tools::count::{self, CountConfig, CountMode};
 use xvs_tools::pace::Rate;
 use xvs_tools::packet::{DEFAULT_DST_PORT, DEFAULT_SRC_PORT, SizeRange};
 use xvs_tools::report::Sample;
+use xvs_tools::rtt::{self, ClientConfig};
 use xvs_tools::send::{self, SendConfig, SendMode};
 
 #[derive(Debug, Parser)]
@@ -34,6 +36,8 @@ enum Command {
     Send(SendArgs),
     /// Count (or receive and inspect) the frames that arrive on an interface.
     Count(CountArgs),
+    /// UDP request/response round trips: an echo server, or a client that times the echoes.
+    Rtt(RttArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +110,17 @@ struct SendArgs {
     json: bool,
 }
 
+/// Where `count` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Sink {
+    /// An XDP program: the cheapest, but blind to packets that a peer's `bpf_redirect_peer`
+    /// put into the interface (they skip its NAPI).
+    Xdp,
+    /// A tc program at tcx ingress (Linux 6.6): sees every packet the stack would receive,
+    /// a GSO skb counted as its segments.
+    Tc,
+}
+
 #[derive(Debug, clap::Args)]
 struct CountArgs {
     /// The interface to count on.
@@ -114,13 +129,40 @@ struct CountArgs {
     /// Seconds to count [default: until Ctrl-C].
     #[arg(long, value_name = "S")]
     duration: Option<f64>,
+    /// Where the counting program runs.
+    #[arg(long, value_enum, default_value_t = Sink::Xdp)]
+    sink: Sink,
     /// Receive through AF_XDP and report the latency of stamped frames (`send --latency`),
     /// with loss from sequence gaps.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sink")]
     latency: bool,
     /// Receive through AF_XDP and check every frame: checksums, flows, sizes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sink")]
     inspect: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("role").required(true).args(["server", "client"])))]
+struct RttArgs {
+    /// Echo every datagram that comes to this address back to its sender.
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: Option<SocketAddr>,
+    /// Send requests to the echo server at this address and time the replies.
+    #[arg(long, value_name = "ADDR:PORT")]
+    client: Option<SocketAddr>,
+    /// Requests per second (client; e.g. 10000, 10k).
+    #[arg(long, value_name = "PPS", default_value = "1000")]
+    rate: Rate,
+    /// Seconds to send (client) [default: 10], or to serve [default: until Ctrl-C].
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+    /// Milliseconds a reply may take: later ones are counted late, not timed; the client
+    /// waits this long for the last ones.
+    #[arg(long, value_name = "MS", default_value_t = 1000.0)]
+    timeout: f64,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -131,6 +173,19 @@ fn seconds(s: f64, what: &str) -> anyhow::Result<Duration> {
         .ok()
         .filter(|d| !d.is_zero())
         .with_context(|| format!("{what} wants a positive number of seconds, not {s}"))
+}
+
+/// Prints a command's summary on stdout: as JSON, or as text.
+fn print_summary<T: serde::Serialize + std::fmt::Display>(
+    report: &T,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
 }
 
 fn print_progress(sample: &Sample) {
@@ -186,11 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 batch: args.batch,
             };
             let report = send::run(&config, &stop, &mut print_progress, &mut print_notice)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{report}");
-            }
+            print_summary(&report, args.json)?;
         }
         Command::Count(args) => {
             let config = CountConfig {
@@ -199,17 +250,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .duration
                     .map(|s| seconds(s, "--duration"))
                     .transpose()?,
-                mode: if args.latency || args.inspect {
-                    CountMode::Inspect
-                } else {
-                    CountMode::Xdp
+                mode: match args.sink {
+                    _ if args.latency || args.inspect => CountMode::Inspect,
+                    Sink::Xdp => CountMode::Xdp,
+                    Sink::Tc => CountMode::Tc,
                 },
             };
             let report = count::run(&config, &stop, &mut print_progress, &mut print_notice)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{report}");
+            print_summary(&report, args.json)?;
+        }
+        Command::Rtt(args) => {
+            let duration = args
+                .duration
+                .map(|s| seconds(s, "--duration"))
+                .transpose()?;
+            if let Some(addr) = args.server {
+                let report = rtt::serve(addr, duration, &stop, &mut print_notice)?;
+                print_summary(&report, args.json)?;
+            } else if let Some(server) = args.client {
+                let Rate::Pps(rate_pps) = args.rate else {
+                    anyhow::bail!("rtt --client wants a rate in requests per second, not max");
+                };
+                let config = ClientConfig {
+                    server,
+                    rate_pps,
+                    duration: duration.unwrap_or(Duration::from_secs(10)),
+                    timeout: Duration::try_from_secs_f64(args.timeout / 1e3)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .with_context(|| {
+                            format!(
+                                "--timeout wants a positive number of milliseconds, not {}",
+                                args.timeout
+                            )
+                        })?,
+                };
+                let report = rtt::client(&config, &stop, &mut print_notice)?;
+                print_summary(&report, args.json)?;
             }
         }
     }

@@ -19,6 +19,10 @@ pub(crate) fn pktgen() -> PathBuf {
 pub(crate) const MAC_A: &str = "02:00:5e:00:00:0a";
 /// The MAC address of side B's veth.
 pub(crate) const MAC_B: &str = "02:00:5e:00:00:0b";
+/// Side A's IPv4 address, in a pair made by [`VethPair::new_ipv4`].
+pub(crate) const IP_A: &str = "198.18.7.1";
+/// Side B's IPv4 address, in a pair made by [`VethPair::new_ipv4`].
+pub(crate) const IP_B: &str = "198.18.7.2";
 
 /// Whether this test can make namespaces and load XDP programs; says why not if it cannot.
 pub(crate) fn can_run(test: &str) -> bool {
@@ -57,6 +61,18 @@ pub(crate) struct VethPair {
 impl VethPair {
     /// Makes a uniquely named pair (the names carry the process id and a counter).
     pub(crate) fn new() -> VethPair {
+        VethPair::make(false)
+    }
+
+    /// A pair that speaks IPv4 alone: IPv6 off in both namespaces before the links come up
+    /// (no neighbor discovery lands in a count), side A at [`IP_A`], side B at [`IP_B`], and
+    /// each side knowing the other's MAC address for good (a counter that drops everything
+    /// drops ARP too).
+    pub(crate) fn new_ipv4() -> VethPair {
+        VethPair::make(true)
+    }
+
+    fn make(ipv4: bool) -> VethPair {
         let serial = xvs_testkit::serial();
         let id = unique_name("xpg");
         let (dev_a, dev_b) = (format!("{id}a"), format!("{id}b"));
@@ -69,7 +85,47 @@ impl VethPair {
             .peer_address(MAC_B)
             .create()
             .expect("make the veth pair");
+        if ipv4 {
+            for ns in [&ns_a, &ns_b] {
+                for key in ["all", "default"] {
+                    ns.sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6=1"))
+                        .expect("turn IPv6 off");
+                }
+            }
+        }
         veth.set_up().expect("bring the veths up");
+        if ipv4 {
+            for (ns, dev, ip, peer_ip, peer_mac) in [
+                (&ns_a, &dev_a, IP_A, IP_B, MAC_B),
+                (&ns_b, &dev_b, IP_B, IP_A, MAC_A),
+            ] {
+                let ns = ns.name();
+                xvs_testkit::must(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{ip}/24"),
+                    "dev",
+                    dev,
+                ]);
+                xvs_testkit::must(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "neigh",
+                    "replace",
+                    peer_ip,
+                    "lladdr",
+                    peer_mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ]);
+            }
+        }
         VethPair {
             ns_a: ns_a.name().to_owned(),
             ns_b: ns_b.name().to_owned(),
@@ -83,47 +139,57 @@ impl VethPair {
 
     /// Runs xvs-pktgen in namespace `ns` to the end.
     pub(crate) fn pktgen(&self, ns: &str, args: &[&str]) -> Output {
-        netns_command(ns, pktgen())
-            .args(args)
-            .output()
-            .expect("run xvs-pktgen")
+        pktgen_in(ns, args)
     }
 
-    /// Starts xvs-pktgen in namespace `ns` and waits until it prints a line containing
-    /// `ready` on stderr.
-    ///
-    /// # Panics
-    /// If it exits before.
+    /// Starts xvs-pktgen in namespace `ns`; see [`spawn_pktgen_until`].
     pub(crate) fn spawn_until(&self, ns: &str, args: &[&str], ready: &str) -> Running {
-        let mut child = netns_command(ns, pktgen())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start xvs-pktgen");
-        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).expect("read stderr") == 0 {
-                let _ = child.wait();
-                panic!("xvs-pktgen {args:?} ended before {ready:?}:\n{seen}");
-            }
-            seen.push_str(&line);
-            if line.contains(ready) {
-                break;
-            }
+        spawn_pktgen_until(ns, args, ready)
+    }
+}
+
+/// Runs xvs-pktgen in namespace `ns` to the end.
+pub(crate) fn pktgen_in(ns: &str, args: &[&str]) -> Output {
+    netns_command(ns, pktgen())
+        .args(args)
+        .output()
+        .expect("run xvs-pktgen")
+}
+
+/// Starts xvs-pktgen in namespace `ns` and waits until it prints a line containing `ready`
+/// on stderr.
+///
+/// # Panics
+/// If it exits before.
+pub(crate) fn spawn_pktgen_until(ns: &str, args: &[&str], ready: &str) -> Running {
+    let mut child = netns_command(ns, pktgen())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start xvs-pktgen");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read stderr") == 0 {
+            let _ = child.wait();
+            panic!("xvs-pktgen {args:?} ended before {ready:?}:\n{seen}");
         }
-        // Keep draining stderr, so that progress lines never fill the pipe.
-        let drain = std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stderr.read_to_string(&mut rest);
-            seen + &rest
-        });
-        Running {
-            child: Some(child),
-            stderr: Some(drain),
+        seen.push_str(&line);
+        if line.contains(ready) {
+            break;
         }
+    }
+    // Keep draining stderr, so that progress lines never fill the pipe.
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+        seen + &rest
+    });
+    Running {
+        child: Some(child),
+        stderr: Some(drain),
     }
 }
 

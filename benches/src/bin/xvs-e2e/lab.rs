@@ -186,6 +186,37 @@ impl Topology {
         Ok(())
     }
 
+    /// Runs `f` with an offload (`ethtool -K` name) turned on or off on both namespaces'
+    /// `eth0`, and puts the old settings back after it, whatever it returned.
+    ///
+    /// # Errors
+    /// ethtool fails, or `f` does.
+    pub(crate) fn with_namespace_offload<T>(
+        &mut self,
+        feature: &str,
+        on: bool,
+        f: impl FnOnce(&Topology) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mark = self.restores.len();
+        let (src_ns, sink_ns) = (self.src_ns.clone(), self.sink_ns.clone());
+        let result = self
+            .set_offload(Some(&src_ns), "eth0", feature, on)
+            .and_then(|()| self.set_offload(Some(&sink_ns), "eth0", feature, on))
+            .and_then(|()| f(self));
+        self.restore_offloads(mark);
+        result
+    }
+
+    /// Puts back the offload settings changed since the `mark`-th change, the last first.
+    fn restore_offloads(&mut self, mark: usize) {
+        for r in self.restores.drain(mark..).rev() {
+            let _ = output(ethtool(
+                r.ns.as_deref(),
+                &["-K", &r.dev, &r.feature, if r.on { "on" } else { "off" }],
+            ));
+        }
+    }
+
     /// The mode of the XDP program attached to host link `dev`: `Some("drv")`, `Some("skb")`
     /// (generic) or `None`.
     pub(crate) fn xdp_mode(&self, dev: &str) -> anyhow::Result<Option<&'static str>> {
@@ -230,12 +261,7 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        for r in self.restores.drain(..).rev() {
-            let _ = output(ethtool(
-                r.ns.as_deref(),
-                &["-K", &r.dev, &r.feature, if r.on { "on" } else { "off" }],
-            ));
-        }
+        self.restore_offloads(0);
         // The guards' own drops, in this order: links made outside the namespaces (a
         // bridge; the last made first), the veths, then the namespaces.
         for link in self.links.drain(..).rev() {

@@ -1,11 +1,12 @@
 //! xvs-e2e: the end-to-end packet-rate benchmark.
 //!
 //! One command builds a source namespace and a sink namespace joined by the switch under
-//! test, and measures, in the same run and on the same machine, xvs and its peers: the Linux
-//! bridge, Open vSwitch's userspace datapath with AF_XDP ports, and a bare in-kernel XDP
-//! redirect as a reference. Each figure is repeated `--trials` times, in rounds that visit
-//! every switch in turn (rotating the order), so slow drift on a shared machine falls on all
-//! of them; the report gives min/median/max and the ratio of xvs's median to each peer's.
+//! test, and measures, in the same run and on the same machine, xvs (with the kernel hook
+//! xvsd picks, or forced to XDP or tc) and its peers: the Linux bridge, Open vSwitch's
+//! userspace datapath with AF_XDP ports, and a bare in-kernel XDP redirect as a reference.
+//! Each figure is repeated `--trials` times, in rounds that visit every switch in turn
+//! (rotating the order), so slow drift on a shared machine falls on all of them; the report
+//! gives min/median/max and the ratio of xvs's median to each peer's.
 //!
 //! Layout: [`lab`] makes and removes the topology, [`switch`] sets up each switch, [`measure`]
 //! runs one trial of each kind, [`search`] finds the zero-loss rate, [`cpu`] accounts CPU time,
@@ -46,9 +47,9 @@ enum Part {
     ZeroLoss,
     /// 1518 B, max load.
     Rate1518,
-    /// Latency percentiles at a moderate rate.
+    /// UDP request/response round-trip percentiles at a moderate rate.
     Latency,
-    /// iperf3 TCP, with default offloads and with TX checksum offload off.
+    /// iperf3 TCP: default offloads with 1 stream and with 8, and TX checksum offload off.
     Tcp,
 }
 
@@ -67,7 +68,8 @@ struct Args {
     /// Smoke mode for CI: 1 trial, 1-second trials, 2 search steps.
     #[arg(long)]
     quick: bool,
-    /// Switches to measure.
+    /// Switches to measure. xvs-xdp and xvs-tc are xvs with `--hook xdp` and `--hook tc`
+    /// (columns of their own; the ratios compare the xvs column with the others).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["xvs", "bridge", "ovs", "xdp"])]
     only: Vec<Kind>,
     /// Parts of each round to run.
@@ -112,10 +114,10 @@ struct Args {
     /// Loss the zero-loss search tolerates, percent of the frames sent.
     #[arg(long, default_value_t = 0.001)]
     loss_tolerance: f64,
-    /// Packets per second of the latency trials.
+    /// Requests per second of the round-trip (latency) trials.
     #[arg(long, default_value_t = 10_000.0)]
     latency_rate: f64,
-    /// Seconds of each latency trial.
+    /// Seconds of each round-trip (latency) trial.
     #[arg(long, default_value_t = 3.0)]
     latency_duration: f64,
     /// Seconds of each iperf3 run.
@@ -273,7 +275,7 @@ fn host_info(ticks_per_s: f64, cpus: usize) -> Value {
 
 fn pinning_note(args: &Args) -> String {
     format!(
-        "generator and tools (xvs-pktgen send/count, iperf3) on CPU {g}; the switch's \
+        "generator and tools (xvs-pktgen send/count/rtt, iperf3) on CPU {g}; the switch's \
          datapath thread (xvs worker, OVS PMD) on CPU {s}, its other threads (xvsd control, \
          ovsdb-server, ovs-vswitchd main/handlers) on CPU {g}. The bridge and the XDP \
          redirect have no thread: they run in softirq on the CPU that hands them the frame \
@@ -348,6 +350,39 @@ fn describe_rate(t: &measure::RateTrial) -> String {
         t.loss_pct
     )
 }
+
+/// One row of the TCP figure.
+#[derive(Debug, Clone, Copy)]
+struct TcpRow {
+    label: &'static str,
+    key: &'static str,
+    /// iperf3's parallel streams (`-P`).
+    streams: u32,
+    /// TX checksum offload off in both namespaces (during this row only).
+    csum_off: bool,
+}
+
+/// The TCP rows.
+const TCP_ROWS: [TcpRow; 3] = [
+    TcpRow {
+        label: "default offloads, 1 stream",
+        key: key::TCP,
+        streams: 1,
+        csum_off: false,
+    },
+    TcpRow {
+        label: "default offloads, 8 streams",
+        key: key::TCP_8_STREAMS,
+        streams: 8,
+        csum_off: false,
+    },
+    TcpRow {
+        label: "tx checksum offload off, 1 stream",
+        key: key::TCP_NO_CSUM,
+        streams: 1,
+        csum_off: true,
+    },
+];
 
 struct Round<'a> {
     args: &'a Args,
@@ -500,36 +535,42 @@ fn run_round(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result
         switch.check()?;
     }
     if args.wants(Part::Latency) {
-        eprintln!("  latency at {} pps", args.latency_rate);
-        let t = measure::latency(ctx, &topo, args.latency_rate, args.latency_duration);
-        if let Some(t) = attempt(sw, round, &[key::P50, key::P99], t)? {
+        eprintln!("  UDP round trips at {} requests/s", args.latency_rate);
+        // Complete UDP checksums (no TX checksum offload), so that switches that forward the
+        // raw frame without finishing a partial checksum (OVS AF_XDP, the bare XDP redirect)
+        // deliver the requests too and every switch has a figure.
+        let t = topo.with_namespace_offload("tx", false, |topo| {
+            measure::rtt(ctx, topo, args.latency_rate, args.latency_duration)
+        });
+        if let Some(t) = attempt(sw, round, &[key::RTT_P50, key::RTT_P99], t)? {
             eprintln!(
-                "    p50 {:.1} us, p99 {:.1} us ({} samples)",
-                t.p50_us, t.p99_us, t.samples
+                "    p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us ({} of {} answered)",
+                t.p50_us, t.p99_us, t.p999_us, t.samples, t.sent
             );
-            sw.set(key::P50, t.p50_us);
-            sw.set(key::P99, t.p99_us);
-            details["latency"] = serde_json::to_value(&t)?;
+            sw.set(key::RTT_P50, t.p50_us);
+            sw.set(key::RTT_P99, t.p99_us);
+            details["round_trip"] = serde_json::to_value(&t)?;
         }
         switch.check()?;
     }
     if args.wants(Part::Tcp) {
-        for (label, k, csum_off) in [
-            ("default offloads", key::TCP, false),
-            ("tx checksum offload off", key::TCP_NO_CSUM, true),
-        ] {
+        for &TcpRow {
+            label,
+            key: k,
+            streams,
+            csum_off,
+        } in &TCP_ROWS
+        {
             eprintln!("  TCP (iperf3), {label}");
             let t = if !have("iperf3") {
                 Err(anyhow::anyhow!("iperf3 is not installed"))
             } else {
-                let prepared = if csum_off {
-                    let (src_ns, sink_ns) = (topo.src_ns.clone(), topo.sink_ns.clone());
-                    topo.set_offload(Some(&src_ns), "eth0", "tx", false)
-                        .and_then(|()| topo.set_offload(Some(&sink_ns), "eth0", "tx", false))
+                let tcp = |topo: &Topology| measure::tcp(ctx, topo, args.tcp_duration, streams);
+                if csum_off {
+                    topo.with_namespace_offload("tx", false, tcp)
                 } else {
-                    Ok(())
-                };
-                prepared.and_then(|()| measure::tcp(ctx, &topo, args.tcp_duration))
+                    tcp(&topo)
+                }
             };
             let t = t.map_err(|e| {
                 if csum_off || is_interrupted(&e) {
@@ -610,8 +651,8 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let mut switches: Vec<SwitchReport> = kinds
         .iter()
         .map(|k| {
-            let mut s = SwitchReport::new(k.name(), &figures);
-            if let Some(reason) = k.unavailable(&bins) {
+            let mut s = SwitchReport::new(k.name(), !k.is_xvs(), &figures);
+            if let Some(reason) = k.unavailable(&bins, &xvsd_args) {
                 eprintln!("xvs-e2e: skipping {}: {reason}", k.name());
                 s.skip(reason);
             }
@@ -784,5 +825,46 @@ fn main() -> ExitCode {
             eprintln!("xvs-e2e: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("xvs-e2e").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn switches_and_figures_parse() {
+        let default = parse(&[]);
+        assert_eq!(
+            default.only,
+            [Kind::Xvs, Kind::Bridge, Kind::Ovs, Kind::Xdp]
+        );
+        assert!(default.wants(Part::Tcp) && default.wants(Part::Latency));
+        let a = parse(&[
+            "--only",
+            "xvs,xvs-xdp,xvs-tc,bridge,ovs-afxdp",
+            "--figures",
+            "tcp",
+        ]);
+        assert_eq!(
+            a.only,
+            [
+                Kind::Xvs,
+                Kind::XvsXdp,
+                Kind::XvsTc,
+                Kind::Bridge,
+                Kind::Ovs
+            ]
+        );
+        assert_eq!(a.figures, [Part::Tcp]);
+        assert!(Args::try_parse_from(["xvs-e2e", "--only", "xvs-afxdp"]).is_err());
+        assert_eq!(Kind::XvsTc.xvs_hook(), Some("tc"));
+        assert_eq!(Kind::Xvs.xvs_hook(), None);
+        assert!(Kind::XvsXdp.is_xvs() && !Kind::Bridge.is_xvs());
     }
 }

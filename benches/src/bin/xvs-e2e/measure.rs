@@ -1,12 +1,13 @@
 //! One trial of each kind, run across whatever switch joins the topology's veths:
 //!
 //! - [`rate`]: `xvs-pktgen send` (XDP live frames) from the source namespace at a size, a
-//!   number of flows and a rate (or `max`), `xvs-pktgen count` (an XDP program that counts and
-//!   drops) on the sink's `eth0`; optionally with the CPU accounting of the window in which
-//!   the generator ran.
-//! - [`latency`]: `send --latency` (AF_XDP, stamped frames) at a moderate rate and
-//!   `count --latency` (AF_XDP receiver) for the percentiles.
-//! - [`tcp`]: an iperf3 server in the sink namespace and a client in the source.
+//!   number of flows and a rate (or `max`), `xvs-pktgen count --sink tc` (a tc program at
+//!   tcx ingress that counts and drops) on the sink's `eth0`; optionally with the CPU
+//!   accounting of the window in which the generator ran.
+//! - [`rtt`]: `xvs-pktgen rtt --server` (a UDP echo) in the sink namespace and
+//!   `rtt --client` in the source at a moderate rate, for round-trip percentiles.
+//! - [`tcp`]: an iperf3 server in the sink namespace and a client in the source, with one
+//!   stream or several.
 //! - [`idle`]: no traffic at all, for what the switch (and the rest of the machine) burns
 //!   while waiting.
 //!
@@ -66,6 +67,8 @@ pub(crate) struct RateTrial {
     pub(crate) target_pps: Option<f64>,
     /// How the generator sent ("live-frames" or "afxdp").
     pub(crate) send_mode: String,
+    /// Where the sink counted ("tc": at tcx ingress).
+    pub(crate) sink: String,
     /// Frames the generator handed to its interface.
     pub(crate) sent: u64,
     /// Frames the sink's counter saw.
@@ -103,22 +106,19 @@ fn f64_of(v: &Value, key: &str) -> anyhow::Result<f64> {
     v[key].as_f64().with_context(|| format!("no {key} in {v}"))
 }
 
-/// Starts `xvs-pktgen count` on the sink's `eth0` and waits until it is attached.
-fn start_counter(ctx: &Ctx<'_>, topo: &Topology, latency: bool) -> anyhow::Result<Proc> {
+/// Starts `xvs-pktgen count --sink tc` on the sink's `eth0` and waits until it is attached.
+///
+/// The count is taken at tcx ingress, where every path into the sink passes: a frame that a
+/// switch's XDP program redirected into the sink's veth (which then runs the veth's NAPI and
+/// becomes an skb), one the bridge or an AF_XDP port transmitted, and one that a tc program
+/// put straight into `eth0` with `bpf_redirect_peer`, which skips the veth's NAPI and so
+/// never meets an XDP program on `eth0`. Every switch then pays the same for the sink: an
+/// skb per frame.
+fn start_counter(ctx: &Ctx<'_>, topo: &Topology) -> anyhow::Result<Proc> {
     let mut c = in_ns(Some(&topo.sink_ns), Some(ctx.gen_cpu), ctx.pktgen);
-    c.args(["count", "--dev", "eth0", "--json"]);
-    if latency {
-        c.arg("--latency");
-    }
+    c.args(["count", "--dev", "eth0", "--sink", "tc", "--json"]);
     let mut counter = Proc::spawn("count", c, ctx.dir)?;
-    counter.wait_for_stderr(
-        if latency {
-            "receiving on"
-        } else {
-            "counting on"
-        },
-        Duration::from_secs(10),
-    )?;
+    counter.wait_for_stderr("counting on", Duration::from_secs(10))?;
     Ok(counter)
 }
 
@@ -173,7 +173,7 @@ pub(crate) fn rate(
     cpu: Option<Option<u32>>,
 ) -> anyhow::Result<RateTrial> {
     let primed = topo.prime();
-    let counter = start_counter(ctx, topo, false)?;
+    let counter = start_counter(ctx, topo)?;
     let before = cpu.map(Snapshot::take);
     let mut sender = Proc::spawn("send", send_command(ctx, topo, load), ctx.dir)?;
     let sent_out = sender.finish(send_timeout(load))?;
@@ -193,6 +193,7 @@ pub(crate) fn rate(
         flows: load.flows,
         target_pps: load.rate_pps,
         send_mode: sent["mode"].as_str().unwrap_or_default().to_owned(),
+        sink: counted["mode"].as_str().unwrap_or_default().to_owned(),
         sent: sent_packets,
         received,
         received_bytes,
@@ -228,56 +229,77 @@ pub(crate) fn idle(ctx: &Ctx<'_>, pid: Option<u32>, seconds: f64) -> anyhow::Res
     Ok(Window::between(&before, &after, ctx.ticks_per_s))
 }
 
-/// What a latency trial saw.
+/// What a round-trip trial saw.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct LatencyTrial {
-    /// The rate of stamped frames.
+pub(crate) struct RttTrial {
+    /// The rate of requests.
     pub(crate) rate_pps: f64,
-    /// Stamped frames that arrived.
+    /// Requests sent.
+    pub(crate) sent: u64,
+    /// Replies in time: the round trips measured.
     pub(crate) samples: u64,
-    /// Median one-way delay, generator to counter, µs.
+    /// Requests without a reply in time, percent.
+    pub(crate) loss_pct: f64,
+    /// Median round trip, source to sink and back, µs.
     pub(crate) p50_us: f64,
     /// 99th percentile, µs.
     pub(crate) p99_us: f64,
-    /// The counter's whole latency report (ns).
+    /// 99.9th percentile, µs.
+    pub(crate) p999_us: f64,
+    /// The client's whole report.
     pub(crate) report: Value,
 }
 
-/// One latency trial: 64-byte stamped frames at `rate_pps` for `seconds`.
+/// The UDP port of the echo server.
+const RTT_PORT: u16 = 7;
+
+/// One round-trip trial: UDP requests at `rate_pps` for `seconds` from the source to an echo
+/// server in the sink. Both directions cross the switch, whatever path it takes.
 ///
 /// # Errors
-/// A tool failed, no stamped frame arrived, or the bench was interrupted.
-pub(crate) fn latency(
+/// A tool failed, no reply came, or the bench was interrupted.
+pub(crate) fn rtt(
     ctx: &Ctx<'_>,
     topo: &Topology,
     rate_pps: f64,
     seconds: f64,
-) -> anyhow::Result<LatencyTrial> {
+) -> anyhow::Result<RttTrial> {
     topo.prime();
-    let counter = start_counter(ctx, topo, true)?;
-    let load = Load {
-        size: 64,
-        flows: 1,
-        rate_pps: Some(rate_pps),
-        seconds,
-    };
-    let mut c = send_command(ctx, topo, &load);
-    c.arg("--latency");
-    let mut sender = Proc::spawn("send-latency", c, ctx.dir)?;
-    sender.finish(send_timeout(&load))?;
-    let counted = stop_counter(counter)?;
-    let report = counted["latency"].clone();
-    if report.is_null() {
+    let addr = format!("{SINK_IP}:{RTT_PORT}");
+    let mut s = in_ns(Some(&topo.sink_ns), Some(ctx.gen_cpu), ctx.pktgen);
+    s.args(["rtt", "--server", &addr, "--json"]);
+    let mut server = Proc::spawn("rtt-server", s, ctx.dir)?;
+    server.wait_for_stderr("echoing on", Duration::from_secs(10))?;
+    let mut c = in_ns(Some(&topo.src_ns), Some(ctx.gen_cpu), ctx.pktgen);
+    c.args([
+        "rtt",
+        "--client",
+        &addr,
+        "--rate",
+        &format!("{}", rate_pps.round().max(1.0) as u64),
+        "--duration",
+        &seconds.to_string(),
+        "--json",
+    ]);
+    let mut client = Proc::spawn("rtt-client", c, ctx.dir)?;
+    let out = client.finish(Duration::from_secs_f64(seconds + 30.0))?;
+    server.stop(Duration::from_secs(2));
+    let report = json_of("xvs-pktgen rtt", &out)?;
+    let samples = u64_of(&report, "received")?;
+    if samples == 0 {
         bail!(
-            "no stamped frame reached the sink ({} frames counted)",
-            counted["received_packets"]
+            "no reply came back ({} requests sent)",
+            report["sent"].as_u64().unwrap_or(0)
         );
     }
-    let trial = LatencyTrial {
+    let trial = RttTrial {
         rate_pps,
-        samples: u64_of(&report, "samples")?,
-        p50_us: f64_of(&report, "p50_ns")? / 1e3,
-        p99_us: f64_of(&report, "p99_ns")? / 1e3,
+        sent: u64_of(&report, "sent")?,
+        samples,
+        loss_pct: f64_of(&report, "loss_pct")?,
+        p50_us: f64_of(&report, "p50_us")?,
+        p99_us: f64_of(&report, "p99_us")?,
+        p999_us: f64_of(&report, "p999_us")?,
         report,
     };
     sleep(ctx.settle)?;
@@ -287,6 +309,8 @@ pub(crate) fn latency(
 /// What a TCP trial saw.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct TcpTrial {
+    /// Parallel streams.
+    pub(crate) streams: u32,
     /// Goodput the server received, Gbit/s.
     pub(crate) gbps: f64,
     /// Retransmitted segments.
@@ -295,12 +319,18 @@ pub(crate) struct TcpTrial {
 
 const IPERF_PORT: &str = "5201";
 
-/// One iperf3 run of `seconds` from the source to the sink.
+/// One iperf3 run of `seconds` from the source to the sink, with `streams` parallel
+/// streams (`-P`).
 ///
 /// # Errors
 /// iperf3 failed (its own error message, e.g. a connection that timed out), or the bench
 /// was interrupted.
-pub(crate) fn tcp(ctx: &Ctx<'_>, topo: &Topology, seconds: f64) -> anyhow::Result<TcpTrial> {
+pub(crate) fn tcp(
+    ctx: &Ctx<'_>,
+    topo: &Topology,
+    seconds: f64,
+    streams: u32,
+) -> anyhow::Result<TcpTrial> {
     let mut s = in_ns(Some(&topo.sink_ns), Some(ctx.gen_cpu), Path::new("iperf3"));
     s.args(["-s", "-1", "-B", SINK_IP, "-p", IPERF_PORT]);
     let mut server = Proc::spawn("iperf3-server", s, ctx.dir)?;
@@ -329,6 +359,8 @@ pub(crate) fn tcp(ctx: &Ctx<'_>, topo: &Topology, seconds: f64) -> anyhow::Resul
         IPERF_PORT,
         "-t",
         &format!("{}", seconds.ceil().max(1.0) as u64),
+        "-P",
+        &streams.to_string(),
         "-J",
         "--connect-timeout",
         "3000",
@@ -345,6 +377,7 @@ pub(crate) fn tcp(ctx: &Ctx<'_>, topo: &Topology, seconds: f64) -> anyhow::Resul
         .context("iperf3 reported no received rate")?
         / 1e9;
     let trial = TcpTrial {
+        streams,
         gbps,
         retransmits: result["end"]["sum_sent"]["retransmits"].as_u64(),
     };

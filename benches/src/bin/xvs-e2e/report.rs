@@ -1,6 +1,7 @@
 //! The results: every figure of every switch, trial by trial, summarized as min/median/max,
-//! with the ratio of xvs's median to each peer's; written as JSON and printed as a table
-//! (rows: figures; columns: switches, then the ratios).
+//! with the ratio of xvs's median to each peer's (xvs with a forced hook is a column of its
+//! own, not a peer); written as JSON and printed as a table (rows: figures; columns:
+//! switches, then the ratios).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -60,14 +61,16 @@ pub(crate) mod key {
     pub(crate) const RATE1518: &str = "rate_1518b_mpps";
     /// 1518 B, max load, bits.
     pub(crate) const RATE1518_GBPS: &str = "rate_1518b_gbps";
-    /// iperf3, default offloads.
+    /// iperf3, default offloads, one stream.
     pub(crate) const TCP: &str = "tcp_gbps";
-    /// iperf3, TX checksum offload off.
+    /// iperf3, default offloads, 8 streams.
+    pub(crate) const TCP_8_STREAMS: &str = "tcp_8streams_gbps";
+    /// iperf3, TX checksum offload off, one stream.
     pub(crate) const TCP_NO_CSUM: &str = "tcp_tx_csum_off_gbps";
-    /// Latency median.
-    pub(crate) const P50: &str = "latency_p50_us";
-    /// Latency 99th percentile.
-    pub(crate) const P99: &str = "latency_p99_us";
+    /// UDP round trip, median.
+    pub(crate) const RTT_P50: &str = "rtt_p50_us";
+    /// UDP round trip, 99th percentile.
+    pub(crate) const RTT_P99: &str = "rtt_p99_us";
     /// Switch process, user time per Mpkt.
     pub(crate) const PROC_USER: &str = "cpu_switch_process_user_s_per_mpkt";
     /// Switch process, system time per Mpkt.
@@ -94,7 +97,7 @@ pub(crate) struct Naming {
     pub(crate) gen_cpu: usize,
     /// The switch's CPU.
     pub(crate) switch_cpu: usize,
-    /// The rate of the latency trials.
+    /// The rate of the round-trip trials.
     pub(crate) latency_pps: f64,
     /// The zero-loss tolerance, percent.
     pub(crate) tolerance_pct: f64,
@@ -143,22 +146,33 @@ pub(crate) fn figures(n: &Naming) -> Vec<Figure> {
             "Gbit/s",
             Higher,
         ),
-        Figure::new(key::TCP, "TCP (iperf3), default offloads", "Gbit/s", Higher),
         Figure::new(
-            key::TCP_NO_CSUM,
-            "TCP (iperf3), tx checksum offload off",
+            key::TCP,
+            "TCP (iperf3), default offloads, 1 stream",
             "Gbit/s",
             Higher,
         ),
         Figure::new(
-            key::P50,
-            format!("latency p50 at {} pps", n.latency_pps),
+            key::TCP_8_STREAMS,
+            "TCP (iperf3), default offloads, 8 streams",
+            "Gbit/s",
+            Higher,
+        ),
+        Figure::new(
+            key::TCP_NO_CSUM,
+            "TCP (iperf3), tx checksum offload off, 1 stream",
+            "Gbit/s",
+            Higher,
+        ),
+        Figure::new(
+            key::RTT_P50,
+            format!("UDP round trip p50 at {} req/s", n.latency_pps),
             "us",
             Lower,
         ),
         Figure::new(
-            key::P99,
-            format!("latency p99 at {} pps", n.latency_pps),
+            key::RTT_P99,
+            format!("UDP round trip p99 at {} req/s", n.latency_pps),
             "us",
             Lower,
         ),
@@ -244,6 +258,8 @@ pub(crate) enum Status {
 pub(crate) struct SwitchReport {
     /// The switch's name.
     pub(crate) name: String,
+    /// Whether xvs is compared with it (false for xvs itself, whatever its hook).
+    pub(crate) peer: bool,
     /// How it went.
     pub(crate) status: Status,
     /// Why it was skipped or failed.
@@ -255,10 +271,11 @@ pub(crate) struct SwitchReport {
 }
 
 impl SwitchReport {
-    /// A switch with every figure empty.
-    pub(crate) fn new(name: &str, figures: &[Figure]) -> SwitchReport {
+    /// A switch with every figure empty; `peer` if xvs is compared with it.
+    pub(crate) fn new(name: &str, peer: bool, figures: &[Figure]) -> SwitchReport {
         SwitchReport {
             name: name.to_owned(),
+            peer,
             status: Status::Ok,
             reason: None,
             figures: figures
@@ -328,7 +345,8 @@ impl SwitchReport {
     }
 }
 
-/// `xvs/peer` → figure → ratio of medians, for every peer measured beside xvs.
+/// `xvs/peer` → figure → ratio of medians, for every peer measured beside xvs (the column
+/// named "xvs": xvsd with its own choice of hook).
 pub(crate) fn ratios(
     switches: &[SwitchReport],
     figures: &[Figure],
@@ -337,7 +355,7 @@ pub(crate) fn ratios(
     let Some(xvs) = switches.iter().find(|s| s.name == "xvs") else {
         return out;
     };
-    for peer in switches.iter().filter(|s| s.name != "xvs") {
+    for peer in switches.iter().filter(|s| s.peer) {
         let row = figures
             .iter()
             .filter(|f| f.better != Better::Neither)
@@ -480,9 +498,9 @@ mod tests {
     #[test]
     fn summaries_ratios_and_table() {
         let f = figures(&naming());
-        let mut xvs = SwitchReport::new("xvs", &f);
-        let mut bridge = SwitchReport::new("bridge", &f);
-        let mut ovs = SwitchReport::new("ovs-afxdp", &f);
+        let mut xvs = SwitchReport::new("xvs", false, &f);
+        let mut bridge = SwitchReport::new("bridge", true, &f);
+        let mut ovs = SwitchReport::new("ovs-afxdp", true, &f);
         ovs.skip("not installed".into());
         for (round, (a, b)) in [(1.0, 0.5), (3.0, 1.0), (2.0, 1.5)].into_iter().enumerate() {
             xvs.begin_round();
@@ -497,7 +515,7 @@ mod tests {
         assert_eq!(xvs.status, Status::Ok);
         assert_eq!(bridge.status, Status::Partial);
         assert_eq!(ovs.status, Status::Skipped);
-        let mut cut = SwitchReport::new("xdp-redirect", &f);
+        let mut cut = SwitchReport::new("xdp-redirect", true, &f);
         cut.begin_round();
         cut.finish(0, 1, 3);
         assert_eq!(cut.status, Status::Interrupted);
@@ -539,7 +557,48 @@ mod tests {
             .find(|l| l.contains("default offloads"))
             .unwrap();
         assert!(tcp.contains("failed"), "{tcp}");
-        assert!(!t.contains("latency"), "rows without data are left out");
+        assert!(!t.contains("round trip"), "rows without data are left out");
+    }
+
+    #[test]
+    fn xvs_with_a_forced_hook_is_a_column_and_not_a_peer() {
+        let f = figures(&naming());
+        let mut switches: Vec<SwitchReport> = [
+            ("xvs", false, 4.0),
+            ("xvs-tc", false, 4.0),
+            ("bridge", true, 2.0),
+        ]
+        .into_iter()
+        .map(|(name, peer, rtt)| {
+            let mut s = SwitchReport::new(name, peer, &f);
+            s.begin_round();
+            s.set(key::RTT_P50, rtt);
+            s.set(key::TCP_8_STREAMS, rtt * 10.0);
+            s.finish(0, 1, 1);
+            s
+        })
+        .collect();
+        let mut refused = SwitchReport::new("xvs-xdp", false, &f);
+        refused.skip("this xvsd refuses `--hook xdp`".into());
+        refused.finish(0, 0, 1);
+        switches.push(refused);
+        let r = ratios(&switches, &f);
+        assert_eq!(r.keys().collect::<Vec<_>>(), ["xvs/bridge"]);
+        assert_eq!(r["xvs/bridge"][key::RTT_P50], Some(2.0));
+        let t = table(&switches, &f, &r);
+        let header = t.lines().next().unwrap();
+        assert!(
+            header.contains("xvs-tc") && header.contains("bridge"),
+            "{header}"
+        );
+        assert!(
+            !header.contains("xvs-xdp") && !header.contains("xvs/xvs"),
+            "{header}"
+        );
+        let rtt = t.lines().find(|l| l.contains("round trip p50")).unwrap();
+        assert!(rtt.ends_with("2.00"), "{rtt}");
+        let tcp = t.lines().find(|l| l.contains("8 streams")).unwrap();
+        assert!(tcp.contains("40.0") && tcp.contains("20.0"), "{tcp}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The switches under test, each set up between the topology's two host veths and torn down
 //! when dropped (before the topology itself).
 //!
-//! - [`xvs`]: xvsd with both veths as ports, its worker on the switch CPU.
+//! - [`xvs`]: xvsd with both veths as ports, its worker on the switch CPU; with its own
+//!   choice of kernel hook, or forced to XDP or to tc (`--hook`).
 //! - [`bridge`]: the Linux bridge (forwarding in softirq, no thread of its own).
 //! - [`ovs`]: Open vSwitch's userspace datapath with AF_XDP ports, its PMD on the switch CPU.
 //! - [`xdp_redirect`]: a bare XDP program on each host veth that redirects every frame to the
@@ -23,8 +24,12 @@ pub(crate) mod xvs;
 /// Which switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
 pub(crate) enum Kind {
-    /// xvs (xvsd).
+    /// xvs (xvsd), with the kernel hook xvsd picks.
     Xvs,
+    /// xvs with `--hook xdp`: XDP programs on its ports.
+    XvsXdp,
+    /// xvs with `--hook tc`: tc programs at its ports' tcx ingress.
+    XvsTc,
     /// The Linux bridge.
     Bridge,
     /// Open vSwitch, userspace datapath, AF_XDP ports.
@@ -37,25 +42,55 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the report's columns.
-    pub(crate) const ALL: [Kind; 4] = [Kind::Xvs, Kind::Bridge, Kind::Ovs, Kind::Xdp];
+    pub(crate) const ALL: [Kind; 6] = [
+        Kind::Xvs,
+        Kind::XvsXdp,
+        Kind::XvsTc,
+        Kind::Bridge,
+        Kind::Ovs,
+        Kind::Xdp,
+    ];
 
     /// The name in the report.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Xvs => "xvs",
+            Kind::XvsXdp => "xvs-xdp",
+            Kind::XvsTc => "xvs-tc",
             Kind::Bridge => "bridge",
             Kind::Ovs => "ovs-afxdp",
             Kind::Xdp => "xdp-redirect",
         }
     }
 
-    /// A reason this switch cannot be measured here, if there is one.
-    pub(crate) fn unavailable(self, bins: &Bins) -> Option<String> {
+    /// The kernel hook this kind forces on xvsd (`--hook`), if it is a forced xvs.
+    pub(crate) fn xvs_hook(self) -> Option<&'static str> {
         match self {
-            Kind::Xvs => [&bins.xvsd, &bins.xvsctl]
-                .into_iter()
-                .find(|p| !p.is_file())
-                .map(|p| format!("{} is missing", p.display())),
+            Kind::XvsXdp => Some("xdp"),
+            Kind::XvsTc => Some("tc"),
+            Kind::Xvs | Kind::Bridge | Kind::Ovs | Kind::Xdp => None,
+        }
+    }
+
+    /// Whether this is xvs, whatever its hook: the ratios compare xvs with the others.
+    pub(crate) fn is_xvs(self) -> bool {
+        matches!(self, Kind::Xvs | Kind::XvsXdp | Kind::XvsTc)
+    }
+
+    /// A reason this switch cannot be measured here, if there is one. `xvsd_args` are the
+    /// extra arguments xvsd gets.
+    pub(crate) fn unavailable(self, bins: &Bins, xvsd_args: &[String]) -> Option<String> {
+        match self {
+            Kind::Xvs | Kind::XvsXdp | Kind::XvsTc => {
+                if let Some(p) = [&bins.xvsd, &bins.xvsctl]
+                    .into_iter()
+                    .find(|p| !p.is_file())
+                {
+                    return Some(format!("{} is missing", p.display()));
+                }
+                self.xvs_hook()
+                    .and_then(|hook| xvs::hook_refused(&bins.xvsd, hook, xvsd_args))
+            }
             Kind::Bridge | Kind::Xdp => None,
             Kind::Ovs => ovs::unavailable(),
         }
@@ -121,7 +156,9 @@ pub(crate) fn start(
     env: &Env<'_>,
 ) -> anyhow::Result<Box<dyn Switch>> {
     Ok(match kind {
-        Kind::Xvs => Box::new(xvs::Xvs::start(topo, env)?),
+        Kind::Xvs | Kind::XvsXdp | Kind::XvsTc => {
+            Box::new(xvs::Xvs::start(topo, env, kind.xvs_hook())?)
+        }
         Kind::Bridge => Box::new(bridge::Bridge::start(topo)?),
         Kind::Ovs => Box::new(ovs::Ovs::start(topo, env)?),
         Kind::Xdp => Box::new(xdp_redirect::XdpRedirect::start(topo)?),

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! A veth takes redirected frames only when its peer can run NAPI (an XDP program or GRO on
-//! the peer), so GRO is turned on for both namespaces' `eth0` (the counter's XDP program
-//! covers the sink during packet trials; GRO covers TCP and the reverse path of pings).
+//! the peer), so GRO is turned on for both namespaces' `eth0` (the sink's counter is a tc
+//! program, which gives the veth no NAPI).
 //! The programs are bpf_links held by this process: dropping them detaches them.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

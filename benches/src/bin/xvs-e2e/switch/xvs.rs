@@ -1,8 +1,10 @@
 //! xvs: xvsd with both host veths as ports, its worker pinned to the switch CPU
 //! (`--cpus`), its other threads (control, accept) on the generator's CPU, plus whatever
-//! `--xvsd-args` adds.
+//! `--xvsd-args` adds; for the forced variants, `--hook xdp` or `--hook tc`, which an xvsd
+//! older than the tc hook refuses (the variant is then reported unavailable, with xvsd's
+//! words).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,39 @@ pub(crate) struct Xvs {
     socket: PathBuf,
     show: Value,
     args: Vec<String>,
+    hook: Option<&'static str>,
+}
+
+/// Why xvsd cannot run with `--hook HOOK`, if it cannot: `--xvsd-args` chose a hook already,
+/// or the xvsd under test refuses the option (one older than the tc hook) or the value.
+pub(crate) fn hook_refused(xvsd: &Path, hook: &str, xvsd_args: &[String]) -> Option<String> {
+    if xvsd_args
+        .iter()
+        .any(|a| a == "--hook" || a.starts_with("--hook="))
+    {
+        return Some("--xvsd-args chooses a --hook already".to_owned());
+    }
+    // clap parses every argument before it acts on --help: this succeeds only if xvsd knows
+    // --hook and takes this value.
+    let out = match Command::new(xvsd)
+        .args(["--hook", hook, "--help"])
+        .env_remove("XVS_SOCKET")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => return Some(format!("cannot run {}: {e}", xvsd.display())),
+    };
+    (!out.status.success()).then(|| refusal(hook, &String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The reason to report for a refused `--hook`: the first line xvsd said.
+fn refusal(hook: &str, stderr: &str) -> String {
+    let why = stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no reason given");
+    format!("this xvsd refuses `--hook {hook}`: {why}")
 }
 
 impl Xvs {
@@ -31,7 +66,11 @@ impl Xvs {
     ///
     /// # Errors
     /// ethtool fails, or xvsd exits or does not answer within 15 s.
-    pub(crate) fn start(topo: &mut Topology, env: &Env<'_>) -> anyhow::Result<Xvs> {
+    pub(crate) fn start(
+        topo: &mut Topology,
+        env: &Env<'_>,
+        hook: Option<&'static str>,
+    ) -> anyhow::Result<Xvs> {
         let (src_ns, sink_ns) = (topo.src_ns.clone(), topo.sink_ns.clone());
         topo.set_offload(Some(&src_ns), "eth0", "gro", true)?;
         topo.set_offload(Some(&sink_ns), "eth0", "gro", true)?;
@@ -46,6 +85,9 @@ impl Xvs {
             "--cpus".into(),
             env.switch_cpu.to_string(),
         ];
+        if let Some(hook) = hook {
+            args.extend(["--hook".to_owned(), hook.to_owned()]);
+        }
         args.extend(env.xvsd_args.iter().cloned());
         let mut cmd = in_ns(None, Some(env.gen_cpu), &env.bins.xvsd);
         cmd.args(&args);
@@ -56,6 +98,7 @@ impl Xvs {
             socket,
             show: Value::Null,
             args,
+            hook,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -152,6 +195,7 @@ impl Switch for Xvs {
     fn setup(&self) -> Value {
         json!({
             "xvsd_args": self.args,
+            "hook": self.hook.unwrap_or("xvsd's default"),
             "show": self.show,
             "gro_on_namespace_eth0": true,
         })
@@ -167,5 +211,33 @@ impl Switch for Xvs {
 
     fn final_state(&mut self) -> Value {
         json!({ "dump_ports": self.ctl(&["dump-ports"]).unwrap_or(Value::Null) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_hook_says_why() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // Programs that stand in for an xvsd that takes any arguments, and one that refuses.
+        assert_eq!(hook_refused(Path::new("/bin/true"), "tc", &[]), None);
+        assert_eq!(
+            hook_refused(Path::new("/bin/false"), "tc", &[]).as_deref(),
+            Some("this xvsd refuses `--hook tc`: no reason given")
+        );
+        let chosen = hook_refused(Path::new("/bin/true"), "xdp", &args(&["--hook=tc"]));
+        assert!(chosen.unwrap().contains("--xvsd-args"));
+        assert!(
+            hook_refused(Path::new("/nonexistent/xvsd"), "tc", &[])
+                .unwrap()
+                .contains("cannot run")
+        );
+        let clap = "error: unexpected argument '--hook' found\n\nUsage: xvsd [OPTIONS]\n";
+        assert_eq!(
+            refusal("xdp", clap),
+            "this xvsd refuses `--hook xdp`: error: unexpected argument '--hook' found"
+        );
     }
 }
