@@ -63,8 +63,6 @@ pub(super) const fn wire16(value: u16) -> i32 {
 /// frame to the port's AF_XDP socket.
 pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec<Insn> {
     use asm::*;
-    let flows = load_map_fd(1, maps.flows_fd().as_raw_fd());
-    let epoch = load_map_value(2, maps.state_fd().as_raw_fd(), state::EPOCH as i32);
     let clock = load_map_value(0, maps.state_fd().as_raw_fd(), state::CLOCK_NS as i32);
     let devmap = load_map_fd(1, maps.devmap_fd().as_raw_fd());
     let xsks = load_map_fd(1, xskmap.as_raw_fd());
@@ -122,17 +120,7 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
     emit_partial_checksum_note(&mut b, lookup);
 
     b.bind(lookup);
-    b.push(flows);
-    b.push([
-        mov_reg(2, 10),
-        alu_imm(Alu::Add, 2, i32::from(KEY)),
-        call(helper::MAP_LOOKUP_ELEM),
-    ]);
-    b.jmp_imm(Jmp::Eq, 0, 0, to_xsk);
-    b.push([mov_reg(9, 0)]);
-    b.push(epoch);
-    b.push([load(Size::W, 2, 2, 0), load(Size::W, 3, 9, v(value::EPOCH))]);
-    b.jmp_reg(Jmp::Ne, 2, 3, to_xsk);
+    emit_lookup(&mut b, maps, to_xsk);
     finish_checksum(&mut b, scratch, to_xsk);
     b.push([
         load(Size::Dw, 4, 10, stack::L3_OFFSET),
@@ -221,6 +209,27 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
         exit(),
     ]);
     b.finish()
+}
+
+/// Looks the key on the stack up in the flow map; on a hit of the current epoch, leaves the
+/// entry's pointer in r9, else goes to `miss`.
+pub(super) fn emit_lookup(b: &mut Builder, maps: &FastPathMaps, miss: Label) {
+    use asm::*;
+    b.push(load_map_fd(1, maps.flows_fd().as_raw_fd()));
+    b.push([
+        mov_reg(2, 10),
+        alu_imm(Alu::Add, 2, i32::from(KEY)),
+        call(helper::MAP_LOOKUP_ELEM),
+    ]);
+    b.jmp_imm(Jmp::Eq, 0, 0, miss);
+    b.push([mov_reg(9, 0)]);
+    b.push(load_map_value(
+        2,
+        maps.state_fd().as_raw_fd(),
+        state::EPOCH as i32,
+    ));
+    b.push([load(Size::W, 2, 2, 0), load(Size::W, 3, 9, v(value::EPOCH))]);
+    b.jmp_reg(Jmp::Ne, 2, 3, miss);
 }
 
 /// Adds r3 packets and r5 bytes to the entry at r9, stamps it with the coarse clock (`clock`

@@ -20,7 +20,7 @@ use xvs_sys::bpf::asm::{self, Builder, Label};
 use super::abi::{FLAG_PEER, VlanOp, key, state, value};
 use super::maps::FastPathMaps;
 use super::program::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, KEY, emit_count, emit_dec_ttl, emit_ipv4_key,
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, KEY, emit_count, emit_dec_ttl, emit_ipv4_key, emit_lookup,
     emit_mac_key, emit_mac_rewrite, k, v, wire16,
 };
 
@@ -121,8 +121,6 @@ fn lookup_and_apply(
     shot: Label,
 ) {
     use asm::*;
-    let flows = load_map_fd(1, maps.flows_fd().as_raw_fd());
-    let epoch = load_map_value(2, maps.state_fd().as_raw_fd(), state::EPOCH as i32);
     let clock = load_map_value(0, maps.state_fd().as_raw_fd(), state::CLOCK_NS as i32);
     let linear = b.label();
     let untagged = b.label();
@@ -182,17 +180,7 @@ fn lookup_and_apply(
     emit_ipv4_key(b, upcall, lookup, None);
 
     b.bind(lookup);
-    b.push(flows);
-    b.push([
-        mov_reg(2, 10),
-        alu_imm(Alu::Add, 2, i32::from(KEY)),
-        call(helper::MAP_LOOKUP_ELEM),
-    ]);
-    b.jmp_imm(Jmp::Eq, 0, 0, upcall);
-    b.push([mov_reg(9, 0)]);
-    b.push(epoch);
-    b.push([load(Size::W, 2, 2, 0), load(Size::W, 3, 9, v(value::EPOCH))]);
-    b.jmp_reg(Jmp::Ne, 2, 3, upcall);
+    emit_lookup(b, maps, upcall);
     // Count: a GSO skb is as many packets as it has segments.
     b.push([load(Size::W, 3, 6, sk_buff::GSO_SEGS)]);
     b.jmp_imm(Jmp::Ne, 3, 0, counted);
