@@ -396,7 +396,8 @@ fn emit_partial_checksum_note(b: &mut Builder, lookup: Label) {
 
 /// With [`FLAG_DEC_TTL`] in the entry at r9: decrements the TTL of the IPv4 header at r4
 /// (r8 = data_end) and fixes the header checksum (RFC 1624, as `ip_decrease_ttl`); a header
-/// not all there or a TTL that would reach 0 goes to `fail`. Goes on to `next`.
+/// not all there or a TTL that would reach 0 goes to `fail`. Falls through to what follows,
+/// where the caller binds `next` (where it goes without the flag).
 pub(super) fn emit_dec_ttl(b: &mut Builder, fail: Label, next: Label) {
     use asm::*;
     b.push([
@@ -422,12 +423,11 @@ pub(super) fn emit_dec_ttl(b: &mut Builder, fail: Label, next: Label) {
         to_be(3, 16),
         store_reg(Size::H, 5, 3, 10),
     ]);
-    b.ja(next);
 }
 
 /// With [`FLAG_REWRITE_MACS`] in the entry at r9: writes its MACs over the frame's at r7
-/// (r8 = data_end); a frame shorter than an Ethernet header goes to `fail`. Goes on to
-/// `next`.
+/// (r8 = data_end); a frame shorter than an Ethernet header goes to `fail`. Falls through to
+/// what follows, where the caller binds `next` (where it goes without the flag).
 pub(super) fn emit_mac_rewrite(b: &mut Builder, fail: Label, next: Label) {
     use asm::*;
     b.push([
@@ -447,7 +447,6 @@ pub(super) fn emit_mac_rewrite(b: &mut Builder, fail: Label, next: Label) {
         load(Size::W, 3, 9, v(value::NEW_SRC + 2)),
         store_reg(Size::W, 7, 3, 8),
     ]);
-    b.ja(next);
 }
 
 /// Finishes a TCP or UDP checksum left for offload, for a flow the kernel forwards: copies

@@ -38,11 +38,18 @@ pub struct SwitchOptions {
 /// that much (it has CAP_IPC_LOCK, which exempts AF_XDP UMEMs from RLIMIT_MEMLOCK, or a high
 /// enough limit), else as many as RLIMIT_MEMLOCK allows with room to spare, at least 1024.
 pub fn default_umem_frames(frame_size: u32) -> u32 {
+    let ipc_lock = procfs::Capabilities::effective().is_some_and(|c| c.has(procfs::CAP_IPC_LOCK));
+    umem_frames_for(frame_size, ipc_lock, procfs::memlock_limit())
+}
+
+/// [`default_umem_frames`] for a process with (or without) CAP_IPC_LOCK and a soft
+/// RLIMIT_MEMLOCK of `memlock` bytes (`None`: unknown, taken as none).
+pub(crate) fn umem_frames_for(frame_size: u32, ipc_lock: bool, memlock: Option<u64>) -> u32 {
     const WANT: u32 = 16384;
-    if procfs::Capabilities::effective().is_some_and(|c| c.has(procfs::CAP_IPC_LOCK)) {
+    if ipc_lock {
         return WANT;
     }
-    let soft = procfs::memlock_limit().unwrap_or(0);
+    let soft = memlock.unwrap_or(0);
     // Leave a quarter for other locked memory of the same user.
     let fits = (soft / 4 * 3 / u64::from(frame_size)).min(u64::from(WANT)) as u32;
     fits.clamp(1024, WANT)

@@ -79,7 +79,25 @@ fn a_switch_without_ports_answers_and_stops() {
 }
 
 #[test]
-fn default_umem_fits_the_memlock_limit_or_takes_all() {
-    let frames = default_umem_frames(2048);
-    assert!((1024..=16384).contains(&frames));
+fn the_default_umem_fits_the_memlock_limit() {
+    use options::umem_frames_for;
+    assert_eq!(
+        umem_frames_for(2048, true, Some(0)),
+        16384,
+        "CAP_IPC_LOCK: no limit"
+    );
+    // 8 MiB, of which three quarters for the UMEM: 3072 frames of 2 KiB.
+    assert_eq!(umem_frames_for(2048, false, Some(8 << 20)), 3072);
+    assert_eq!(umem_frames_for(4096, false, Some(8 << 20)), 1536);
+    assert_eq!(
+        umem_frames_for(2048, false, Some(u64::MAX)),
+        16384,
+        "unlimited"
+    );
+    assert_eq!(
+        umem_frames_for(2048, false, Some(64 << 10)),
+        1024,
+        "never below 1024"
+    );
+    assert_eq!(umem_frames_for(2048, false, None), 1024, "unknown limit");
 }

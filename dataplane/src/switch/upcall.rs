@@ -63,16 +63,15 @@ fn make_link(name: &str, queues: u32) -> Result<u32, NetlinkError> {
         mtu: Some(MTU),
         queues: Some(queues),
     })?;
-    let mut near = None;
-    for end in [name, far.as_str()] {
+    let mut up = |end: &str| {
         let link = rtnl.link(end)?.ok_or(NetlinkError::Os {
             op: "find the upcall device",
             source: std::io::Error::from_raw_os_error(libc::ENODEV),
         })?;
-        rtnl.set_up(link.index)?;
-        near = near.or(Some(link.index));
-    }
-    Ok(near.expect("the near end was found first"))
+        rtnl.set_up(link.index).map(|()| link.index)
+    };
+    up(&far)?;
+    up(name)
 }
 
 /// Removes the pair (both ends go together).
