@@ -1,5 +1,7 @@
 //! The control thread: owns the switch and answers requests, one at a time.
 
+use std::collections::BTreeMap;
+
 use dataplane::{HookKind, PortOptions, Switch, SwitchError, XdpMode};
 use flowtable::Config;
 use flowtable::flow_spec::{parse_flow, parse_match};
@@ -18,6 +20,7 @@ use xvs_proto::{Call, Empty, METHODS, Method, RpcError, code};
 use crate::reconcile::{bad_spec, derive_config};
 use crate::router;
 use crate::rules::{Rules, port_ids};
+use crate::store::Store;
 use crate::vlan::to_mode;
 
 /// The protocol's error for a switch error, with the code a client can act on.
@@ -73,17 +76,25 @@ fn port_options(port: &state::Port) -> Result<PortOptions, RpcError> {
 /// the state lacks are removed, the fast path is switched, and the forwarding configuration
 /// derived from the state and the switch's port numbers is published. Only when all of that
 /// succeeded does the copy become the state; a command that fails leaves it as it was.
+///
+/// A port of the desired state whose interface is missing (or could not be attached) is
+/// *absent*: it stays configured, its rules and addresses wait, and it is attached as soon as
+/// the interface appears ([`Daemon::links_changed`]). With a [`Store`], every change is saved
+/// before it is acknowledged.
 #[derive(Debug)]
 pub struct Daemon {
     pub(crate) switch: Switch,
     pub(crate) desired: DesiredState,
     next_rule: u32,
+    store: Option<Store>,
+    /// The absent ports, with why.
+    pub(crate) absent: BTreeMap<String, String>,
 }
 
 impl Daemon {
     /// A daemon driving `switch`, which has no port yet; its fast path is as the switch
-    /// could set it up.
-    pub fn new(switch: Switch) -> Daemon {
+    /// could set it up. With `store`, it saves every change there.
+    pub fn new(switch: Switch, store: Option<Store>) -> Daemon {
         let desired = DesiredState {
             fast_path: switch.fast_path(),
             ..DesiredState::default()
@@ -92,6 +103,8 @@ impl Daemon {
             switch,
             desired,
             next_rule: 1,
+            store,
+            absent: BTreeMap::new(),
         }
     }
 
@@ -100,27 +113,129 @@ impl Daemon {
         &self.desired
     }
 
+    /// Makes a saved state the daemon's: every port is added whose interface is here (the
+    /// others are absent until it appears), then the fast path, rules, addresses and routes
+    /// apply. Call it on a daemon without ports. Returns the names of the absent ports.
+    ///
+    /// # Errors
+    /// Something of the state does not apply (a rule that is no flow, a bad address): the
+    /// file was not written by xvsd, or by an incompatible one.
+    pub fn restore(&mut self, state: DesiredState) -> Result<Vec<String>, RpcError> {
+        for (name, port) in &state.ports {
+            let added = port_options(port)
+                .and_then(|options| self.switch.add_port(name, &options).map_err(switch_error));
+            if let Err(e) = added {
+                tracing::warn!(port = name, "restored as absent: {}", e.message);
+                self.absent.insert(name.clone(), e.message);
+            }
+        }
+        if self.switch.fast_path() != state.fast_path
+            && let Err(e) = self.switch.set_fast_path(state.fast_path)
+        {
+            tracing::warn!("fast path not restored: {e}");
+        }
+        let config = derive_config(&state, self.switch.config())?;
+        self.switch.publish(config).map_err(switch_error)?;
+        self.next_rule = state.rules.iter().map(|r| r.id + 1).max().unwrap_or(1);
+        self.desired = state;
+        self.desired.fast_path = self.switch.fast_path();
+        self.save()?;
+        Ok(self.absent.keys().cloned().collect())
+    }
+
+    /// Saves the desired state, if the daemon has a store.
+    fn save(&self) -> Result<(), RpcError> {
+        match &self.store {
+            Some(store) => store.save(&self.desired).map_err(|e| {
+                RpcError::new(code::INTERNAL, format!("the state cannot be saved: {e}"))
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Stops the switch.
     pub fn shutdown(self) {
         self.switch.shutdown();
     }
 
-    /// Periodic work: forgets the ports whose interface went away (the switch drops them),
-    /// with the router addresses on them. Rules naming them stay, matching nothing and sending
-    /// nowhere until a port of that name is added again.
+    /// Stops for a planned restart: the ports' kernel hooks stay attached, pinned for the
+    /// next xvsd on the same state directory to adopt (see `Switch::hand_over`), and the
+    /// state is saved. Returns the links handed over.
+    ///
+    /// # Errors
+    /// The state or a link could not be saved; the switch is stopped anyway.
+    pub fn hand_over(self) -> Result<usize, RpcError> {
+        let saved = self.save();
+        let pinned = self
+            .switch
+            .hand_over()
+            .map_err(|e| RpcError::new(code::DATAPLANE, e.to_string()))?;
+        saved.map(|()| pinned)
+    }
+
+    /// Ends a start-up: links a predecessor handed over that no port took are removed.
+    pub fn end_adoption(&mut self) {
+        self.switch.end_adoption();
+    }
+
+    /// Periodic work: the ports whose interface went away (the switch drops them) become
+    /// absent, their learned MACs gone; their rules and addresses wait for them.
     pub fn tick(&mut self) {
         let gone = self.switch.check_ports();
         if gone.is_empty() {
             return;
         }
         for name in &gone {
-            self.desired.ports.remove(name);
-            router::forget_port(&mut self.desired, name);
+            if self.desired.ports.contains_key(name) {
+                self.absent
+                    .insert(name.clone(), "the interface disappeared".to_owned());
+            }
         }
+        self.republish("ports vanished");
+    }
+
+    /// Publishes the configuration the desired state asks for the ports the switch has now.
+    fn republish(&mut self, why: &str) {
         let published = derive_config(&self.desired, self.switch.config())
             .and_then(|config| self.switch.publish(config).map_err(switch_error));
         if let Err(e) = published {
-            tracing::error!(ports = ?gone, "configuration after ports vanished: {e}");
+            tracing::error!("configuration after {why}: {e}");
+        }
+    }
+
+    /// Interfaces were added, removed or renamed (a link notification): absent ports whose
+    /// interface is here now are attached, and vanished ones become absent.
+    pub fn links_changed(&mut self) {
+        self.tick();
+        let mut attached = Vec::new();
+        let waiting: Vec<String> = self.absent.keys().cloned().collect();
+        for name in waiting {
+            if xvs_sys::netdev::if_nametoindex(&name).is_err() {
+                continue;
+            }
+            let Some(port) = self.desired.ports.get(&name) else {
+                continue;
+            };
+            let added = port_options(port)
+                .and_then(|options| self.switch.add_port(&name, &options).map_err(switch_error));
+            match added {
+                Ok(info) => {
+                    tracing::info!(
+                        port = info.id,
+                        name,
+                        "absent port attached: its interface appeared"
+                    );
+                    self.absent.remove(&name);
+                    attached.push(name);
+                }
+                Err(e) => {
+                    tracing::warn!(name, "absent port not attached: {}", e.message);
+                    self.absent.insert(name, e.message);
+                }
+            }
+        }
+        if !attached.is_empty() {
+            self.republish("ports appeared");
         }
     }
 
@@ -144,6 +259,7 @@ impl Daemon {
                 answer::<ListCommands>(Ok(METHODS.iter().map(CommandInfo::from).collect()))
             }
             Call::Show(Empty) => answer::<Show>(Ok(self.show())),
+            Call::ShowConfig(Empty) => answer::<ShowConfig>(Ok(self.desired.clone())),
             Call::AddPort(p) => answer::<AddPort>(self.add_port(p)),
             Call::DelPort(p) => answer::<DelPort>(self.del_port(p)),
             Call::SetPort(p) => answer::<SetPort>(self.set_port(p)),
@@ -180,7 +296,16 @@ impl Daemon {
     ) -> Result<T, RpcError> {
         let mut desired = self.desired.clone();
         let out = edit(&mut desired, self.switch.config())?;
-        if let Err(e) = self.reconcile(&desired) {
+        let saved = match self.reconcile(&desired) {
+            Ok(()) => match &self.store {
+                Some(store) => store.save(&desired).map_err(|e| {
+                    RpcError::new(code::INTERNAL, format!("the state cannot be saved: {e}"))
+                }),
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
             // A command changes one port at most and the switch undoes its own failed
             // steps, but should a port have been added or removed before a later step
             // failed, put it back as the unchanged state says.
@@ -193,6 +318,9 @@ impl Daemon {
             return Err(e);
         }
         self.desired = desired;
+        let desired = &self.desired;
+        self.absent
+            .retain(|name, _| desired.ports.contains_key(name));
         Ok(out)
     }
 
@@ -207,7 +335,12 @@ impl Daemon {
     /// Whether the switch has the ports and the fast path of `desired`.
     fn ports_match(&self, desired: &DesiredState) -> bool {
         let ports = self.switch.ports();
-        ports.len() == desired.ports.len()
+        let wanted = desired
+            .ports
+            .keys()
+            .filter(|name| !self.absent.contains_key(*name))
+            .count();
+        ports.len() == wanted
             && ports.iter().all(|p| desired.ports.contains_key(&p.name))
             && self.switch.fast_path() == desired.fast_path
     }
@@ -222,7 +355,8 @@ impl Daemon {
             }
         }
         for (name, port) in &desired.ports {
-            if self.switch.config().port_by_name(name).is_none() {
+            if self.switch.config().port_by_name(name).is_none() && !self.absent.contains_key(name)
+            {
                 let options = port_options(port)?;
                 self.switch.add_port(name, &options).map_err(switch_error)?;
             }
@@ -274,7 +408,8 @@ impl Daemon {
         Ok(AddPortResult { id, name: p.name })
     }
 
-    /// Removes a port; the router addresses on it go too, its rules stay (see [`Daemon::tick`]).
+    /// Removes a port (present or absent); the router addresses on it go too, its rules stay,
+    /// matching nothing and sending nowhere until a port of that name is added again.
     fn del_port(&mut self, p: PortName) -> Result<Empty, RpcError> {
         if !self.desired.ports.contains_key(&p.name) {
             return Err(switch_error(SwitchError::NoSuchPort(p.name)));

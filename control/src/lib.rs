@@ -15,4 +15,5 @@ mod report;
 mod router;
 mod rules;
 pub mod server;
+pub mod store;
 pub mod vlan;

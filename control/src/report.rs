@@ -15,7 +15,9 @@ use xvs_proto::flows::{DumpFlowsResult, FlowEntry};
 use xvs_proto::router::{
     InterfaceInfo, Neighbor, RouteEntry, ShowAddrsResult, ShowNeighborsResult, ShowRoutesResult,
 };
-use xvs_proto::status::{PortFastPath, PortStatus, QueueStatus, ShowResult, WorkerStatus};
+use xvs_proto::status::{
+    AbsentPort, PortFastPath, PortStatus, QueueStatus, ShowResult, WorkerStatus,
+};
 use xvs_proto::{RpcError, VlanSpec, code};
 
 use crate::daemon::{Daemon, switch_error};
@@ -75,6 +77,19 @@ impl Daemon {
             uptime_s: self.switch.uptime().as_secs_f64(),
             fast_path: self.switch.fast_path(),
             ports,
+            absent: self
+                .absent
+                .iter()
+                .map(|(name, reason)| {
+                    let port = self.desired.ports.get(name).cloned().unwrap_or_default();
+                    AbsentPort {
+                        name: name.clone(),
+                        reason: reason.clone(),
+                        vlan: port.vlan,
+                        external_ids: port.external_ids,
+                    }
+                })
+                .collect(),
             workers,
         }
     }

@@ -513,15 +513,17 @@ pub fn find_ports(
     Ok(ports_matching(show, wanted))
 }
 
+/// The ports of `show`, present or absent, whose `external_ids` contain every pair of `wanted`.
 fn ports_matching(show: ShowResult, wanted: &[(&str, &str)]) -> Vec<(String, ExternalIds)> {
-    show.ports
-        .into_iter()
-        .filter(|port| {
+    let present = show.ports.into_iter().map(|p| (p.name, p.external_ids));
+    let absent = show.absent.into_iter().map(|p| (p.name, p.external_ids));
+    present
+        .chain(absent)
+        .filter(|(_, ids)| {
             wanted
                 .iter()
-                .all(|(k, v)| port.external_ids.get(*k).is_some_and(|have| have == v))
+                .all(|(k, v)| ids.get(*k).is_some_and(|have| have == v))
         })
-        .map(|port| (port.name, port.external_ids))
         .collect()
 }
 
@@ -741,12 +743,23 @@ mod tests {
                 port("p2", &[("container", "a"), ("ifname", "eth1")]),
                 port("p3", &[]),
             ],
+            absent: vec![xvs_proto::status::AbsentPort {
+                name: "p4".into(),
+                reason: "the interface disappeared".into(),
+                vlan: VlanSpec::All,
+                external_ids: [("container", "a"), ("ifname", "eth2")]
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            }],
             workers: Vec::new(),
         };
         let found = ports_matching(show.clone(), &[("container", "a"), ("ifname", "eth1")]);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, "p2");
-        assert_eq!(ports_matching(show.clone(), &[("container", "a")]).len(), 2);
-        assert_eq!(ports_matching(show, &[]).len(), 3);
+        assert_eq!(ports_matching(show.clone(), &[("container", "a")]).len(), 3);
+        let absent = ports_matching(show.clone(), &[("ifname", "eth2")]);
+        assert_eq!(absent[0].0, "p4", "an absent port is found too");
+        assert_eq!(ports_matching(show, &[]).len(), 4);
     }
 }

@@ -19,12 +19,15 @@ use crate::ports::{AddPortParams, AddPortResult, PortName, SetPortParams};
 use crate::router::{
     AddrParams, RouteParams, ShowAddrsResult, ShowNeighborsResult, ShowRoutesResult,
 };
+use crate::state::DesiredState;
 use crate::status::ShowResult;
 
 methods! {
     Version = "version" ("", "daemon and protocol version"): Empty => VersionResult;
     ListCommands = "list-commands" ("", "this list"): Empty => Vec<CommandInfo>;
     Show = "show" ("", "ports, queues, workers, uptime"): Empty => ShowResult;
+    ShowConfig = "show-config" ("", "the desired state xvsd keeps, saves and restores"):
+        Empty => DesiredState;
     AddPort = "add-port" (
         "name, queues?, hook? (tc|xdp), xdp_mode? (drv|skb), vlan?, external_ids?",
         "switch an interface (hot add)"

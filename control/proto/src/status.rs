@@ -16,6 +16,10 @@ pub struct ShowResult {
     pub fast_path: bool,
     /// Every port, by number.
     pub ports: Vec<PortStatus>,
+    /// The configured ports whose interface is missing (or could not be attached), by name:
+    /// each is attached when its interface appears.
+    #[serde(default)]
+    pub absent: Vec<AbsentPort>,
     /// Every worker.
     pub workers: Vec<WorkerStatus>,
 }
@@ -43,6 +47,19 @@ pub struct PortStatus {
     pub fast_path: PortFastPath,
     /// Its queues and who serves them.
     pub queues: Vec<QueueStatus>,
+    /// Its VLAN mode.
+    pub vlan: VlanSpec,
+    /// What its creator recorded on it.
+    pub external_ids: ExternalIds,
+}
+
+/// A configured port the switch does not have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbsentPort {
+    /// The interface it waits for.
+    pub name: String,
+    /// Why it is not attached (`the interface disappeared`, `no such interface: ...`).
+    pub reason: String,
     /// Its VLAN mode.
     pub vlan: VlanSpec,
     /// What its creator recorded on it.

@@ -1,8 +1,11 @@
 //! xvsd: the xvs switch daemon.
 //!
-//! Runs in the foreground: starts the workers, adds the `--port`s, serves the command socket,
-//! and on SIGINT or SIGTERM stops the workers and detaches every XDP program (the programs are
-//! attached through bpf_links, so even SIGKILL leaves none behind).
+//! Runs in the foreground: restores the state saved in `--state-dir`, adds the `--port`s,
+//! serves the command socket, and on SIGINT or SIGTERM stops the workers and detaches every
+//! program (the programs are attached through bpf_links, so even SIGKILL leaves none
+//! behind). On SIGUSR2 it hands over instead: the programs stay attached, pinned for the next
+//! xvsd on the same state directory, which adopts them (a restart that loses no packet of the
+//! flows the kernel forwards).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +17,12 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use control::daemon::Daemon;
 use control::server::Listener;
+use control::store::{self, Store};
 use dataplane::{HookChoice, Switch, SwitchOptions};
 use xvs_proto::ports::AddPortParams;
+use xvs_proto::state::DesiredState;
 use xvs_proto::{DEFAULT_SOCKET, Response};
+use xvs_sys::netlink::LinkMonitor;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "The xvs userspace switch daemon")]
@@ -41,9 +47,9 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     mac_age: u64,
     /// Forward decided flows in the kernel by tc or XDP redirect (on where the kernel supports
-    /// it), or everything through userspace (off).
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
-    fast_path: String,
+    /// it), or everything through userspace (off). Default: as saved (set-fast-path), else on.
+    #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+    fast_path: Option<String>,
     /// Most MAC addresses learned.
     #[arg(long, default_value_t = flowtable::mac_table::DEFAULT_CAPACITY)]
     mac_max: usize,
@@ -53,6 +59,13 @@ struct Args {
     /// it per port.
     #[arg(long, value_name = "auto|tc|xdp", default_value = "auto")]
     hook: HookChoice,
+    /// Where the desired state is saved (state.json) and restored from at start. One xvsd per
+    /// directory.
+    #[arg(long, value_name = "DIR", env = "XVS_STATE_DIR", default_value = store::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Set the saved state aside (as state.json.bad-TIME) and start empty.
+    #[arg(long)]
+    reset_state: bool,
     /// The upcall device's name (a veth pair, this name and this name with "x" after it).
     /// Default: xvs-upcall with the default socket, else one derived from the socket's path,
     /// so that daemons with different sockets never share one.
@@ -114,32 +127,90 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The saved state to start from: none with `--reset-state` (the file set aside) or when
+/// there is none yet.
+fn saved_state(store: &Store, reset: bool) -> anyhow::Result<Option<DesiredState>> {
+    if reset {
+        if let Some(aside) = store.set_aside()? {
+            tracing::warn!(file = %aside.display(), "saved state set aside; starting empty");
+        }
+        return Ok(None);
+    }
+    Ok(store.load()?)
+}
+
+/// A thread that raises `flag` on every link notification (an interface added, removed or
+/// renamed).
+fn watch_links(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let mut monitor = LinkMonitor::open().context("subscribing to link notifications")?;
+    std::thread::Builder::new()
+        .name("xvs-links".into())
+        .spawn(move || {
+            loop {
+                match monitor.wait() {
+                    Ok(_) => flag.store(true, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::error!("link notifications stopped: {e}");
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let workers = match &args.cpus {
         Some(list) => parse_cpus(list)?,
         None => vec![None],
     };
+    let store = Store::open(&args.state_dir)?;
+    let saved = saved_state(&store, args.reset_state)?;
     let listener = Listener::bind(&args.socket)?;
+    let fast_path = match (&args.fast_path, &saved) {
+        (Some(given), _) => given == "on",
+        (None, Some(state)) => state.fast_path,
+        (None, None) => true,
+    };
     let options = SwitchOptions {
         workers,
         umem_frames: args
             .umem_frames
             .unwrap_or_else(|| dataplane::switch::default_umem_frames(2048)),
         busy_poll: args.busy_poll,
-        fast_path: args.fast_path == "on",
+        fast_path,
         hook: args.hook,
         upcall: args
             .upcall_dev
             .clone()
             .unwrap_or_else(|| upcall_name(&args.socket)),
+        handover: Some(store.handover_dir()),
         ..SwitchOptions::default()
     };
     let mut config = flowtable::Config::default();
     config.mac_capacity = args.mac_max;
     config.mac_max_age_ns = args.mac_age.saturating_mul(1_000_000_000);
+    let links_changed = Arc::new(AtomicBool::new(false));
+    watch_links(links_changed.clone())?;
     let switch = Switch::start(options, config)?;
-    let mut daemon = Daemon::new(switch);
+    let state_file = store.path();
+    let mut daemon = Daemon::new(switch, Some(store));
+    if let Some(mut state) = saved {
+        state.fast_path = fast_path;
+        let absent = daemon
+            .restore(state)
+            .with_context(|| format!("restoring {}", state_file.display()))?;
+        tracing::info!(
+            ports = daemon.desired().ports.len(),
+            rules = daemon.desired().rules.len(),
+            ?absent,
+            "state restored"
+        );
+    }
     for name in &args.ports {
+        if daemon.desired().ports.contains_key(name) {
+            continue;
+        }
         daemon
             .add_port(AddPortParams {
                 name: name.clone(),
@@ -147,15 +218,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             })
             .with_context(|| format!("adding port {name}"))?;
     }
+    daemon.end_adoption();
     let stop = Arc::new(AtomicBool::new(false));
+    let hand_over = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, hand_over.clone())?;
     let (calls_tx, calls) = mpsc::channel();
     listener.serve(calls_tx)?;
     tracing::info!(socket = %listener.path().display(), "xvsd ready");
     let mut last_tick = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        match calls.recv_timeout(Duration::from_millis(100)) {
+    while !stop.load(Ordering::Relaxed) && !hand_over.load(Ordering::Relaxed) {
+        match calls.recv_timeout(Duration::from_millis(50)) {
             Ok((request, reply)) => {
                 let id = request.id.clone();
                 let response = match daemon.handle(&request.method, request.params) {
@@ -170,10 +244,20 @@ fn run(args: Args) -> anyhow::Result<()> {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if links_changed.swap(false, Ordering::Relaxed) {
+            daemon.links_changed();
+        }
         if last_tick.elapsed() >= Duration::from_millis(200) {
             daemon.tick();
             last_tick = Instant::now();
         }
+    }
+    if hand_over.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+        tracing::info!("handing over: the ports' programs stay attached for the next xvsd");
+        drop(listener);
+        let links = daemon.hand_over()?;
+        tracing::info!(links, "handed over");
+        return Ok(());
     }
     tracing::info!("stopping");
     daemon.shutdown();

@@ -168,6 +168,27 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGUSR2 (a handover) and waits up to 10 s for it to exit; returns its exit
+    /// status success.
+    pub fn hand_over(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-USR2", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
     /// Stops it with SIGTERM and waits; returns its exit status success.
     pub fn terminate(&mut self) -> bool {
         let Some(mut c) = self.child.take() else {
@@ -353,20 +374,24 @@ impl Lab {
             cmd.args(["--port", p]);
         }
         cmd.args(extra);
-        // A daemon's upcall device is named after the lab and the socket (a restart on the
-        // same socket finds its predecessor's), and removed with the lab even after SIGKILL.
+        // A daemon's upcall device and state directory are named after the lab and the
+        // socket (a restart on the same socket finds its predecessor's), and removed with the
+        // lab even after SIGKILL.
+        let n = match self.sockets.iter().position(|s| s == socket) {
+            Some(n) => n,
+            None => {
+                self.sockets.push(socket.to_owned());
+                let n = self.sockets.len() - 1;
+                self.links
+                    .push(Link::adopt(&format!("{}u{n}", self.prefix)));
+                n
+            }
+        };
         if !extra.contains(&"--upcall-dev") {
-            let n = match self.sockets.iter().position(|s| s == socket) {
-                Some(n) => n,
-                None => {
-                    self.sockets.push(socket.to_owned());
-                    let n = self.sockets.len() - 1;
-                    self.links
-                        .push(Link::adopt(&format!("{}u{n}", self.prefix)));
-                    n
-                }
-            };
             cmd.args(["--upcall-dev", &format!("{}u{n}", self.prefix)]);
+        }
+        if !extra.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(self.state_dir(socket));
         }
         // XVS_TEST_HOOK=tc|xdp runs the whole suite with every port on that hook.
         if let Ok(hook) = std::env::var("XVS_TEST_HOOK")
@@ -409,6 +434,17 @@ impl Lab {
         }
     }
 
+    /// The state directory of the daemons on `socket` (one per socket, kept across restarts
+    /// on it).
+    pub fn state_dir(&self, socket: &Path) -> PathBuf {
+        let n = self
+            .sockets
+            .iter()
+            .position(|s| s == socket)
+            .unwrap_or(self.sockets.len());
+        self.dir.join(format!("state{n}"))
+    }
+
     /// Keeps a child process to kill on drop.
     pub fn keep(&mut self, child: Child) {
         self.children.push(child);
@@ -448,6 +484,10 @@ impl Drop for Lab {
         self.links.clear();
         self.veths.clear();
         self.namespaces.clear();
+        // Links a failed test left pinned for a handover.
+        for socket in &self.sockets {
+            let _ = std::fs::remove_dir_all(control::store::handover_dir(&self.state_dir(socket)));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

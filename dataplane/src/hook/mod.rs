@@ -142,6 +142,39 @@ impl Hook {
         }
     }
 
+    /// Whether this hook took over a predecessor's link that still runs the predecessor's
+    /// program (see [`Hook::finish_adoption`]).
+    pub(crate) fn swap_pending(&self) -> bool {
+        match self {
+            Hook::Xdp(h) => h.swap_pending(),
+            Hook::Tc(h) => h.swap_pending(),
+        }
+    }
+
+    /// Swaps this hook's program onto an adopted link; call it once the port's sockets have
+    /// frames in their fill rings.
+    ///
+    /// # Errors
+    /// The swap fails.
+    pub(crate) fn finish_adoption(&mut self) -> Result<(), ProgError> {
+        match self {
+            Hook::Xdp(h) => h.finish_adoption(),
+            Hook::Tc(h) => h.finish_adoption(),
+        }
+    }
+
+    /// Pins the attachment at `path` in bpffs, for a successor to adopt (see
+    /// `Switch::hand_over`).
+    ///
+    /// # Errors
+    /// `BPF_OBJ_PIN` fails.
+    pub(crate) fn pin(&self, path: &std::path::Path) -> Result<(), xvs_sys::SyscallError> {
+        match self {
+            Hook::Xdp(h) => h.pin(path),
+            Hook::Tc(h) => h.pin(path),
+        }
+    }
+
     /// Swaps the program on the live attachment for the fast path's (with `fast`) or the
     /// plain one: no frame meets a detached interface.
     ///

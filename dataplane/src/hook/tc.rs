@@ -5,8 +5,10 @@
 //! container's 64 KB TCP segments cross the switch whole.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use flowtable::PortId;
+use xvs_sys::SyscallError;
 use xvs_sys::bpf::{ProgError, TcxLink, load_sched_cls};
 
 use crate::fastpath::{FastPathMaps, tc_program};
@@ -19,6 +21,8 @@ pub(crate) struct TcHook {
     link: TcxLink,
     /// Where misses go: the upcall device's near end, and its number of queues.
     upcall: (u32, u32),
+    /// An adopted link still runs its predecessor's program.
+    swap_pending: bool,
 }
 
 impl TcHook {
@@ -36,7 +40,56 @@ impl TcHook {
     ) -> Result<TcHook, ProgError> {
         let prog = load_sched_cls(&tc_program(fast, port, upcall.0, upcall.1), "xvs_port_tc")?;
         let link = TcxLink::attach(prog.as_fd(), ifindex, ifname)?;
-        Ok(TcHook { prog, link, upcall })
+        Ok(TcHook {
+            prog,
+            link,
+            upcall,
+            swap_pending: false,
+        })
+    }
+
+    /// Takes over `link`, a predecessor's attachment at the interface's tcx ingress, which
+    /// keeps running the predecessor's program until [`TcHook::finish_adoption`] swaps port
+    /// `port`'s onto it: the interface is never without a program.
+    ///
+    /// # Errors
+    /// The verifier refuses the program.
+    pub(crate) fn adopt(
+        link: TcxLink,
+        port: PortId,
+        upcall: (u32, u32),
+        fast: Option<&FastPathMaps>,
+    ) -> Result<TcHook, ProgError> {
+        let prog = load_sched_cls(&tc_program(fast, port, upcall.0, upcall.1), "xvs_port_tc")?;
+        Ok(TcHook {
+            prog,
+            link,
+            upcall,
+            swap_pending: true,
+        })
+    }
+
+    /// Whether the link still runs a predecessor's program.
+    pub(crate) fn swap_pending(&self) -> bool {
+        self.swap_pending
+    }
+
+    /// Swaps this hook's program onto an adopted link.
+    ///
+    /// # Errors
+    /// The swap fails (the interface went away).
+    pub(crate) fn finish_adoption(&mut self) -> Result<(), ProgError> {
+        if self.swap_pending {
+            self.link
+                .replace(self.prog.as_fd())
+                .map_err(ProgError::Replace)?;
+            self.swap_pending = false;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pin(&self, path: &Path) -> Result<(), SyscallError> {
+        self.link.pin(path)
     }
 
     pub(crate) fn set_fast_path(
@@ -46,7 +99,9 @@ impl TcHook {
     ) -> Result<(), ProgError> {
         let (ifindex, queues) = self.upcall;
         let new = load_sched_cls(&tc_program(fast, port, ifindex, queues), "xvs_port_tc")?;
-        self.link.replace(new.as_fd()).map_err(ProgError::Replace)?;
+        if !self.swap_pending {
+            self.link.replace(new.as_fd()).map_err(ProgError::Replace)?;
+        }
         self.prog = new;
         Ok(())
     }

@@ -65,7 +65,21 @@ impl LoadedXdp {
             xskmap: self.xskmap,
             prog: self.prog,
             link,
+            swap_pending: false,
         })
+    }
+
+    /// Takes over `link`, a predecessor's XDP attachment on the interface, which keeps
+    /// running the predecessor's program until [`XdpHook::finish_adoption`]: by then the
+    /// queues are steered to sockets whose fill rings have frames, so that no frame the new
+    /// program sends up finds an empty ring.
+    pub(crate) fn adopt(self, link: XdpLink) -> XdpHook {
+        XdpHook {
+            xskmap: self.xskmap,
+            prog: self.prog,
+            link,
+            swap_pending: true,
+        }
     }
 }
 
@@ -73,9 +87,11 @@ impl LoadedXdp {
 #[derive(Debug)]
 pub(crate) struct XdpHook {
     xskmap: XskMap,
-    /// The program the link runs.
+    /// The program the link runs (once `swap_pending` is false).
     prog: OwnedFd,
     link: XdpLink,
+    /// An adopted link still runs its predecessor's program.
+    swap_pending: bool,
 }
 
 impl XdpHook {
@@ -85,6 +101,29 @@ impl XdpHook {
 
     pub(crate) fn steer(&self, queue: u32, socket: BorrowedFd<'_>) -> Result<(), ProgError> {
         self.xskmap.set(queue, socket).map_err(ProgError::Map)
+    }
+
+    /// Whether the link still runs a predecessor's program.
+    pub(crate) fn swap_pending(&self) -> bool {
+        self.swap_pending
+    }
+
+    /// Swaps this hook's program onto an adopted link.
+    ///
+    /// # Errors
+    /// The swap fails (the interface went away).
+    pub(crate) fn finish_adoption(&mut self) -> Result<(), ProgError> {
+        if self.swap_pending {
+            self.link
+                .replace(self.prog.as_fd())
+                .map_err(ProgError::Replace)?;
+            self.swap_pending = false;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pin(&self, path: &std::path::Path) -> Result<(), xvs_sys::SyscallError> {
+        self.link.pin(path)
     }
 
     pub(crate) fn release(&self, queue: u32) {
@@ -97,7 +136,9 @@ impl XdpHook {
         fast: Option<&FastPathMaps>,
     ) -> Result<(), ProgError> {
         let new = load_xdp(&program(&self.xskmap, port, fast), "xvs_port")?;
-        self.link.replace(new.as_fd()).map_err(ProgError::Replace)?;
+        if !self.swap_pending {
+            self.link.replace(new.as_fd()).map_err(ProgError::Replace)?;
+        }
         self.prog = new;
         Ok(())
     }

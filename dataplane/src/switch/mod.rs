@@ -25,6 +25,7 @@ use crate::umem::Umem;
 use crate::worker::{Command, TxMap, Worker, WorkerEvent, WorkerSetup, WorkerShared};
 
 mod error;
+mod handover;
 mod options;
 mod ports;
 mod stats;
@@ -35,6 +36,7 @@ mod workers;
 
 pub use error::SwitchError;
 use error::memlock_limit;
+pub use handover::BPFFS;
 pub use options::{DEFAULT_UPCALL, PortOptions, SwitchOptions, default_umem_frames};
 pub use stats::{PortCounters, WorkerInfo};
 use workers::WorkerHandle;
@@ -68,6 +70,8 @@ pub struct Switch {
     fast_ports: Vec<Option<FastPort>>,
     /// The upcall device, when ports may have the tc hook.
     upcall: Option<upcall::Upcall>,
+    /// Links a predecessor handed over, by interface index, until their ports take them.
+    handed_over: BTreeMap<u32, handover::Pinned>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -178,7 +182,17 @@ impl Switch {
             config_epoch: 1,
             fast_ports: vec![None; MAX_PORTS],
             upcall: None,
+            handed_over: BTreeMap::new(),
         };
+        if let Some(dir) = &switch.options.handover {
+            switch.handed_over = handover::pinned_in(dir);
+            if !switch.handed_over.is_empty() {
+                tracing::info!(
+                    links = switch.handed_over.len(),
+                    "a predecessor handed over links"
+                );
+            }
+        }
         if switch.options.hook.may_use_tc() {
             match switch.add_upcall() {
                 Ok(()) => {}

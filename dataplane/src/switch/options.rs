@@ -1,10 +1,14 @@
 //! How to build a switch and how to add a port.
 
+use std::path::PathBuf;
+
 use flowtable::VlanMode;
 use xvs_sys::bpf::XdpMode;
 use xvs_sys::procfs;
 
 use crate::hook::{HookChoice, HookKind};
+#[cfg(doc)]
+use crate::switch::Switch;
 
 /// The upcall device's name when the options name none.
 pub const DEFAULT_UPCALL: &str = "xvs-upcall";
@@ -32,6 +36,10 @@ pub struct SwitchOptions {
     /// which tc-hooked ports' misses reach the workers; made at start unless every port is
     /// to use XDP, removed at stop.
     pub upcall: String,
+    /// The bpffs directory of planned restarts (see [`Switch::hand_over`]): links a
+    /// predecessor pinned there are adopted by the ports of their interfaces, and this
+    /// switch pins its own there when it hands over.
+    pub handover: Option<PathBuf>,
 }
 
 /// The default UMEM size in frames: 16384 (32 MiB of 2 KiB frames) where the process may lock
@@ -67,6 +75,7 @@ impl Default for SwitchOptions {
             fast_path: true,
             hook: HookChoice::Auto,
             upcall: DEFAULT_UPCALL.to_owned(),
+            handover: None,
         }
     }
 }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use flowtable::{PortConfig, PortId, VlanMode};
-use xvs_sys::bpf::XdpMode;
+use xvs_sys::bpf::{TcxLink, XdpLink, XdpMode};
 use xvs_sys::frame::Frame;
 use xvs_sys::xsk::{BindMode, RingSizes, XskRings, XskSocket};
 
 use super::error::memlock_limit;
-use super::{COPY_UMEM, MAX_FILL, MIN_FILL, PortOptions, Switch, SwitchError, ZERO_COPY_UMEM};
+use super::{
+    COPY_UMEM, MAX_FILL, MIN_FILL, PortOptions, Switch, SwitchError, ZERO_COPY_UMEM, handover,
+};
 use crate::backend::afxdp::AfXdpQueue;
 use crate::backend::{Ingress, QueueBackend};
 use crate::counters::MAX_PORTS;
@@ -236,8 +238,22 @@ impl Switch {
         mode: Option<XdpMode>,
     ) -> Result<(Hook, Vec<Opened>, u16, bool), SwitchError> {
         let (opened, umem, zero_copy) = self.open_queues(interface, queues)?;
-        // Attach last: until then the interface's traffic keeps going to the stack.
-        let hook = match loaded.attach(interface.ifindex, &interface.name, mode) {
+        // Attach last: until then the interface's traffic keeps going to the stack (or, on a
+        // planned restart, to the predecessor's program, which this one replaces).
+        let link = self
+            .adoptable(interface, HookKind::Xdp, mode)
+            .and_then(|pinned| {
+                let mode = pinned.mode.unwrap_or(XdpMode::Generic);
+                let link = XdpLink::adopt(&pinned.path, interface.ifindex, mode);
+                pinned.unpin();
+                link.inspect_err(|e| tracing::warn!(name = interface.name, "not adopted: {e}"))
+                    .ok()
+            });
+        let attached = match link {
+            Some(link) => Ok(loaded.adopt(link)),
+            None => loaded.attach(interface.ifindex, &interface.name, mode),
+        };
+        let hook = match attached {
             Ok(hook) => Hook::Xdp(hook),
             Err(e) => {
                 let umem = self.umems[usize::from(umem)].clone();
@@ -278,19 +294,54 @@ impl Switch {
         for o in &mut opened {
             o.queue.worker = usize::from(id) % workers;
         }
-        match TcHook::attach(
-            id,
-            interface.ifindex,
-            &interface.name,
-            upcall,
-            self.fast.as_deref(),
-        ) {
+        let link = self
+            .adoptable(interface, HookKind::Tc, None)
+            .and_then(|pinned| {
+                let link = TcxLink::adopt(&pinned.path, interface.ifindex);
+                pinned.unpin();
+                link.inspect_err(|e| tracing::warn!(name = interface.name, "not adopted: {e}"))
+                    .ok()
+            });
+        let attached = match link {
+            Some(link) => TcHook::adopt(link, id, upcall, self.fast.as_deref()),
+            None => TcHook::attach(
+                id,
+                interface.ifindex,
+                &interface.name,
+                upcall,
+                self.fast.as_deref(),
+            ),
+        };
+        match attached {
             Ok(hook) => Ok((Hook::Tc(hook), opened, umem, zero_copy)),
             Err(e) => {
                 let umem = self.umems[usize::from(umem)].clone();
                 self.close_opened(opened, &umem);
                 Err(e.into())
             }
+        }
+    }
+
+    /// The link a predecessor handed over on `interface`, if it is of the hook `kind` (and in
+    /// XDP mode `mode`, when one is asked). One of another kind or mode is unpinned at once,
+    /// so that it leaves the interface before this port's own attach.
+    fn adoptable(
+        &mut self,
+        interface: &Interface,
+        kind: HookKind,
+        mode: Option<XdpMode>,
+    ) -> Option<handover::Pinned> {
+        let pinned = self.take_pinned(interface.ifindex)?;
+        if pinned.kind == kind && (mode.is_none() || mode == pinned.mode) {
+            tracing::info!(
+                name = interface.name,
+                hook = kind.name(),
+                "adopting a handed-over link"
+            );
+            Some(pinned)
+        } else {
+            pinned.unpin();
+            None
         }
     }
 

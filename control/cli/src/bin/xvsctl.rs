@@ -19,6 +19,7 @@ use xvs_proto::ports::{AddPortParams, PortName, SetPortParams};
 use xvs_proto::router::{
     AddrParams, RouteEntry, RouteParams, ShowAddrsResult, ShowNeighborsResult, ShowRoutesResult,
 };
+use xvs_proto::state::DesiredState;
 use xvs_proto::status::ShowResult;
 use xvs_proto::{DEFAULT_SOCKET, Empty, Method, VlanSpec};
 
@@ -39,6 +40,9 @@ struct Cli {
 enum Cmd {
     /// Ports, their hooks (tc, XDP and its mode), queues, workers and uptime.
     Show,
+    /// The desired state xvsd keeps, saves and restores at start: ports by name (present
+    /// or absent), rules, router addresses, routes, the fast path.
+    ShowConfig,
     /// Switch an interface (hot add).
     AddPort {
         /// The interface.
@@ -256,6 +260,49 @@ fn vlan_cell(vlan: &VlanSpec) -> String {
     }
 }
 
+fn print_config(r: &DesiredState) {
+    println!("fast path {}", if r.fast_path { "on" } else { "off" });
+    for (name, port) in &r.ports {
+        let mut line = format!("port {name}: vlan {}", vlan_cell(&port.vlan));
+        if let Some(hook) = &port.hook {
+            line += &format!(", hook {hook}");
+        }
+        if let Some(mode) = &port.xdp_mode {
+            line += &format!(", xdp_mode {mode}");
+        }
+        if let Some(queues) = port.queues {
+            line += &format!(", queues {queues}");
+        }
+        if !port.external_ids.is_empty() {
+            let ids: Vec<String> = port
+                .external_ids
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            line += &format!(", external_ids {}", ids.join(","));
+        }
+        println!("{line}");
+    }
+    for rule in &r.rules {
+        println!("rule {}: {}", rule.id, rule.flow);
+    }
+    for interface in &r.interfaces {
+        let mac = interface
+            .mac
+            .as_deref()
+            .map(|m| format!(" mac {m}"))
+            .unwrap_or_default();
+        println!(
+            "addr {}: {}{mac}",
+            interface.on.name(),
+            interface.addrs.join(" ")
+        );
+    }
+    for route in &r.routes {
+        println!("route {} via {}", route.prefix, route.via);
+    }
+}
+
 fn print_show(r: &ShowResult) {
     println!(
         "xvsd {} up {:.0}s, {} worker(s), fast path {}",
@@ -264,7 +311,7 @@ fn print_show(r: &ShowResult) {
         r.workers.len(),
         if r.fast_path { "on" } else { "off" }
     );
-    let rows: Vec<Vec<String>> = r
+    let mut rows: Vec<Vec<String>> = r
         .ports
         .iter()
         .map(|p| {
@@ -305,6 +352,18 @@ fn print_show(r: &ShowResult) {
             ]
         })
         .collect();
+    // A configured port whose interface is missing: attached when it appears.
+    for p in &r.absent {
+        let ids: Vec<String> = p
+            .external_ids
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut row = vec!["-".to_owned(), p.name.clone()];
+        row.extend(["-", "-", "-", "absent", "-", "-", "-"].map(str::to_owned));
+        row.extend([vlan_cell(&p.vlan), ids.join(",")]);
+        rows.push(row);
+    }
     print_table(
         &[
             "ID",
@@ -321,6 +380,9 @@ fn print_show(r: &ShowResult) {
         ],
         &rows,
     );
+    for p in &r.absent {
+        println!("absent: {}: {}", p.name, p.reason);
+    }
 }
 
 fn print_fdb(r: &FdbShowResult) {
@@ -577,6 +639,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_report(&xvs_cli::attach::detach_report(&args.run(socket)?), json)
         }
         Cmd::Show => call::<Show>(socket, &Empty, json, print_show),
+        Cmd::ShowConfig => call::<ShowConfig>(socket, &Empty, json, print_config),
         Cmd::AddPort {
             name,
             queues,

@@ -4,6 +4,7 @@
 //! off GSO/TSO on its peer; a tc program does not).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use super::{ATTACH_TYPE_TCX_INGRESS, Insn, PROG_TYPE_SCHED_CLS, ProgError};
 use crate::SyscallError;
@@ -42,6 +43,30 @@ impl TcxLink {
     /// `BPF_LINK_UPDATE` fails (the interface went away).
     pub fn replace(&self, prog: BorrowedFd<'_>) -> Result<(), SyscallError> {
         super::link_update(self.link.as_fd(), prog)
+    }
+
+    /// Pins the link at `path` (in bpffs): it stays attached after this process exits.
+    ///
+    /// # Errors
+    /// `BPF_OBJ_PIN` fails.
+    pub fn pin(&self, path: &Path) -> Result<(), SyscallError> {
+        super::pin::obj_pin(self.link.as_fd(), path)
+    }
+
+    /// Takes over the link pinned at `path`, which must be a tcx ingress link on `ifindex`
+    /// (the pin stays; the caller removes it).
+    ///
+    /// # Errors
+    /// Nothing pinned there, or a link of something else.
+    pub fn adopt(path: &Path, ifindex: u32) -> Result<TcxLink, SyscallError> {
+        let link = super::pin::obj_get(path)?;
+        match super::pin::link_target(link.as_fd())? {
+            (index, ATTACH_TYPE_TCX_INGRESS) if index == ifindex => Ok(TcxLink { link }),
+            _ => Err(SyscallError {
+                call: "adopt tcx link",
+                io_error: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+        }
     }
 }
 
@@ -128,6 +153,21 @@ mod tests {
             load_sched_cls(&[mov_imm(0, tc_action::TC_ACT_SHOT), exit()], "xvs_tc_drop").unwrap();
         let link = TcxLink::attach(pass.as_fd(), ifindex, &wire.host).expect("tcx attach");
         assert!(pings(&wire), "a passing program lets traffic in");
+        // Pinned, the link outlives its fd, and is taken over by whoever opens the pin.
+        crate::bpf::pin::ensure_bpffs(std::path::Path::new("/sys/fs/bpf")).expect("bpffs");
+        let pin = std::path::PathBuf::from(format!("/sys/fs/bpf/xtc-pin-{id}"));
+        link.pin(&pin).expect("pin a tcx link");
+        drop(link);
+        assert!(
+            pings(&wire),
+            "the pinned link still runs the passing program"
+        );
+        let link = TcxLink::adopt(&pin, ifindex).expect("adopt");
+        assert!(
+            TcxLink::adopt(&pin, ifindex + 1).is_err(),
+            "another interface's"
+        );
+        std::fs::remove_file(&pin).unwrap();
         link.replace(drop_all.as_fd()).expect("a live swap");
         assert!(!pings(&wire), "the dropping program runs at ingress");
         drop(link);

@@ -6,6 +6,7 @@
 //! would survive it, and block the next attach).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use super::abi::{action, helper, xdp_md};
 use super::{Insn, Map, MapType, ProgLoadError};
@@ -184,5 +185,30 @@ impl XdpLink {
     /// `BPF_LINK_UPDATE` fails (the interface went away).
     pub fn replace(&self, prog: BorrowedFd<'_>) -> Result<(), SyscallError> {
         super::link_update(self.link.as_fd(), prog)
+    }
+
+    /// Pins the link at `path` (in bpffs): it stays attached after this process exits.
+    ///
+    /// # Errors
+    /// `BPF_OBJ_PIN` fails.
+    pub fn pin(&self, path: &Path) -> Result<(), SyscallError> {
+        super::pin::obj_pin(self.link.as_fd(), path)
+    }
+
+    /// Takes over the XDP link pinned at `path`, which must be attached to `ifindex` in
+    /// `mode` (the kernel does not say the mode; the pinner records it). The pin stays; the
+    /// caller removes it.
+    ///
+    /// # Errors
+    /// Nothing pinned there, or a link of another interface.
+    pub fn adopt(path: &Path, ifindex: u32, mode: XdpMode) -> Result<XdpLink, SyscallError> {
+        let link = super::pin::obj_get(path)?;
+        match super::pin::link_target(link.as_fd())? {
+            (index, _) if index == ifindex => Ok(XdpLink { link, mode }),
+            _ => Err(SyscallError {
+                call: "adopt XDP link",
+                io_error: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+        }
     }
 }

@@ -16,9 +16,11 @@ use nix::sched::CloneFlags;
 
 mod channel;
 pub mod generic;
+pub mod monitor;
 pub mod route;
 
 pub use generic::Generic;
+pub use monitor::{LinkChange, LinkMonitor};
 pub use route::{Link, Rtnetlink, VethPair};
 
 /// Why a netlink request failed.

@@ -75,9 +75,15 @@ impl Xvs {
         topo.set_offload(Some(&src_ns), "eth0", "gro", true)?;
         topo.set_offload(Some(&sink_ns), "eth0", "gro", true)?;
         let socket = env.dir.join(format!("{}-xvsd.ctl", topo.id));
+        // A state directory of its own: each start is empty, beside any installed xvsd.
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let state = env.dir.join(format!("{}-state{n}", topo.id));
         let mut args: Vec<String> = vec![
             "--socket".into(),
             socket.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
             "--port".into(),
             topo.vsrc.clone(),
             "--port".into(),
