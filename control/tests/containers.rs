@@ -581,19 +581,17 @@ fn docker_plugin_network_lifecycle() {
     let refs: Vec<&Container> = cs.iter().collect();
     ping_all(&refs);
 
-    // xvsd restarts and forgets its ports; the plugin gives them back.
+    // xvsd crashes and restarts: it restores the plugin's ports from its saved state, in
+    // their VLAN and with their external_ids, with no help from the plugin.
     let xvs_socket = d.socket.clone();
-    assert!(d.terminate());
+    d.kill9();
     let d = lab.xvsd_at(&xvs_socket, &[], &[]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while ports(&d).len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the plugin did not re-add its ports"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    let shown = ports(&d);
+    assert_eq!(shown.len(), 2, "restored at start");
+    for p in &shown {
+        assert_eq!(p["vlan"], json!({"mode": "access", "tag": 300}));
+        assert_eq!(p["external_ids"]["docker_network"], network_id.as_str());
     }
-    assert_eq!(ports(&d)[0]["vlan"]["tag"], 300);
     ping_all(&refs);
 
     // A second network gets another VLAN: same subnet, no traffic across.
@@ -695,4 +693,78 @@ fn docker_plugin_network_lifecycle() {
     let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(saved["networks"], json!({}));
     assert_eq!(saved["endpoints"], json!({}));
+}
+
+#[test]
+fn cni_del_after_an_xvsd_restart_finds_and_removes_its_port() {
+    let Some(mut lab) = Lab::new("cni_del_after_an_xvsd_restart") else {
+        return;
+    };
+    if !Path::new(CNI_PATH).join("host-local").exists() {
+        xvs_testkit::skip!("no host-local in {CNI_PATH} (containernetworking-plugins)");
+    }
+    let mut d = lab.xvsd(&[], &[]);
+    let xvs_socket = d.socket.clone();
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": format!("{}-net", lab.prefix),
+        "type": "xvs-cni",
+        "socket": xvs_socket,
+        "ipam": {
+            "type": "host-local",
+            "dataDir": lab.path("ipam"),
+            "ranges": [[{"subnet": "10.64.0.0/24"}]],
+        },
+    });
+    let mut cs = Vec::new();
+    let mut hosts = Vec::new();
+    for i in 1..=2u8 {
+        let mut c = lab.bare_container(i, "");
+        let netns = format!("/run/netns/{}", c.ns);
+        let id = format!("{}-c{i}", lab.prefix);
+        let env = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", id.as_str()),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", CNI_PATH),
+        ];
+        let (success, result) = cni(&env, &conf);
+        assert!(success, "ADD: {result}");
+        let host = result["interfaces"][0]["name"].as_str().unwrap().to_owned();
+        lab.track_link(&host);
+        let address = result["ips"][0]["address"].as_str().unwrap();
+        c.ip = address.split('/').next().unwrap().to_owned();
+        hosts.push((host, id, netns));
+        cs.push(c);
+    }
+    let refs: Vec<&Container> = cs.iter().collect();
+    ping_all(&refs);
+
+    // xvsd crashes and comes back with both CNI ports, attached to the same containers.
+    d.kill9();
+    let d = lab.xvsd_at(&xvs_socket, &[], &[]);
+    assert_eq!(ports(&d).len(), 2, "the CNI ports were restored");
+    ping_all(&refs);
+
+    // The runtime's DEL finds its port in the restored daemon and removes it.
+    let (host, id, netns) = &hosts[0];
+    let env = [
+        ("CNI_COMMAND", "DEL"),
+        ("CNI_CONTAINERID", id.as_str()),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", CNI_PATH),
+    ];
+    let (success, out) = cni(&env, &conf);
+    assert!(success, "DEL after a restart: {out}");
+    let left: Vec<Value> = ports(&d);
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0]["name"], host.as_str());
+    assert!(!link_exists(host));
+    let config = d.call("show-config", json!({}));
+    assert!(
+        config["ports"].get(host.as_str()).is_none(),
+        "DEL left the port in the saved state: {config}"
+    );
 }

@@ -20,9 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use xvs_proto::client::Client;
 use xvs_proto::vlan::MAX_VID;
-use xvs_sys::netlink::Rtnetlink;
 
 use crate::attach::{
     self, AttachError, AttachSpec, ExternalIds, HOST_PREFIX, OWNER_KEY, derived_ifname,
@@ -349,50 +347,6 @@ impl Driver {
             }
             other => Err(DockerError::UnknownMethod(other.to_owned())),
         }
-    }
-
-    /// Gives xvsd back the ports it lost: an endpoint whose veth exists but which xvsd does not
-    /// have (xvsd restarted) is added again, in its network's VLAN. Returns how many were.
-    ///
-    /// # Errors
-    /// xvsd cannot be reached, or refused a port.
-    pub fn resync(&mut self) -> Result<usize, DockerError> {
-        if self.state.endpoints.is_empty() {
-            return Ok(0);
-        }
-        let known: Vec<String> = attach::find_ports(&self.options.xvs_socket, &[])?
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
-        let mut netlink = Rtnetlink::open().map_err(AttachError::from)?;
-        let mut client = None;
-        let mut added = 0;
-        for (endpoint_id, ep) in &self.state.endpoints {
-            if known.contains(&ep.port)
-                || netlink.link(&ep.port).map_err(AttachError::from)?.is_none()
-            {
-                continue;
-            }
-            let client = match &mut client {
-                Some(c) => c,
-                None => client
-                    .insert(Client::connect(&self.options.xvs_socket).map_err(AttachError::from)?),
-            };
-            let vlan = self.state.networks.get(&ep.network).map(|n| n.vlan);
-            attach::add_port(
-                client,
-                &ep.port,
-                vlan,
-                &external_ids(&ep.network, endpoint_id),
-            )?;
-            tracing::info!(
-                endpoint = endpoint_id,
-                port = ep.port,
-                "re-added a port xvsd had lost"
-            );
-            added += 1;
-        }
-        Ok(added)
     }
 
     fn create_network(&mut self, r: CreateNetwork) -> Result<Value, DockerError> {

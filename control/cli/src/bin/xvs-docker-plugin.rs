@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -21,7 +21,6 @@ use xvs_cli::docker::{CONTENT_TYPE, Driver, DriverOptions, default_socket, parse
 use xvs_proto::DEFAULT_SOCKET;
 
 /// How often the driver checks that xvsd still has every endpoint's port.
-const RESYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// Largest request body accepted.
 const MAX_BODY: u64 = 1 << 20;
@@ -93,15 +92,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(socket = %args.socket.display(), "xvs-docker-plugin ready");
     let content_type =
         tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE).expect("a valid header");
-    let mut last_resync: Option<Instant> = None;
+    // No resync with xvsd: xvsd saves its ports (ours among them, with their external_ids)
+    // and restores them when it restarts.
     while !stop.load(Ordering::Relaxed) {
-        // xvsd forgets its ports when it restarts; put our endpoints' ports back.
-        if last_resync.is_none_or(|t| t.elapsed() >= RESYNC_EVERY) {
-            if let Err(e) = driver.resync() {
-                tracing::debug!("resync with xvsd: {e}");
-            }
-            last_resync = Some(Instant::now());
-        }
         let mut request = match server.recv_timeout(Duration::from_millis(200)) {
             Ok(Some(request)) => request,
             Ok(None) => continue,
