@@ -10,9 +10,11 @@
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+pub mod notify;
 mod reconcile;
 mod report;
 mod router;
 mod rules;
 pub mod server;
 pub mod vlan;
+pub mod watchdog;

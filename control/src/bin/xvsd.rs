@@ -3,6 +3,9 @@
 //! Runs in the foreground: starts the workers, adds the `--port`s, serves the command socket,
 //! and on SIGINT or SIGTERM stops the workers and detaches every XDP program (the programs are
 //! attached through bpf_links, so even SIGKILL leaves none behind).
+//!
+//! Under systemd (`Type=notify`, docs/systemd/xvsd.service) it says `READY=1` once it
+//! serves, `STOPPING=1` when it stops, and pings the watchdog while every worker progresses.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use control::daemon::Daemon;
+use control::notify::Notifier;
 use control::server::Listener;
+use control::watchdog::Watchdog;
 use dataplane::{HookChoice, Switch, SwitchOptions};
 use xvs_proto::ports::AddPortParams;
 use xvs_proto::{DEFAULT_SOCKET, Response};
@@ -153,6 +158,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (calls_tx, calls) = mpsc::channel();
     listener.serve(calls_tx)?;
     tracing::info!(socket = %listener.path().display(), "xvsd ready");
+    let notifier = Notifier::from_env();
+    notifier.ready(&format!("serving {}", listener.path().display()));
+    let mut watchdog = Watchdog::new(&notifier);
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match calls.recv_timeout(Duration::from_millis(100)) {
@@ -174,8 +182,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             daemon.tick();
             last_tick = Instant::now();
         }
+        watchdog.tick(&daemon);
     }
     tracing::info!("stopping");
+    notifier.stopping();
     daemon.shutdown();
     drop(listener);
     tracing::info!("stopped; XDP programs detached");
