@@ -10,6 +10,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// What the environment asks of us, read without I/O (see [`NotifyEnv::parse`]).
@@ -83,6 +84,9 @@ pub struct Notifier {
 struct Target {
     socket: UnixDatagram,
     addr: SocketAddr,
+    /// A failed send was logged as a warning; later ones are logged at debug level (a
+    /// manager that went away would otherwise get one warning per watchdog ping).
+    warned: AtomicBool,
 }
 
 impl Notifier {
@@ -110,7 +114,11 @@ impl Notifier {
         };
         let socket = UnixDatagram::unbound()?;
         Ok(Notifier {
-            target: Some(Arc::new(Target { socket, addr })),
+            target: Some(Arc::new(Target {
+                socket,
+                addr,
+                warned: AtomicBool::new(false),
+            })),
             watchdog: env.watchdog,
         })
     }
@@ -152,8 +160,17 @@ impl Notifier {
     }
 
     fn send_logged(&self, state: &str) {
-        if let Err(e) = self.notify(state) {
+        let Err(e) = self.notify(state) else {
+            return;
+        };
+        let first = self
+            .target
+            .as_ref()
+            .is_some_and(|t| !t.warned.swap(true, Ordering::Relaxed));
+        if first {
             tracing::warn!("notifying the service manager ({state:?}): {e}");
+        } else {
+            tracing::debug!("notifying the service manager ({state:?}): {e}");
         }
     }
 }

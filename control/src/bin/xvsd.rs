@@ -7,6 +7,7 @@
 //! Under systemd (`Type=notify`, docs/systemd/xvsd.service) it says `READY=1` once it
 //! serves, `STOPPING=1` when it stops, and pings the watchdog while every worker progresses.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use control::daemon::Daemon;
+use control::metrics::Metrics;
 use control::notify::Notifier;
 use control::server::Listener;
 use control::watchdog::Watchdog;
@@ -63,6 +65,10 @@ struct Args {
     /// so that daemons with different sockets never share one.
     #[arg(long, value_name = "NAME")]
     upcall_dev: Option<String>,
+    /// Serve GET /metrics in the Prometheus text format on this address, e.g.
+    /// 127.0.0.1:9477 (off by default; the page is open to whoever reaches the address).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// The upcall device of a daemon serving `socket`: a name that fits IFNAMSIZ with its far
@@ -125,6 +131,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => vec![None],
     };
     let listener = Listener::bind(&args.socket)?;
+    let mut metrics = args.metrics.map(Metrics::serve).transpose()?;
     let options = SwitchOptions {
         workers,
         umem_frames: args
@@ -183,6 +190,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             last_tick = Instant::now();
         }
         watchdog.tick(&daemon);
+        if let Some(metrics) = &mut metrics {
+            metrics.refresh(&daemon);
+        }
     }
     tracing::info!("stopping");
     notifier.stopping();
