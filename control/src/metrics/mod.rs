@@ -2,7 +2,7 @@
 //! scraper asks for it), written with the prometheus-client crate.
 //!
 //! A scrape never reaches a worker or the control thread. The control thread takes a
-//! [`snapshot`] at most once a second from its loop ([`Metrics::refresh`]); the HTTP thread
+//! snapshot at most once a second from its loop ([`Metrics::refresh`]); the HTTP thread
 //! serves the latest one, holding the lock only to clone an `Arc`. Taking a snapshot reads the
 //! counters the workers publish as relaxed atomics and the sockets' kernel statistics; the one
 //! question put to the workers is their rule counters (each sums its own between two
