@@ -1,6 +1,7 @@
 //! xvsd as a service: the notifications a service manager reads (from a datagram socket the
-//! test makes, as systemd's own), and the metrics page, read by Prometheus's own parser (the
-//! Python `prometheus_client`).
+//! test makes, as systemd's own), the watchdog pings stopping while a worker is stuck (held
+//! by ptrace, as a debugger holds a thread), and the metrics page, read by Prometheus's own
+//! parser (the Python `prometheus_client`).
 
 mod common;
 
@@ -388,4 +389,103 @@ fn prometheus_parses_the_metrics_page() {
 
     let (status, _, _) = get(&d, &addr, "/nothing", "*/*");
     assert_eq!(status, 404);
+}
+
+/// Stops one thread as a debugger does (ptrace: seize, interrupt) for `secs` seconds, then lets
+/// it go; the other threads of its process run on. Prints "frozen" once the thread is stopped.
+/// If this process dies, the kernel detaches and the thread runs again.
+const FREEZE_THREAD: &str = r#"
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
+tid, secs = int(sys.argv[1]), float(sys.argv[2])
+for request in (PTRACE_SEIZE, PTRACE_INTERRUPT):
+    if libc.ptrace(request, tid, None, None) != 0:
+        print("ptrace:", os.strerror(ctypes.get_errno()), flush=True)
+        sys.exit(2)
+os.waitpid(tid, WALL)
+print("frozen", flush=True)
+time.sleep(secs)
+libc.ptrace(PTRACE_DETACH, tid, None, None)
+"#;
+
+#[test]
+fn a_stuck_worker_stops_the_watchdog_pings() {
+    let test = "a_stuck_worker_stops_the_watchdog_pings";
+    let Some(mut lab) = Lab::new(test) else {
+        return;
+    };
+    if !lab.require("python3") {
+        return;
+    }
+    let notify_path = lab.path("notify.sock");
+    let manager = UnixDatagram::bind(&notify_path).expect("the manager's socket");
+    let socket = lab.path("xvsd.ctl");
+    let mut d = lab.xvsd_with_env(
+        &socket,
+        &[],
+        &[],
+        &[
+            ("NOTIFY_SOCKET", notify_path.as_os_str()),
+            ("WATCHDOG_USEC", OsStr::new("1000000")),
+        ],
+    );
+    recv_until(&manager, "READY=1", Duration::from_secs(15));
+    recv_until(&manager, "WATCHDOG=1", Duration::from_secs(2));
+    let tid = d.call("show", json!({}))["workers"][0]["tid"]
+        .as_i64()
+        .expect("the worker's thread id");
+
+    let freeze = Duration::from_millis(3500);
+    let mut freezer = Command::new("python3")
+        .args(["-c", FREEZE_THREAD, &tid.to_string()])
+        .arg(freeze.as_secs_f64().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut said = String::new();
+    let mut out = freezer.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+        said.push(char::from(byte[0]));
+    }
+    if said != "frozen" {
+        let _ = freezer.wait();
+        skip(
+            test,
+            format_args!("cannot stop a thread with ptrace: {said}"),
+        );
+        return;
+    }
+    let frozen_at = Instant::now();
+    // The stall limit is 1 s (the interval, 0.5 s, raised to the minimum): a ping may still
+    // come in the first second of the freeze, none after, until the freezer lets go (it does
+    // `freeze` after saying "frozen", a little before `frozen_at + freeze`).
+    let watched = freeze - Duration::from_millis(500);
+    let mut pings = Vec::new();
+    while frozen_at.elapsed() < watched {
+        if let Some(m) = recv(&manager, Duration::from_millis(100)) {
+            assert_eq!(m, "WATCHDOG=1");
+            pings.push(frozen_at.elapsed());
+        }
+    }
+    assert!(freezer.wait().unwrap().success(), "the freezer let go");
+    println!("pings during the freeze: {pings:?}");
+    assert!(
+        pings.iter().all(|at| *at < Duration::from_millis(1500)),
+        "pings while the worker was stuck: {pings:?}"
+    );
+    let silence = watched - pings.last().copied().unwrap_or_default();
+    assert!(silence > Duration::from_secs(1), "longer than WatchdogSec");
+    assert!(
+        d.log().contains("withholding the watchdog ping"),
+        "{}",
+        d.log()
+    );
+
+    // Released, the worker moves again, and so do the pings.
+    let (_, before) = recv_until(&manager, "WATCHDOG=1", Duration::from_secs(3));
+    assert!(before.is_empty(), "{before:?}");
+    assert!(d.terminate(), "xvsd stops cleanly:\n{}", d.log());
 }
