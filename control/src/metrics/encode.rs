@@ -174,8 +174,9 @@ impl Collector for SnapshotCollector {
         f.counter(
             "xvs_port_drops",
             None,
-            "Packets dropped, by ingress port (or output port for full TX rings and hand-offs) \
-             and cause; xsk_* causes are the kernel's AF_XDP socket counters.",
+            "Packets dropped, by cause and port: the ingress port for the pipeline's causes, \
+             the output port for the sending side's; xsk_* causes are the kernel's AF_XDP \
+             socket counters.",
             ports.iter().flat_map(|p| {
                 p.drops
                     .iter()
