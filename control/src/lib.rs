@@ -6,10 +6,14 @@
 //! operator's intent as a desired state (`xvs_proto::state`) and derives what it asks of the
 //! switch from it ([`daemon`]; the pure part in `reconcile` and `rules`). Its clients (xvsctl, the
 //! container plugins) live in `xvs-cli` and never link this crate. It has no `unsafe`.
+//! Around the daemon: [`notify`] and [`watchdog`] speak to systemd, [`metrics`] serves
+//! Prometheus a snapshot the control thread takes (a scrape never reaches a worker).
 
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+pub mod metrics;
+pub mod notify;
 mod reconcile;
 mod report;
 mod router;
@@ -17,3 +21,4 @@ mod rules;
 pub mod server;
 pub mod store;
 pub mod vlan;
+pub mod watchdog;

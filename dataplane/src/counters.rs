@@ -170,6 +170,9 @@ pub struct WorkerStats {
     pub loops: u64,
     /// Iterations that moved at least one packet.
     pub busy_loops: u64,
+    /// Nanoseconds spent in iterations that moved packets (busy time; the rest of the
+    /// worker's life it spun or slept without work).
+    pub busy_ns: u64,
     /// Times the worker slept in `poll` for lack of work.
     pub sleeps: u64,
     /// Flow cache hits.
@@ -178,6 +181,10 @@ pub struct WorkerStats {
     pub cache_misses: u64,
     /// Entries in the flow cache.
     pub cache_entries: u64,
+    /// Entries in the worker's MAC table (each worker holds a replica).
+    pub mac_entries: u64,
+    /// Kernel fast-path entries this worker installed.
+    pub fast_path_entries: u64,
     /// `sendto` kicks of TX rings.
     pub tx_kicks: u64,
     /// Packets handed to another worker.
@@ -192,10 +199,13 @@ pub(crate) struct WorkerCounters {
     ports: Box<[PortCounters]>,
     loops: AtomicU64,
     busy_loops: AtomicU64,
+    busy_ns: AtomicU64,
     sleeps: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     cache_entries: AtomicU64,
+    mac_entries: AtomicU64,
+    fast_path_entries: AtomicU64,
     tx_kicks: AtomicU64,
     handoffs: AtomicU64,
     mac_events_lost: AtomicU64,
@@ -207,10 +217,13 @@ impl Default for WorkerCounters {
             ports: (0..MAX_PORTS).map(|_| PortCounters::default()).collect(),
             loops: AtomicU64::new(0),
             busy_loops: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             cache_entries: AtomicU64::new(0),
+            mac_entries: AtomicU64::new(0),
+            fast_path_entries: AtomicU64::new(0),
             tx_kicks: AtomicU64::new(0),
             handoffs: AtomicU64::new(0),
             mac_events_lost: AtomicU64::new(0),
@@ -254,6 +267,11 @@ impl WorkerCounters {
         }
     }
 
+    /// A busy iteration took `ns` nanoseconds.
+    pub(crate) fn busy_for(&self, ns: u64) {
+        bump(&self.busy_ns, ns);
+    }
+
     pub(crate) fn slept(&self) {
         bump(&self.sleeps, 1);
     }
@@ -275,6 +293,18 @@ impl WorkerCounters {
         self.cache_misses
             .store(stats.cache_misses, Ordering::Relaxed);
         self.cache_entries.store(entries as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_tables(&self, mac_entries: usize, fast_path_entries: usize) {
+        self.mac_entries
+            .store(mac_entries as u64, Ordering::Relaxed);
+        self.fast_path_entries
+            .store(fast_path_entries as u64, Ordering::Relaxed);
+    }
+
+    /// The loop count alone: it advances while the worker lives, idle or not.
+    pub(crate) fn loops(&self) -> u64 {
+        self.loops.load(Ordering::Relaxed)
     }
 
     pub(crate) fn port(&self, port: PortId) -> PortStats {
@@ -299,10 +329,13 @@ impl WorkerCounters {
         WorkerStats {
             loops: r(&self.loops),
             busy_loops: r(&self.busy_loops),
+            busy_ns: r(&self.busy_ns),
             sleeps: r(&self.sleeps),
             cache_hits: r(&self.cache_hits),
             cache_misses: r(&self.cache_misses),
             cache_entries: r(&self.cache_entries),
+            mac_entries: r(&self.mac_entries),
+            fast_path_entries: r(&self.fast_path_entries),
             tx_kicks: r(&self.tx_kicks),
             handoffs: r(&self.handoffs),
             mac_events_lost: r(&self.mac_events_lost),

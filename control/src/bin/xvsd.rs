@@ -6,7 +6,11 @@
 //! behind). On SIGUSR2 it hands over instead: the programs stay attached, pinned for the next
 //! xvsd on the same state directory, which adopts them (a restart that loses no packet of the
 //! flows the kernel forwards).
+//!
+//! Under systemd (`Type=notify`, docs/systemd/xvsd.service) it says `READY=1` once it
+//! serves, `STOPPING=1` when it stops, and pings the watchdog while every worker progresses.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +20,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use control::daemon::Daemon;
+use control::metrics::Metrics;
+use control::notify::Notifier;
 use control::server::Listener;
 use control::store::{self, Store};
+use control::watchdog::Watchdog;
 use dataplane::{HookChoice, Switch, SwitchOptions};
 use xvs_proto::ports::AddPortParams;
 use xvs_proto::state::DesiredState;
@@ -71,6 +78,10 @@ struct Args {
     /// so that daemons with different sockets never share one.
     #[arg(long, value_name = "NAME")]
     upcall_dev: Option<String>,
+    /// Serve GET /metrics in the Prometheus text format on this address, e.g.
+    /// 127.0.0.1:9477 (off by default; the page is open to whoever reaches the address).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// The upcall device of a daemon serving `socket`: a name that fits IFNAMSIZ with its far
@@ -167,6 +178,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let store = Store::open(&args.state_dir)?;
     let saved = saved_state(&store, args.reset_state)?;
     let listener = Listener::bind(&args.socket)?;
+    let mut metrics = args.metrics.map(Metrics::serve).transpose()?;
     let fast_path = match (&args.fast_path, &saved) {
         (Some(given), _) => given == "on",
         (None, Some(state)) => state.fast_path,
@@ -227,6 +239,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (calls_tx, calls) = mpsc::channel();
     listener.serve(calls_tx)?;
     tracing::info!(socket = %listener.path().display(), "xvsd ready");
+    let notifier = Notifier::from_env();
+    notifier.ready(&format!("serving {}", listener.path().display()));
+    let mut watchdog = Watchdog::new(&notifier);
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) && !hand_over.load(Ordering::Relaxed) {
         match calls.recv_timeout(Duration::from_millis(50)) {
@@ -251,6 +266,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             daemon.tick();
             last_tick = Instant::now();
         }
+        watchdog.tick(&daemon);
+        if let Some(metrics) = &mut metrics {
+            metrics.refresh(&daemon);
+        }
     }
     if hand_over.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
         tracing::info!("handing over: the ports' programs stay attached for the next xvsd");
@@ -260,6 +279,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     tracing::info!("stopping");
+    notifier.stopping();
     daemon.shutdown();
     drop(listener);
     tracing::info!("stopped; XDP programs detached");

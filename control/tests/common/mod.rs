@@ -366,6 +366,18 @@ impl Lab {
 
     /// Starts xvsd on a given socket path.
     pub fn xvsd_at(&mut self, socket: &Path, ports: &[&str], extra: &[&str]) -> Daemon {
+        self.xvsd_with_env(socket, ports, extra, &[])
+    }
+
+    /// Starts xvsd on a given socket path with more environment variables (as a service
+    /// manager sets `NOTIFY_SOCKET`), waiting until it answers.
+    pub fn xvsd_with_env(
+        &mut self,
+        socket: &Path,
+        ports: &[&str],
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
         self.daemons_started += 1;
         let log = self.path(&format!("xvsd-{}.log", self.daemons_started));
         let mut cmd = Command::new(bin_path("xvsd"));
@@ -408,7 +420,8 @@ impl Lab {
         let log_file = std::fs::File::create(&log).expect("log file");
         cmd.stdout(Stdio::null())
             .stderr(log_file.try_clone().unwrap())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
         let child = cmd.spawn().expect("spawn xvsd");
         let mut daemon = Daemon {
             child: Some(child),

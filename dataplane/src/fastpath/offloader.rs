@@ -125,6 +125,11 @@ impl Offloader {
             .collect()
     }
 
+    /// How many entries this worker installed.
+    pub(crate) fn installed(&self) -> usize {
+        self.installed.len()
+    }
+
     /// Entries this worker installed, by ingress port.
     pub(crate) fn counts(&self) -> HashMap<PortId, usize> {
         let mut counts = HashMap::new();

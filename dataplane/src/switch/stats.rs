@@ -54,6 +54,13 @@ impl Switch {
         if let Err(e) = self.sync_fast_path() {
             tracing::warn!("fast path counters not folded in: {e}");
         }
+        self.port_counters_unsynced()
+    }
+
+    /// [`Switch::port_counters`] without making the workers fold the kernel's counters in
+    /// first: the fast path's share is as of the workers' last fold (they fold every second).
+    /// It reads counters and the sockets' statistics only, and asks no worker anything.
+    pub fn port_counters_unsynced(&self) -> Vec<PortCounters> {
         self.ports
             .values()
             .map(|p| {
@@ -97,6 +104,15 @@ impl Switch {
             .collect()
     }
 
+    /// Each worker's loop count. A live worker's advances at least every 100 ms, idle or
+    /// not (an idle worker's sleep is bounded), so one that stands still is stuck.
+    pub fn worker_progress(&self) -> Vec<u64> {
+        self.workers
+            .iter()
+            .map(|w| w.shared.counters.loops())
+            .collect()
+    }
+
     /// Frames free in the UMEM pools (for diagnostics and leak tests).
     pub fn pooled_frames(&self) -> usize {
         self.umems.iter().map(|u| u.pooled()).sum()
@@ -119,6 +135,16 @@ impl Switch {
     /// A worker did not answer.
     pub fn rule_stats(&self) -> Result<HashMap<u32, (u64, u64)>, SwitchError> {
         self.sync_fast_path()?;
+        self.rule_stats_unsynced()
+    }
+
+    /// [`Switch::rule_stats`] without making the workers fold the kernel's counters in first
+    /// (they fold every second): each worker sums its own counters and flow cache between two
+    /// iterations, and touches no kernel map for it.
+    ///
+    /// # Errors
+    /// A worker did not answer.
+    pub fn rule_stats_unsynced(&self) -> Result<HashMap<u32, (u64, u64)>, SwitchError> {
         let mut total = HashMap::new();
         for w in &self.workers {
             for (rule, (packets, bytes)) in w.ask(Command::RuleStats)? {

@@ -47,7 +47,8 @@ use execute::Target;
 const RX_BATCH: u32 = 64;
 /// Empty iterations before a worker goes to sleep.
 const SPIN_LOOPS: u32 = 20_000;
-/// Longest sleep: periodic work (aging, completions) still happens this often.
+/// Longest sleep: periodic work (aging, completions) still happens this often, and the loop
+/// count, which a watchdog reads as the worker's sign of life, advances even when idle.
 const SLEEP_MS: i32 = 100;
 /// Room in front of a copied frame, as the kernel leaves for received ones.
 pub(crate) const FRAME_HEADROOM: u32 = 256;
@@ -183,6 +184,9 @@ pub(crate) struct Worker {
     rx_batch: Vec<Packet>,
     idle_loops: u32,
     loops: u64,
+    /// When (pipeline clock) the last iteration began, if it moved packets: its time is
+    /// counted as busy when the next one begins.
+    busy_since: Option<u64>,
 }
 
 impl Worker {
@@ -228,6 +232,7 @@ impl Worker {
             rx_batch: Vec::with_capacity(RX_BATCH as usize),
             idle_loops: 0,
             loops: 0,
+            busy_since: None,
         }
     }
 
@@ -254,6 +259,9 @@ impl Worker {
     fn step(&mut self) -> ControlFlow<()> {
         self.handle_commands()?;
         let now = self.now();
+        if let Some(start) = self.busy_since.take() {
+            self.dp.shared.counters.busy_for(now.saturating_sub(start));
+        }
         let mut work = 0;
         for i in 0..self.dp.queues.len() {
             work += self.receive(i, now);
@@ -284,15 +292,18 @@ impl Worker {
             self.idle(now);
         } else {
             self.idle_loops = 0;
+            self.busy_since = Some(now);
         }
         ControlFlow::Continue(())
     }
 
     fn publish_stats(&self) {
-        self.dp
-            .shared
-            .counters
-            .set_cache(self.pipeline.stats(), self.pipeline.cache_len());
+        let counters = &self.dp.shared.counters;
+        counters.set_cache(self.pipeline.stats(), self.pipeline.cache_len());
+        counters.set_tables(
+            self.pipeline.mac_table().len(),
+            self.offloader.as_ref().map_or(0, Offloader::installed),
+        );
     }
 
     /// Receives and forwards one batch from queue `i`; returns how many packets.

@@ -266,3 +266,25 @@ fn every_frame_comes_home_when_queues_go() {
         "every frame is in the pool or was held by a queue"
     );
 }
+
+#[test]
+fn busy_time_loops_and_table_sizes_are_published() {
+    let mut bench = Bench::new(2);
+    let p1 = bench.queue(1, Ingress::Port(1));
+    let p2 = bench.queue(2, Ingress::Port(2));
+    bench.run();
+    let idle = bench.worker.dp.shared.counters.worker();
+    assert_eq!(idle.busy_ns, 0, "no packet, no busy time");
+    assert_eq!(idle.loops, 8);
+    Bench::receive(&p1, frame(BROADCAST, A));
+    Bench::receive(&p2, frame(A, B));
+    bench.run();
+    bench.worker.publish_stats();
+    let stats = bench.worker.dp.shared.counters.worker();
+    assert_eq!(stats.loops, 16);
+    assert!(stats.busy_loops > 0);
+    assert!(stats.busy_ns > 0, "busy iterations took time");
+    assert_eq!(stats.mac_entries, 2, "A and B learned");
+    assert_eq!(stats.fast_path_entries, 0, "no fast path");
+    assert_eq!(bench.worker.dp.shared.counters.loops(), 16);
+}

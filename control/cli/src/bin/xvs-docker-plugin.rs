@@ -20,8 +20,6 @@ use clap::Parser;
 use xvs_cli::docker::{CONTENT_TYPE, Driver, DriverOptions, default_socket, parse_vlan_range};
 use xvs_proto::DEFAULT_SOCKET;
 
-/// How often the driver checks that xvsd still has every endpoint's port.
-
 /// Largest request body accepted.
 const MAX_BODY: u64 = 1 << 20;
 
