@@ -123,6 +123,18 @@ fn sigkill_then_restart_restores_ports_rules_addresses_and_attached_containers()
         "the router address answers"
     );
     let before = d.call("show-config", json!({}));
+    let text = ok(&d.ctl(&["show-config"]));
+    for want in [
+        format!("port {}: vlan all", c3.port),
+        format!("priority=200,in_port={},actions=drop", c3.port),
+        format!("addr {}: 10.71.0.254/24", c1.port),
+        "route 10.99.0.0/16 via 10.71.0.2".to_owned(),
+        "netns_inode=".to_owned(),
+    ] {
+        assert!(text.contains(&want), "show-config lacks {want:?}:\n{text}");
+    }
+    let as_json: Value = serde_json::from_str(&ok(&d.ctl(&["show-config", "-j"]))).unwrap();
+    assert_eq!(as_json, before);
     assert_eq!(
         serde_json::from_value::<DesiredState>(before.clone()).unwrap(),
         saved(&lab, &d),
