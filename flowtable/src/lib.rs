@@ -12,6 +12,8 @@ pub mod classifier;
 pub mod config;
 pub mod edit;
 pub mod flow_spec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod key;
 pub mod mac_table;
 pub mod neighbor;
