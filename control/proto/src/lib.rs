@@ -15,6 +15,8 @@ pub mod envelope;
 pub mod fast_path;
 pub mod fdb;
 pub mod flows;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod meta;
 mod method;
 pub mod methods;
