@@ -12,3 +12,5 @@
 pub mod attach;
 pub mod cni;
 pub mod docker;
+#[doc(hidden)]
+pub mod fuzzing;
