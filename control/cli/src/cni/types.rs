@@ -575,6 +575,18 @@ mod tests {
     }
 
     #[test]
+    fn numbers_passed_through_print_and_read_back_the_same() {
+        // Found by the cni_config fuzz target: serde_json's default parser rounds some floats
+        // differently from its printer, so a number passed through a result read back as
+        // another one (the workspace turns on its float_roundtrip feature).
+        let text = r#"{"dns": {"search": [5555464215018.555555E5]}}"#;
+        let result = CniResult::parse(&serde_json::from_str(text).unwrap()).unwrap();
+        let printed = result.to_json("1.1.0").to_string();
+        let back = CniResult::parse(&serde_json::from_str(&printed).unwrap()).unwrap();
+        assert_eq!(back, result, "{printed}");
+    }
+
+    #[test]
     fn errors_print_as_the_spec_says() {
         let e = CniError::new(code::INVALID_CONFIG, "Invalid Configuration").details("why");
         assert_eq!(
