@@ -42,7 +42,7 @@ const RULES: [&str; 8] = [
 
 /// The switch every frame-pipeline input runs on: ports of every VLAN mode, router
 /// interfaces on VLANs and on a port (IPv4 and IPv6), static routes, and the rules of
-/// [`RULES`] whose bit is set in `rule_bits`.
+/// `RULES` whose bit is set in `rule_bits`.
 ///
 /// | port | VLAN mode |
 /// |---|---|
