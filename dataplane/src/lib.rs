@@ -13,6 +13,8 @@
 pub mod backend;
 pub mod counters;
 pub mod fastpath;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hook;
 pub mod port;
 pub mod switch;
