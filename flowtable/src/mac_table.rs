@@ -10,6 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::port::PortId;
+use crate::wire::EthernetAddress;
 
 /// The default age limit, 300 s as in the Linux bridge and OVS.
 pub const DEFAULT_MAX_AGE_NS: u64 = 300 * 1_000_000_000;
@@ -58,6 +59,8 @@ pub enum Learned {
     Pinned,
     /// The table is full of static entries; nothing was learned.
     Full,
+    /// Not an address a host may have (zero, multicast, broadcast); nothing was learned.
+    Invalid,
 }
 
 impl Learned {
@@ -124,6 +127,9 @@ impl MacTable {
 
     /// Records that a frame from `mac` in `vlan` arrived on `port` at `now`.
     pub fn learn(&mut self, vlan: u16, mac: u64, port: PortId, now: u64) -> Learned {
+        if !EthernetAddress::from_u64(mac).is_valid_unicast() {
+            return Learned::Invalid;
+        }
         let key = (vlan, mac);
         if let Some(entry) = self.entries.get_mut(&key) {
             if entry.is_static {
@@ -347,6 +353,20 @@ mod tests {
         assert!(expired.is_empty());
         t.insert_static(0, 10, 3, 0);
         assert_eq!(t.learn(0, 11, 1, S), Learned::Full);
+    }
+
+    #[test]
+    fn invalid_addresses_are_never_learned() {
+        let mut t = MacTable::new(16, 300 * S);
+        for mac in [
+            0,
+            0xffff_ffff_ffff,
+            0x01_00_5e_00_00_01,
+            0x33_33_00_00_00_01,
+        ] {
+            assert_eq!(t.learn(0, mac, 1, 0), Learned::Invalid, "{mac:012x}");
+        }
+        assert!(t.is_empty());
     }
 
     #[test]
