@@ -136,3 +136,57 @@ fn invalid_source_macs_are_dropped_and_never_learned() {
     // The valid source still goes through.
     assert_eq!(a.ping(&b.ip, 3, 0.1), 3);
 }
+
+#[test]
+fn a_full_mac_table_keeps_forwarding_known_hosts() {
+    let Some(mut lab) = Lab::new("a_full_mac_table_keeps_forwarding_known_hosts") else {
+        return;
+    };
+    if !lab.require("python3") {
+        return;
+    }
+    let a = lab.container(1, 32);
+    let b = lab.container(2, 32);
+    let c = lab.container(3, 32);
+    let d = lab.xvsd(&[&a.port, &b.port, &c.port], &["--mac-max", "16"]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    assert!(a.wait_ping(&c.ip, Duration::from_secs(5)));
+
+    // c floods frames toward a, each from a new source: the table fills at once.
+    let a_rx = a.counter("rx_packets");
+    let b_rx = b.counter("rx_packets");
+    send_frames(&c, &a, "each", 3000, 0.0);
+    std::thread::sleep(Duration::from_millis(300));
+    let leaked = b.counter("rx_packets") - b_rx;
+    let delivered = a.counter("rx_packets") - a_rx;
+    assert!(
+        leaked <= 5,
+        "b received {leaked} of the frames to a (a got {delivered})"
+    );
+    assert!(delivered >= 1500, "a got only {delivered} of 3000 frames");
+
+    let fdb = d.call("fdb-show", json!({}));
+    let entries = fdb["entries"].as_array().unwrap();
+    assert!(entries.len() <= 16, "{} entries", entries.len());
+    assert_eq!(fdb["capacity"], 16);
+    let not_learned = fdb["not_learned"].as_u64().unwrap();
+    assert!(not_learned >= 1000, "not_learned {not_learned}");
+    for host in [&a, &b, &c] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["mac"] == host.mac() && e["port"] == host.port.as_str()),
+            "{} lost its entry: {fdb}",
+            host.mac()
+        );
+    }
+    let out = d.ctl(&["fdb", "show"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "of at most 16 entries; {not_learned} source(s) not learned"
+        )),
+        "{text}"
+    );
+    assert_eq!(a.ping(&b.ip, 3, 0.1), 3);
+}

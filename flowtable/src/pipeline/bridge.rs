@@ -98,6 +98,9 @@ impl Pipeline {
 
     fn learn_local(&mut self, vlan: u16, mac: u64, port: PortId, now: u64) {
         let learned = self.mac_table.learn(vlan, mac, port, now);
+        if learned == Learned::Full {
+            self.stats.macs_not_learned += 1;
+        }
         let requeued = self
             .mac_table
             .get(vlan, mac)

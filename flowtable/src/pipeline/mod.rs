@@ -98,6 +98,8 @@ pub struct PipelineStats {
     pub macs_moved: u64,
     /// Addresses aged out or evicted.
     pub macs_expired: u64,
+    /// Sources seen here and not learned because the MAC table was full of live entries.
+    pub macs_not_learned: u64,
     /// Neighbor solicitations asked for.
     pub solicitations: u64,
 }

@@ -98,6 +98,37 @@ fn invalid_sources_are_dropped_and_never_learned() {
 }
 
 #[test]
+fn a_full_mac_table_never_floods_known_unicast() {
+    let mut c = (*three_ports()).clone();
+    c.mac_capacity = 8;
+    let mut p = Pipeline::new(Arc::new(c), 1024);
+    p.decide_t(&key(1, A, BCAST), 0);
+    p.decide_t(&key(2, B, BCAST), 0);
+    // Port 3 floods frames to A from ever new sources, far more than the table holds.
+    for i in 0..5000u64 {
+        let src = 0x02_00_01_00_00_00 + i;
+        let d = p.decide_t(&key(3, src, A), 1 + i);
+        assert_eq!(
+            d.steps(),
+            &[Step::Output {
+                port: 1,
+                tag: Some(EgressTag::Untagged)
+            }],
+            "frame {i} to A went elsewhere"
+        );
+    }
+    assert_eq!(p.mac_table().len(), 8);
+    assert_eq!(p.mac_table().lookup(0, A), Some(1));
+    assert_eq!(p.mac_table().lookup(0, B), Some(2));
+    assert_eq!(p.stats().macs_learned, 8);
+    assert_eq!(p.stats().macs_not_learned, 5000 - 6);
+    // B still gets A's frames, from the cache and afresh.
+    for now in [6000, 6001] {
+        assert_eq!(p.decide_t(&key(1, A, B), now).steps().len(), 1);
+    }
+}
+
+#[test]
 fn broadcast_floods_in_vlan() {
     let mut p = Pipeline::new(three_ports(), 64);
     let d = p.decide_t(&key(3, A, BCAST), 0);

@@ -338,6 +338,12 @@ fn print_fdb(r: &FdbShowResult) {
         })
         .collect();
     print_table(&["MAC", "VLAN", "PORT", "AGE(s)", "TYPE"], &rows);
+    println!(
+        "{} of at most {} entries; {} source(s) not learned for lack of room",
+        r.entries.len(),
+        r.capacity,
+        r.not_learned
+    );
 }
 
 fn print_flows(r: &DumpFlowsResult) {
