@@ -278,3 +278,43 @@ fn xvsctl_fails_clearly() {
     let out = d.ctl(&["list-commands"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("dump-ports"));
 }
+
+#[test]
+fn idle_clients_cannot_lock_out_the_cli() {
+    let Some(mut lab) = Lab::new("idle_clients_cannot_lock_out_the_cli") else {
+        return;
+    };
+    let a = lab.container(1, 33);
+    let d = lab.xvsd(&[&a.port], &[]);
+    // As many connections as the daemon takes, all silent, held open meanwhile.
+    let idle: Vec<UnixStream> = (0..control::server::MAX_CLIENTS)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let out = d.ctl(&["show"]);
+        assert!(
+            out.status.success(),
+            "locked out: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The one idle the longest made room (a CLI that left frees its slot for the next);
+    // the rest are still connected.
+    let (mut s, mut r) = raw(&d.socket);
+    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\"}\n")
+        .unwrap();
+    assert_eq!(answer(&mut r)["id"], 1);
+    let mut closed = 0;
+    for mut c in idle {
+        c.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        if matches!(std::io::Read::read(&mut c, &mut byte), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(
+        (1..=4).contains(&closed),
+        "{closed} idle clients were evicted"
+    );
+}

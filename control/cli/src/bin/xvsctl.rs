@@ -617,8 +617,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let params = DumpPortsParams { name };
             if rate {
-                let mut client = Client::connect(socket)?;
-                return dump_rates(&mut client, &params, interval, count, json);
+                return dump_rates(socket, &params, interval, count, json);
             }
             call::<DumpPorts>(socket, &params, json, print_ports)
         }
@@ -690,8 +689,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Samples the counters every `interval` seconds, each time on a new connection: xvsd
+/// disconnects a client silent for long, or idle the longest when it has too many.
 fn dump_rates(
-    client: &mut Client,
+    socket: &Path,
     params: &DumpPortsParams,
     interval: f64,
     count: Option<u64>,
@@ -712,12 +713,17 @@ fn dump_rates(
             })
             .collect()
     };
-    let mut last = counters(client.call::<DumpPorts>(params)?);
+    let sample = || -> anyhow::Result<_> {
+        Ok(counters(
+            Client::connect(socket)?.call::<DumpPorts>(params)?,
+        ))
+    };
+    let mut last = sample()?;
     let mut last_at = Instant::now();
     let mut shown = 0;
     loop {
         std::thread::sleep(Duration::from_secs_f64(interval));
-        let now = counters(client.call::<DumpPorts>(params)?);
+        let now = sample()?;
         let secs = last_at.elapsed().as_secs_f64();
         last_at = Instant::now();
         let rates: Vec<(String, [f64; 5])> = now
