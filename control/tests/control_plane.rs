@@ -318,3 +318,89 @@ fn idle_clients_cannot_lock_out_the_cli() {
         "{closed} idle clients were evicted"
     );
 }
+
+/// Runs `cmd` with its stdout a pipe whose reader is already gone; returns its exit status
+/// and stderr.
+fn with_reader_gone(cmd: &mut std::process::Command) -> (std::process::ExitStatus, String) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn clis_exit_quietly_when_their_reader_goes() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(mut lab) = Lab::new("clis_exit_quietly_when_their_reader_goes") else {
+        return;
+    };
+    let a = lab.container(1, 34);
+    let b = lab.container(2, 34);
+    let d = lab.xvsd(&[&a.port, &b.port], &[]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    let xvsctl = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(xvs_testkit::bin_path("xvsctl"));
+        cmd.arg("--socket").arg(&d.socket).args(args);
+        cmd
+    };
+    let mut cni = std::process::Command::new(xvs_testkit::bin_path("xvs-cni"));
+    cni.env("CNI_COMMAND", "VERSION");
+    for (name, mut cmd) in [
+        ("fdb show", xvsctl(&["fdb", "show"])),
+        ("show --json", xvsctl(&["show", "--json"])),
+        (
+            "dump-ports --rate",
+            xvsctl(&["dump-ports", "--rate", "--interval", "0.1"]),
+        ),
+        ("xvs-cni VERSION", cni),
+    ] {
+        let (status, stderr) = with_reader_gone(&mut cmd);
+        assert!(stderr.is_empty(), "{name} wrote to stderr: {stderr}");
+        // As a tool that SIGPIPE killed, or one that stopped with success.
+        assert!(
+            matches!(status.code(), Some(0 | 141)) || status.signal() == Some(SIGPIPE),
+            "{name}: {status}"
+        );
+    }
+
+    // `xvsctl dump-ports --rate | head -c1`: the loop ends when head has had its byte.
+    let mut rate = xvsctl(&["dump-ports", "--rate", "--interval", "0.1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let head = std::process::Command::new("head")
+        .arg("-c1")
+        .stdin(rate.stdout.take().unwrap())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(head.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rate.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = rate.kill();
+            panic!("xvsctl dump-ports --rate kept running after its reader left");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = rate.wait_with_output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(141), "{}", out.status);
+}
+
+/// SIGPIPE's number on Linux.
+const SIGPIPE: i32 = 13;

@@ -21,6 +21,7 @@ use xvs_proto::router::{
 };
 use xvs_proto::status::ShowResult;
 use xvs_proto::{DEFAULT_SOCKET, Empty, Method, VlanSpec};
+use xvs_sys::outln;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Program a running xvsd", propagate_version = true)]
@@ -202,7 +203,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -257,7 +258,7 @@ fn vlan_cell(vlan: &VlanSpec) -> String {
 }
 
 fn print_show(r: &ShowResult) {
-    println!(
+    outln!(
         "xvsd {} up {:.0}s, {} worker(s), fast path {}",
         r.version,
         r.uptime_s,
@@ -338,7 +339,7 @@ fn print_fdb(r: &FdbShowResult) {
         })
         .collect();
     print_table(&["MAC", "VLAN", "PORT", "AGE(s)", "TYPE"], &rows);
-    println!(
+    outln!(
         "{} of at most {} entries; {} source(s) not learned for lack of room",
         r.entries.len(),
         r.capacity,
@@ -348,9 +349,11 @@ fn print_fdb(r: &FdbShowResult) {
 
 fn print_flows(r: &DumpFlowsResult) {
     for f in &r.flows {
-        println!(
+        outln!(
             " n_packets={}, n_bytes={}, {}",
-            f.n_packets, f.n_bytes, f.flow
+            f.n_packets,
+            f.n_bytes,
+            f.flow
         );
     }
 }
@@ -376,9 +379,9 @@ fn print_routes(r: &ShowRoutesResult) {
     for route in &r.routes {
         match route {
             RouteEntry::Static { prefix, via, dev } => {
-                println!("{prefix} via {via} dev {}", or_dash(dev.as_ref()));
+                outln!("{prefix} via {via} dev {}", or_dash(dev.as_ref()));
             }
-            RouteEntry::Connected { prefix, dev } => println!("{prefix} dev {dev} connected"),
+            RouteEntry::Connected { prefix, dev } => outln!("{prefix} dev {dev} connected"),
         }
     }
 }
@@ -402,7 +405,7 @@ fn print_neighbors(r: &ShowNeighborsResult) {
 
 fn print_fast_path(r: &DumpFastPathResult) {
     if !r.enabled {
-        println!("fast path off");
+        outln!("fast path off");
         return;
     }
     let rows: Vec<Vec<String>> = r
@@ -439,7 +442,7 @@ fn print_fast_path(r: &DumpFastPathResult) {
 }
 
 fn print_version(r: &VersionResult) {
-    println!("xvsd {} (protocol {})", r.version, r.protocol);
+    outln!("xvsd {} (protocol {})", r.version, r.protocol);
 }
 
 #[expect(
@@ -492,7 +495,7 @@ fn print_ports(r: &DumpPortsResult) {
         ],
         &rows,
     );
-    println!();
+    outln!();
     let rows: Vec<Vec<String>> = r
         .workers
         .iter()
@@ -541,7 +544,7 @@ fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
     if json_out {
         print_json(report);
     } else {
-        println!("{}", report["summary"].as_str().unwrap_or_default());
+        outln!("{}", report["summary"].as_str().unwrap_or_default());
     }
     Ok(())
 }
@@ -549,7 +552,7 @@ fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
 /// Prints JSON as the daemon sent it: keys in order, pretty.
 fn print_json(r: &impl Serialize) {
     let value = serde_json::to_value(r).expect("results serialize");
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&value).expect("JSON values serialize")
     );
@@ -745,7 +748,7 @@ fn dump_rates(
                            "tx_pps": r[2], "tx_bps": r[3] * 8.0, "drops_ps": r[4]})
                 })
                 .collect();
-            println!("{}", json!({"interval_s": secs, "ports": ports}));
+            outln!("{}", json!({"interval_s": secs, "ports": ports}));
         } else {
             let rows: Vec<Vec<String>> = rates
                 .iter()
@@ -764,7 +767,7 @@ fn dump_rates(
                 &["PORT", "RX_PPS", "RX_MBPS", "TX_PPS", "TX_MBPS", "DROPS/S"],
                 &rows,
             );
-            println!();
+            outln!();
         }
         last = now;
         shown += 1;
