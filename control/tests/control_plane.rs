@@ -268,12 +268,17 @@ fn xvsctl_fails_clearly() {
             "out of range",
         ),
         (&["set-port", &a.port, "mtu", "9000"], "vlan"),
+        (&["attach", "xvs-no-such-netns"], "not found"),
     ] {
         let out = d.ctl(args);
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "not one line: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            err.matches("(os error").count() <= 1,
+            "a cause twice: {err}"
+        );
     }
     let out = d.ctl(&["list-commands"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("dump-ports"));

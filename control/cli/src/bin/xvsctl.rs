@@ -185,7 +185,7 @@ enum FdbCmd {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("xvsctl: {e:#}");
+        eprintln!("xvsctl: {}", xvs_cli::message::one_line(&e));
         std::process::exit(1);
     }
 }
