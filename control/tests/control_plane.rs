@@ -269,6 +269,21 @@ fn xvsctl_fails_clearly() {
         ),
         (&["set-port", &a.port, "mtu", "9000"], "vlan"),
         (&["attach", "xvs-no-such-netns"], "not found"),
+        (
+            &[
+                "attach",
+                &a.ns,
+                "--ifname",
+                "net9",
+                "--mac",
+                "ff:ff:ff:ff:ff:ff",
+            ],
+            "multicast address",
+        ),
+        (
+            &["attach", &a.ns, "--ifname", "net9", "--mac", "0:0:0:0:0:0"],
+            "all zeros",
+        ),
     ] {
         let out = d.ctl(args);
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -280,6 +295,8 @@ fn xvsctl_fails_clearly() {
             "a cause twice: {err}"
         );
     }
+    // The refused attaches made nothing.
+    assert!(!a.exec(&["ip", "link", "show", "net9"]).status.success());
     let out = d.ctl(&["list-commands"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("dump-ports"));
 }
