@@ -183,7 +183,11 @@ impl Daemon {
                 is_static: e.is_static,
             })
             .collect();
-        Ok(FdbShowResult { entries })
+        Ok(FdbShowResult {
+            entries,
+            capacity: config.mac_capacity,
+            not_learned: self.switch.macs_not_learned().map_err(switch_error)?,
+        })
     }
 
     /// The rules of the desired state, highest priority first, then by id. A rule whose

@@ -74,11 +74,14 @@ pub enum DropReason {
     /// Addressed to the router itself and consumed there (ARP and ND replies, other traffic
     /// to a router address).
     ToRouter,
+    /// The source MAC is no host's (zero, multicast or broadcast): dropped before any rule,
+    /// as the Linux bridge does, and never learned.
+    InvalidSource,
 }
 
 impl DropReason {
     /// Every reason, for tables of counters.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Malformed,
         DropReason::VlanFiltered,
         DropReason::SamePort,
@@ -87,6 +90,7 @@ impl DropReason {
         DropReason::TtlExceeded,
         DropReason::NoNeighbor,
         DropReason::ToRouter,
+        DropReason::InvalidSource,
     ];
 
     /// A short stable name, used in counters and JSON.
@@ -100,6 +104,7 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::NoNeighbor => "no_neighbor",
             DropReason::ToRouter => "to_router",
+            DropReason::InvalidSource => "invalid_source",
         }
     }
 }

@@ -1,5 +1,8 @@
 //! The MAC learning table: (VLAN, MAC) → port, with aging and a size cap.
 //!
+//! A full table learns no new address until one ages out: a live entry is never pushed out
+//! by a newcomer, so a flood of new sources cannot turn known unicast into floods.
+//!
 //! Time is passed in (`now`, in nanoseconds on any monotonic clock). Aging is kept cheap with a
 //! queue of (entry, timestamp) records in time order: an entry is looked at only when a record
 //! of it reaches the front, at which point it expires if it was not seen within the age limit,
@@ -10,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::port::PortId;
+use crate::wire::EthernetAddress;
 
 /// The default age limit, 300 s as in the Linux bridge and OVS.
 pub const DEFAULT_MAX_AGE_NS: u64 = 300 * 1_000_000_000;
@@ -44,7 +48,8 @@ impl MacEntry {
 pub enum Learned {
     /// Known on this port already; its timestamp was refreshed.
     Refreshed,
-    /// A new entry. If the table was full, the oldest entry was evicted to make room.
+    /// A new entry. If the table was full, an entry past its age limit (not yet swept) made
+    /// room.
     New {
         /// The entry evicted for it, if any.
         evicted: Option<(MacKey, PortId)>,
@@ -56,8 +61,11 @@ pub enum Learned {
     },
     /// A static entry pins the address elsewhere; nothing changed.
     Pinned,
-    /// The table is full of static entries; nothing was learned.
+    /// The table is full of live (or static) entries; the address was not learned, and
+    /// every known one keeps its port.
     Full,
+    /// Not an address a host may have (zero, multicast, broadcast); nothing was learned.
+    Invalid,
 }
 
 impl Learned {
@@ -124,6 +132,9 @@ impl MacTable {
 
     /// Records that a frame from `mac` in `vlan` arrived on `port` at `now`.
     pub fn learn(&mut self, vlan: u16, mac: u64, port: PortId, now: u64) -> Learned {
+        if !EthernetAddress::from_u64(mac).is_valid_unicast() {
+            return Learned::Invalid;
+        }
         let key = (vlan, mac);
         if let Some(entry) = self.entries.get_mut(&key) {
             if entry.is_static {
@@ -148,7 +159,7 @@ impl MacTable {
         }
         let mut evicted = None;
         if self.entries.len() >= self.capacity {
-            evicted = self.evict_oldest();
+            evicted = self.evict_expired(now);
             if evicted.is_none() {
                 return Learned::Full;
             }
@@ -202,12 +213,21 @@ impl MacTable {
             .is_some_and(|e| !e.is_static && e.queued_at == stamp)
     }
 
-    fn evict_oldest(&mut self) -> Option<(MacKey, PortId)> {
-        while let Some((key, stamp)) = self.queue.pop_front() {
-            if self.is_live(&key, stamp) {
-                let entry = self.entries.remove(&key)?;
-                return Some((key, entry.port));
+    /// Removes the entry of the oldest aging record if it was not seen within the age limit
+    /// by `now` (the sweep would remove it next); live entries stay.
+    fn evict_expired(&mut self, now: u64) -> Option<(MacKey, PortId)> {
+        while let Some(&(key, stamp)) = self.queue.front() {
+            if !self.is_live(&key, stamp) {
+                self.queue.pop_front();
+                continue;
             }
+            let entry = self.entries[&key];
+            if entry.last_seen.saturating_add(self.max_age) > now {
+                return None;
+            }
+            self.queue.pop_front();
+            self.entries.remove(&key);
+            return Some((key, entry.port));
         }
         None
     }
@@ -320,20 +340,32 @@ mod tests {
     }
 
     #[test]
-    fn cap_evicts_the_oldest() {
+    fn a_full_table_keeps_its_live_entries() {
         let mut t = MacTable::new(3, 300 * S);
         t.learn(0, 1, 1, 0);
         t.learn(0, 2, 1, S);
         t.learn(0, 3, 1, 2 * S);
+        // A flood of newcomers: none of them pushes a live address out.
+        for mac in 4..1000 {
+            assert_eq!(t.learn(0, mac, 2, 3 * S), Learned::Full, "{mac}");
+        }
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.lookup(0, 1), Some(1), "the oldest live entry stays");
+        assert_eq!(t.lookup(0, 4), None);
+        // Known addresses still refresh and move while the table is full.
+        assert_eq!(t.learn(0, 2, 1, 4 * S), Learned::Refreshed);
+        assert_eq!(t.learn(0, 3, 2, 4 * S), Learned::Moved { from: 1 });
+        // An entry past its age limit is no longer live: a newcomer takes its place even
+        // before the sweep removes it.
         assert_eq!(
-            t.learn(0, 4, 2, 3 * S),
+            t.learn(0, 5, 2, 300 * S),
             Learned::New {
                 evicted: Some(((0, 1), 1))
             }
         );
-        assert_eq!(t.len(), 3);
-        assert_eq!(t.lookup(0, 1), None);
-        assert_eq!(t.lookup(0, 4), Some(2));
+        assert_eq!(t.lookup(0, 5), Some(2));
+        assert_eq!(t.learn(0, 6, 2, 300 * S), Learned::Full);
+        assert_eq!(t.lookup(0, 2), Some(1));
     }
 
     #[test]
@@ -347,6 +379,20 @@ mod tests {
         assert!(expired.is_empty());
         t.insert_static(0, 10, 3, 0);
         assert_eq!(t.learn(0, 11, 1, S), Learned::Full);
+    }
+
+    #[test]
+    fn invalid_addresses_are_never_learned() {
+        let mut t = MacTable::new(16, 300 * S);
+        for mac in [
+            0,
+            0xffff_ffff_ffff,
+            0x01_00_5e_00_00_01,
+            0x33_33_00_00_00_01,
+        ] {
+            assert_eq!(t.learn(0, mac, 1, 0), Learned::Invalid, "{mac:012x}");
+        }
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -268,10 +268,12 @@ pub fn mac_string(mac: [u8; 6]) -> String {
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
-/// Parses a MAC: six hex bytes of one or two digits, separated by `:` or `-`.
+/// Parses an interface's MAC: six hex bytes of one or two digits, separated by `:` or `-`,
+/// that an interface may have (unicast, not all zeros: the kernel refuses the others with a
+/// bare "Cannot assign requested address").
 ///
 /// # Errors
-/// [`AttachError::Invalid`] when it is not one.
+/// [`AttachError::Invalid`] when it is not a MAC, or not one an interface may have.
 pub fn parse_mac(text: &str) -> Result<[u8; 6], AttachError> {
     let bad = || {
         AttachError::Invalid(format!(
@@ -289,6 +291,17 @@ pub fn parse_mac(text: &str) -> Result<[u8; 6], AttachError> {
     }
     if parts.next().is_some() {
         return Err(bad());
+    }
+    if mac[0] & 1 != 0 {
+        return Err(AttachError::Invalid(format!(
+            "MAC {text}: is a multicast address (its first byte is odd); an interface needs a \
+             unicast one, such as 02:00:00:00:00:01"
+        )));
+    }
+    if mac == [0; 6] {
+        return Err(AttachError::Invalid(format!(
+            "MAC {text}: all zeros is no interface's address"
+        )));
     }
     Ok(mac)
 }
@@ -699,6 +712,21 @@ mod tests {
         for bad in ["02:00:00:00:00", "02:00:00:00:00:01:02", "002:0:0:0:0:1"] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_interface_mac_must_be_unicast() {
+        for bad in [
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "33:33:00:00:00:01",
+        ] {
+            let e = parse_mac(bad).unwrap_err().to_string();
+            assert!(e.contains("is a multicast address"), "{bad}: {e}");
+        }
+        let e = parse_mac("00:00:00:00:00:00").unwrap_err().to_string();
+        assert!(e.contains("all zeros"), "{e}");
+        assert_eq!(parse_mac("00:00:5e:00:53:01").unwrap()[5], 1);
     }
 
     #[test]

@@ -12,3 +12,4 @@
 pub mod attach;
 pub mod cni;
 pub mod docker;
+pub mod message;

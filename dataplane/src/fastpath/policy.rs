@@ -213,4 +213,53 @@ mod tests {
         assert_eq!(offload(&v4, &dropped, &with_rules).unwrap().out_port, None);
         assert!(offload(&v4, &Decision::drop(DropReason::SamePort), &config).is_none());
     }
+
+    /// A frame from an invalid source never meets a kernel entry: the kernel key carries the
+    /// source MAC, so such a frame misses every entry a valid source's flow installed and
+    /// goes up, where the pipeline drops it; and that drop installs no entry.
+    #[test]
+    fn invalid_sources_stay_out_of_the_kernel() {
+        use crate::fastpath::abi::KernelKey;
+
+        let mut config = flowtable::Config::default();
+        for id in 1..=2 {
+            config.set_port(flowtable::PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
+                vlan: flowtable::VlanMode::All,
+            });
+        }
+        let mut pipeline = flowtable::Pipeline::new(std::sync::Arc::new(config.clone()), 64);
+        let valid = FlowKey {
+            in_port: 1,
+            dl_type: EtherType::IPV4,
+            dl_src: 0x02_00_00_00_00_0a,
+            dl_dst: 0x02_00_00_00_00_0b,
+            nw_proto: 17,
+            ..FlowKey::default()
+        };
+        pipeline.decide(
+            &FlowKey {
+                in_port: 2,
+                dl_src: valid.dl_dst,
+                dl_dst: valid.dl_src,
+                ..valid
+            },
+            64,
+            0,
+        );
+        let forwarded = pipeline.decide(&valid, 64, 1).clone();
+        assert!(offload(&valid, &forwarded, &config).is_some());
+        for src in [0, 0xffff_ffff_ffff, 0x01_00_5e_00_00_01] {
+            let invalid = FlowKey {
+                dl_src: src,
+                ..valid
+            };
+            assert_ne!(KernelKey::of(&invalid), KernelKey::of(&valid));
+            let dropped = pipeline.decide(&invalid, 64, 2).clone();
+            assert_eq!(dropped.drop_reason(), Some(DropReason::InvalidSource));
+            assert!(offload(&invalid, &dropped, &config).is_none(), "{src:012x}");
+        }
+    }
 }

@@ -27,8 +27,8 @@ impl Pipeline {
         let Some(vlan) = in_port.vlan.ingress(key.vlan_id().filter(|&v| v != 0)) else {
             return (Decision::drop(DropReason::VlanFiltered), resolution);
         };
-        let src = EthernetAddress::from_u64(key.dl_src);
-        if src.is_unicast() {
+        // `resolve` dropped frames whose source is no host's.
+        if EthernetAddress::from_u64(key.dl_src).is_valid_unicast() {
             self.learn_local(vlan, key.dl_src, key.in_port, now);
             resolution.depend(bucket(vlan, key.dl_src));
             resolution.learn = Some((vlan, key.dl_src, key.in_port));
@@ -92,12 +92,15 @@ impl Pipeline {
                 self.stats.macs_moved += 1;
                 self.bump(vlan, mac);
             }
-            Learned::Refreshed | Learned::Pinned | Learned::Full => {}
+            Learned::Refreshed | Learned::Pinned | Learned::Full | Learned::Invalid => {}
         }
     }
 
     fn learn_local(&mut self, vlan: u16, mac: u64, port: PortId, now: u64) {
         let learned = self.mac_table.learn(vlan, mac, port, now);
+        if learned == Learned::Full {
+            self.stats.macs_not_learned += 1;
+        }
         let requeued = self
             .mac_table
             .get(vlan, mac)

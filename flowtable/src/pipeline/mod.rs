@@ -17,6 +17,10 @@
 //! MAC table from the entries used since the last sweep, as OVS's revalidators do. A source that
 //! moves arrives on another port, which is another key, so a move is always seen by learning.
 //!
+//! # Invalid sources
+//! A frame whose source MAC is zero, multicast or broadcast is dropped
+//! ([`DropReason::InvalidSource`]) before rules, bridge or router see it, and never learned.
+//!
 //! # Several workers
 //! Each worker learns what it sees and reports it as [`MacEvent`]s ([`Pipeline::take_events`])
 //! for the other workers to apply ([`Pipeline::apply_event`]); refreshes are reported at most
@@ -94,6 +98,8 @@ pub struct PipelineStats {
     pub macs_moved: u64,
     /// Addresses aged out or evicted.
     pub macs_expired: u64,
+    /// Sources seen here and not learned because the MAC table was full of live entries.
+    pub macs_not_learned: u64,
     /// Neighbor solicitations asked for.
     pub solicitations: u64,
 }
@@ -256,6 +262,15 @@ impl Pipeline {
 
     /// Computes a decision from the tables, learning on the way.
     fn resolve(&mut self, key: &FlowKey, now: u64) -> (Decision, Resolution) {
+        // As the Linux bridge (br_handle_frame), a frame whose source no host may have is
+        // dropped before anything else sees it: it is neither learned nor forwarded, whatever
+        // the rules say. The decision depends on the key alone and is cached as any other.
+        if !EthernetAddress::from_u64(key.dl_src).is_valid_unicast() {
+            return (
+                Decision::drop(DropReason::InvalidSource),
+                Resolution::default(),
+            );
+        }
         let config = self.config.clone();
         match config.rules.lookup(key) {
             Some(rule) => self.apply_rule(&config, rule, key, now),

@@ -73,6 +73,62 @@ fn floods_unknown_then_forwards_learned() {
 }
 
 #[test]
+fn invalid_sources_are_dropped_and_never_learned() {
+    let mut p = Pipeline::new(three_ports(), 64);
+    p.decide_t(&key(2, B, A), 0);
+    // Zero, broadcast and multicast sources, as the Linux bridge refuses them.
+    for (i, src) in [0, BCAST, 0x01_00_5e_00_00_01].into_iter().enumerate() {
+        for now in [1, 2] {
+            let d = p.decide_t(&key(1, src, B), now + i as u64 * 10);
+            assert_eq!(
+                d.drop_reason(),
+                Some(DropReason::InvalidSource),
+                "{src:012x} at {now}"
+            );
+            assert!(d.steps().is_empty());
+        }
+        assert_eq!(p.mac_table().lookup(0, src), None, "{src:012x} learned");
+    }
+    assert_eq!(p.mac_table().len(), 1, "only B");
+    assert_eq!(p.stats().macs_learned, 1);
+    assert!(
+        p.take_events()
+            .all(|e| matches!(e, Event::Mac(m) if m.mac == B))
+    );
+}
+
+#[test]
+fn a_full_mac_table_never_floods_known_unicast() {
+    let mut c = (*three_ports()).clone();
+    c.mac_capacity = 8;
+    let mut p = Pipeline::new(Arc::new(c), 1024);
+    p.decide_t(&key(1, A, BCAST), 0);
+    p.decide_t(&key(2, B, BCAST), 0);
+    // Port 3 floods frames to A from ever new sources, far more than the table holds.
+    for i in 0..5000u64 {
+        let src = 0x02_00_01_00_00_00 + i;
+        let d = p.decide_t(&key(3, src, A), 1 + i);
+        assert_eq!(
+            d.steps(),
+            &[Step::Output {
+                port: 1,
+                tag: Some(EgressTag::Untagged)
+            }],
+            "frame {i} to A went elsewhere"
+        );
+    }
+    assert_eq!(p.mac_table().len(), 8);
+    assert_eq!(p.mac_table().lookup(0, A), Some(1));
+    assert_eq!(p.mac_table().lookup(0, B), Some(2));
+    assert_eq!(p.stats().macs_learned, 8);
+    assert_eq!(p.stats().macs_not_learned, 5000 - 6);
+    // B still gets A's frames, from the cache and afresh.
+    for now in [6000, 6001] {
+        assert_eq!(p.decide_t(&key(1, A, B), now).steps().len(), 1);
+    }
+}
+
+#[test]
 fn broadcast_floods_in_vlan() {
     let mut p = Pipeline::new(three_ports(), 64);
     let d = p.decide_t(&key(3, A, BCAST), 0);
@@ -243,6 +299,16 @@ mod rules_and_routing {
             tp_src: 8,
             ..key(in_port, src, dst)
         }
+    }
+
+    #[test]
+    fn no_rule_forwards_an_invalid_source() {
+        let cfg = with_rules(&["priority=10,actions=output:2", "priority=5,actions=normal"]);
+        let mut p = Pipeline::new(cfg, 64);
+        let d = p.decide_t(&key(1, 0, B), 0);
+        assert_eq!(d.drop_reason(), Some(DropReason::InvalidSource));
+        assert_eq!(d.rule(), None);
+        assert!(p.mac_table().is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+use xvs_sys::{out, outln};
 use xvs_testkit::{have, is_root};
 
 mod cpu;
@@ -749,8 +750,8 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let ratios = report::ratios(&switches, &figures);
     let table = report::table(&switches, &figures, &ratios);
 
-    println!();
-    println!(
+    outln!();
+    outln!(
         "xvs-e2e: {} CPUs ({}), Linux {}; {} trial(s) per figure{}",
         cpus,
         host["cpu_model"].as_str().unwrap_or("?"),
@@ -758,8 +759,8 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         args.trials,
         if interrupted { "; INTERRUPTED" } else { "" }
     );
-    println!("pinning: {pinning}");
-    println!(
+    outln!("pinning: {pinning}");
+    outln!(
         "cells: median (min-max) over the trials; xvs/peer: ratio of the medians (rates: \
          higher is better for xvs; latency and CPU: lower is). CPU rows: CPU-seconds per \
          million forwarded packets (= us per packet) during the 64 B 1-flow max-load trials. \
@@ -767,11 +768,11 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     );
     for sw in &switches {
         if let Some(reason) = &sw.reason {
-            println!("{}: {:?}: {reason}", sw.name, sw.status);
+            outln!("{}: {:?}: {reason}", sw.name, sw.status);
         }
     }
-    println!();
-    print!("{table}");
+    outln!();
+    out!("{table}");
 
     if let Some(path) = &args.json {
         let config = json!({

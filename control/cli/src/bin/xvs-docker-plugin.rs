@@ -55,7 +55,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Args::parse()) {
-        tracing::error!("{e:#}");
+        tracing::error!("{}", xvs_cli::message::one_line(&e));
         std::process::exit(1);
     }
 }

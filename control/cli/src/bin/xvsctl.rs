@@ -22,6 +22,7 @@ use xvs_proto::router::{
 use xvs_proto::state::DesiredState;
 use xvs_proto::status::ShowResult;
 use xvs_proto::{DEFAULT_SOCKET, Empty, Method, VlanSpec};
+use xvs_sys::outln;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Program a running xvsd", propagate_version = true)]
@@ -188,7 +189,7 @@ enum FdbCmd {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("xvsctl: {e:#}");
+        eprintln!("xvsctl: {}", xvs_cli::message::one_line(&e));
         std::process::exit(1);
     }
 }
@@ -206,7 +207,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -304,7 +305,7 @@ fn print_config(r: &DesiredState) {
 }
 
 fn print_show(r: &ShowResult) {
-    println!(
+    outln!(
         "xvsd {} up {:.0}s, {} worker(s), fast path {}",
         r.version,
         r.uptime_s,
@@ -400,13 +401,21 @@ fn print_fdb(r: &FdbShowResult) {
         })
         .collect();
     print_table(&["MAC", "VLAN", "PORT", "AGE(s)", "TYPE"], &rows);
+    outln!(
+        "{} of at most {} entries; {} source(s) not learned for lack of room",
+        r.entries.len(),
+        r.capacity,
+        r.not_learned
+    );
 }
 
 fn print_flows(r: &DumpFlowsResult) {
     for f in &r.flows {
-        println!(
+        outln!(
             " n_packets={}, n_bytes={}, {}",
-            f.n_packets, f.n_bytes, f.flow
+            f.n_packets,
+            f.n_bytes,
+            f.flow
         );
     }
 }
@@ -432,9 +441,9 @@ fn print_routes(r: &ShowRoutesResult) {
     for route in &r.routes {
         match route {
             RouteEntry::Static { prefix, via, dev } => {
-                println!("{prefix} via {via} dev {}", or_dash(dev.as_ref()));
+                outln!("{prefix} via {via} dev {}", or_dash(dev.as_ref()));
             }
-            RouteEntry::Connected { prefix, dev } => println!("{prefix} dev {dev} connected"),
+            RouteEntry::Connected { prefix, dev } => outln!("{prefix} dev {dev} connected"),
         }
     }
 }
@@ -458,7 +467,7 @@ fn print_neighbors(r: &ShowNeighborsResult) {
 
 fn print_fast_path(r: &DumpFastPathResult) {
     if !r.enabled {
-        println!("fast path off");
+        outln!("fast path off");
         return;
     }
     let rows: Vec<Vec<String>> = r
@@ -495,7 +504,7 @@ fn print_fast_path(r: &DumpFastPathResult) {
 }
 
 fn print_version(r: &VersionResult) {
-    println!("xvsd {} (protocol {})", r.version, r.protocol);
+    outln!("xvsd {} (protocol {})", r.version, r.protocol);
 }
 
 #[expect(
@@ -548,7 +557,7 @@ fn print_ports(r: &DumpPortsResult) {
         ],
         &rows,
     );
-    println!();
+    outln!();
     let rows: Vec<Vec<String>> = r
         .workers
         .iter()
@@ -597,7 +606,7 @@ fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
     if json_out {
         print_json(report);
     } else {
-        println!("{}", report["summary"].as_str().unwrap_or_default());
+        outln!("{}", report["summary"].as_str().unwrap_or_default());
     }
     Ok(())
 }
@@ -605,7 +614,7 @@ fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
 /// Prints JSON as the daemon sent it: keys in order, pretty.
 fn print_json(r: &impl Serialize) {
     let value = serde_json::to_value(r).expect("results serialize");
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&value).expect("JSON values serialize")
     );
@@ -674,8 +683,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let params = DumpPortsParams { name };
             if rate {
-                let mut client = Client::connect(socket)?;
-                return dump_rates(&mut client, &params, interval, count, json);
+                return dump_rates(socket, &params, interval, count, json);
             }
             call::<DumpPorts>(socket, &params, json, print_ports)
         }
@@ -747,8 +755,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Samples the counters every `interval` seconds, each time on a new connection: xvsd
+/// disconnects a client silent for long, or idle the longest when it has too many.
 fn dump_rates(
-    client: &mut Client,
+    socket: &Path,
     params: &DumpPortsParams,
     interval: f64,
     count: Option<u64>,
@@ -769,12 +779,17 @@ fn dump_rates(
             })
             .collect()
     };
-    let mut last = counters(client.call::<DumpPorts>(params)?);
+    let sample = || -> anyhow::Result<_> {
+        Ok(counters(
+            Client::connect(socket)?.call::<DumpPorts>(params)?,
+        ))
+    };
+    let mut last = sample()?;
     let mut last_at = Instant::now();
     let mut shown = 0;
     loop {
         std::thread::sleep(Duration::from_secs_f64(interval));
-        let now = counters(client.call::<DumpPorts>(params)?);
+        let now = sample()?;
         let secs = last_at.elapsed().as_secs_f64();
         last_at = Instant::now();
         let rates: Vec<(String, [f64; 5])> = now
@@ -796,7 +811,7 @@ fn dump_rates(
                            "tx_pps": r[2], "tx_bps": r[3] * 8.0, "drops_ps": r[4]})
                 })
                 .collect();
-            println!("{}", json!({"interval_s": secs, "ports": ports}));
+            outln!("{}", json!({"interval_s": secs, "ports": ports}));
         } else {
             let rows: Vec<Vec<String>> = rates
                 .iter()
@@ -815,7 +830,7 @@ fn dump_rates(
                 &["PORT", "RX_PPS", "RX_MBPS", "TX_PPS", "TX_MBPS", "DROPS/S"],
                 &rows,
             );
-            println!();
+            outln!();
         }
         last = now;
         shown += 1;

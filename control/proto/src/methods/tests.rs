@@ -113,7 +113,8 @@ fn every_method_round_trips_in_todays_json() {
         s,
         json!({}),
         json!({"entries": [{"mac": "02:00:00:00:00:01", "vlan": 0, "port": "veth1",
-                            "age_s": 1.25, "static": false}]}),
+                            "age_s": 1.25, "static": false}],
+               "capacity": 8192, "not_learned": 3}),
     );
     check::<FdbFlush>(s, json!({}), json!({}));
     check::<AddFlow>(
