@@ -69,6 +69,26 @@ fn port_options(port: &state::Port) -> Result<PortOptions, RpcError> {
     })
 }
 
+/// The MACs of a `mac_lock`, checked (unicast, not zero) and in canonical form.
+///
+/// # Errors
+/// [`code::INVALID_PARAMS`] naming the first that is not a host's MAC.
+fn canonical_macs(macs: &[String]) -> Result<Vec<String>, RpcError> {
+    macs.iter()
+        .map(|text| {
+            let mac: flowtable::wire::EthernetAddress = text
+                .parse()
+                .map_err(|e| RpcError::params(format!("mac_lock {text:?}: {e}")))?;
+            if !mac.is_valid_unicast() {
+                return Err(RpcError::params(format!(
+                    "mac_lock {text:?} is no host's MAC (zero, multicast or broadcast)"
+                )));
+            }
+            Ok(mac.to_string())
+        })
+        .collect()
+}
+
 /// The daemon: the switch, and the desired state it is made to match.
 ///
 /// Every command that changes something changes a copy of the [`DesiredState`], then
@@ -390,6 +410,9 @@ impl Daemon {
             xdp_mode: p.xdp_mode,
             vlan: p.vlan.unwrap_or_default(),
             external_ids: p.external_ids,
+            mac_lock: canonical_macs(&p.mac_lock)?,
+            mac_limit: None,
+            storm_limit: None,
         };
         port_options(&port)?;
         if self.desired.ports.contains_key(&p.name) {
@@ -422,13 +445,27 @@ impl Daemon {
     }
 
     fn set_port(&mut self, p: SetPortParams) -> Result<Empty, RpcError> {
-        to_mode(&p.vlan)?;
+        if let Some(vlan) = &p.vlan {
+            to_mode(vlan)?;
+        }
+        let mac_lock = p.mac_lock.as_deref().map(canonical_macs).transpose()?;
         self.change(|d, _| {
             let port = d
                 .ports
                 .get_mut(&p.name)
                 .ok_or_else(|| switch_error(SwitchError::NoSuchPort(p.name.clone())))?;
-            port.vlan = p.vlan;
+            if let Some(vlan) = p.vlan {
+                port.vlan = vlan;
+            }
+            if let Some(limit) = p.mac_limit {
+                port.mac_limit = (limit > 0).then_some(limit);
+            }
+            if let Some(macs) = mac_lock {
+                port.mac_lock = macs;
+            }
+            if let Some(limit) = p.storm_limit {
+                port.storm_limit = (limit > 0).then_some(limit);
+            }
             Ok(Empty)
         })
     }

@@ -188,6 +188,7 @@ pub(crate) fn live(ports: &[(&str, PortId)]) -> Config {
             name: name.to_owned(),
             mac: flowtable::wire::EthernetAddress([2, 0, 0, 0, 0, id as u8]),
             vlan: flowtable::VlanMode::All,
+            security: Default::default(),
         });
     }
     config

@@ -77,11 +77,18 @@ pub enum DropReason {
     /// The source MAC is no host's (zero, multicast or broadcast): dropped before any rule,
     /// as the Linux bridge does, and never learned.
     InvalidSource,
+    /// The source MAC is not one the port is locked to.
+    MacLock,
+    /// A new source past the port's MAC limit.
+    MacLimit,
+    /// A broadcast or multicast frame past the port's storm limit, or on a port the loop
+    /// guard blocked.
+    Storm,
 }
 
 impl DropReason {
     /// Every reason, for tables of counters.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::VlanFiltered,
         DropReason::SamePort,
@@ -91,6 +98,9 @@ impl DropReason {
         DropReason::NoNeighbor,
         DropReason::ToRouter,
         DropReason::InvalidSource,
+        DropReason::MacLock,
+        DropReason::MacLimit,
+        DropReason::Storm,
     ];
 
     /// A short stable name, used in counters and JSON.
@@ -105,6 +115,9 @@ impl DropReason {
             DropReason::NoNeighbor => "no_neighbor",
             DropReason::ToRouter => "to_router",
             DropReason::InvalidSource => "invalid_source",
+            DropReason::MacLock => "mac_lock",
+            DropReason::MacLimit => "mac_limit",
+            DropReason::Storm => "storm",
         }
     }
 }

@@ -82,6 +82,8 @@ pub struct MacTable {
     queue: VecDeque<(MacKey, u64)>,
     capacity: usize,
     max_age: u64,
+    /// Entries per port (for per-port limits).
+    per_port: HashMap<PortId, u32, ahash::RandomState>,
 }
 
 impl Default for MacTable {
@@ -102,6 +104,25 @@ impl MacTable {
             queue: VecDeque::new(),
             capacity: capacity.max(1),
             max_age: max_age_ns.max(1),
+            per_port: HashMap::with_hasher(ahash::RandomState::with_seeds(4, 3, 2, 1)),
+        }
+    }
+
+    /// The number of entries on `port`.
+    pub fn count_on(&self, port: PortId) -> u32 {
+        self.per_port.get(&port).copied().unwrap_or(0)
+    }
+
+    fn counted(&mut self, port: PortId) {
+        *self.per_port.entry(port).or_default() += 1;
+    }
+
+    fn uncounted(&mut self, port: PortId) {
+        if let Some(n) = self.per_port.get_mut(&port) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_port.remove(&port);
+            }
         }
     }
 
@@ -154,6 +175,8 @@ impl MacTable {
             return if from == port {
                 Learned::Refreshed
             } else {
+                self.uncounted(from);
+                self.counted(port);
                 Learned::Moved { from }
             };
         }
@@ -173,6 +196,7 @@ impl MacTable {
                 queued_at: now,
             },
         );
+        self.counted(port);
         self.queue.push_back((key, now));
         Learned::New { evicted }
     }
@@ -191,7 +215,8 @@ impl MacTable {
 
     /// Pins `mac` in `vlan` to `port` (an operator's static entry).
     pub fn insert_static(&mut self, vlan: u16, mac: u64, port: PortId, now: u64) {
-        self.entries.insert(
+        self.counted(port);
+        let old = self.entries.insert(
             (vlan, mac),
             MacEntry {
                 port,
@@ -200,11 +225,18 @@ impl MacTable {
                 queued_at: now,
             },
         );
+        if let Some(old) = old {
+            self.uncounted(old.port);
+        }
     }
 
     /// Removes one entry; returns it.
     pub fn remove(&mut self, vlan: u16, mac: u64) -> Option<MacEntry> {
-        self.entries.remove(&(vlan, mac))
+        let removed = self.entries.remove(&(vlan, mac));
+        if let Some(e) = &removed {
+            self.uncounted(e.port);
+        }
+        removed
     }
 
     fn is_live(&self, key: &MacKey, stamp: u64) -> bool {
@@ -227,6 +259,7 @@ impl MacTable {
             }
             self.queue.pop_front();
             self.entries.remove(&key);
+            self.uncounted(entry.port);
             return Some((key, entry.port));
         }
         None
@@ -245,6 +278,7 @@ impl MacTable {
             let entry = self.entries[&key];
             if entry.last_seen.saturating_add(self.max_age) <= now {
                 self.entries.remove(&key);
+                self.uncounted(entry.port);
                 expired.push((key, entry.port));
             } else {
                 // Seen since this record was queued: look again when its last sighting is due.
@@ -265,12 +299,18 @@ impl MacTable {
             }
             !drop
         });
+        self.per_port.remove(&port);
     }
 
     /// Removes every learned entry, keeping static ones.
     pub fn flush(&mut self) {
         self.entries.retain(|_, e| e.is_static);
         self.queue.clear();
+        self.per_port.clear();
+        let statics: Vec<PortId> = self.entries.values().map(|e| e.port).collect();
+        for port in statics {
+            self.counted(port);
+        }
     }
 
     /// Every entry, in no particular order.
@@ -393,6 +433,50 @@ mod tests {
             assert_eq!(t.learn(0, mac, 1, 0), Learned::Invalid, "{mac:012x}");
         }
         assert!(t.is_empty());
+    }
+
+    /// The per-port counts, recounted from the entries.
+    fn recount(t: &MacTable) -> Vec<(PortId, u32)> {
+        let mut counts = std::collections::BTreeMap::new();
+        for (_, e) in t.iter() {
+            *counts.entry(e.port).or_insert(0) += 1;
+        }
+        counts.into_iter().collect()
+    }
+
+    fn counts(t: &MacTable) -> Vec<(PortId, u32)> {
+        let mut ports: Vec<PortId> = t.iter().map(|(_, e)| e.port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports.into_iter().map(|p| (p, t.count_on(p))).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn per_port_counts_follow_every_change(
+            ops in proptest::collection::vec((0u8..7, 0u64..12, 1u16..4, 0u64..40), 1..200)
+        ) {
+            let mut t = MacTable::new(6, 10 * S);
+            let mut scratch = Vec::new();
+            for (op, mac, port, secs) in ops {
+                let now = secs * S;
+                match op {
+                    0 | 1 => {
+                        t.learn(0, mac + 1, port, now);
+                    }
+                    2 => t.insert_static(0, mac + 1, port, now),
+                    3 => {
+                        t.remove(0, mac + 1);
+                    }
+                    4 => t.expire(now, &mut scratch),
+                    5 => t.flush_port(port, &mut scratch),
+                    _ => t.flush(),
+                }
+                proptest::prop_assert_eq!(counts(&t), recount(&t));
+                let total: u32 = recount(&t).iter().map(|(_, n)| n).sum();
+                proptest::prop_assert_eq!(total as usize, t.len());
+            }
+        }
     }
 
     #[test]

@@ -196,6 +196,8 @@ pub struct AttachSpec<'a> {
     pub vlan: Option<u16>,
     /// Recorded on the port, for finding it again.
     pub external_ids: BTreeMap<String, String>,
+    /// Lock the port to the other end's MAC: the container cannot send as another host.
+    pub mac_lock: bool,
 }
 
 /// What [`attach`] made.
@@ -410,7 +412,14 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
         .ok_or_else(|| AttachError::Invalid(format!("{} vanished", spec.host_name)))?;
     guard.host.set_up(host_link.index)?;
 
-    add_port(&mut client, &spec.host_name, spec.vlan, &spec.external_ids)?;
+    let lock = if spec.mac_lock { peer.mac } else { None };
+    add_port(
+        &mut client,
+        &spec.host_name,
+        spec.vlan,
+        &spec.external_ids,
+        lock,
+    )?;
     guard.armed = false;
     Ok(Attached {
         host_name: spec.host_name.clone(),
@@ -422,7 +431,7 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
 }
 
 /// Adds interface `name` to xvsd as a port, an access port of `vlan` if given, with
-/// `external_ids`.
+/// `external_ids`, locked to source MAC `mac_lock` if given.
 ///
 /// # Errors
 /// xvsd refused (no such interface, exists already, bad VLAN) or could not be reached.
@@ -431,11 +440,13 @@ pub fn add_port(
     name: &str,
     vlan: Option<u16>,
     external_ids: &ExternalIds,
+    mac_lock: Option<[u8; 6]>,
 ) -> Result<(), AttachError> {
     client.call::<AddPort>(&AddPortParams {
         name: name.to_owned(),
         vlan: vlan.map(|tag| VlanSpec::Access { tag }),
         external_ids: external_ids.clone(),
+        mac_lock: mac_lock.map(mac_string).into_iter().collect(),
         ..AddPortParams::default()
     })?;
     Ok(())
@@ -563,6 +574,10 @@ pub struct AttachArgs {
     /// Make the port an access port of VLAN N.
     #[arg(long, value_name = "N")]
     pub vlan: Option<u16>,
+    /// Do not lock the port to the interface's MAC (by default the switch drops frames the
+    /// namespace sends from any other source MAC).
+    #[arg(long)]
+    pub no_mac_lock: bool,
 }
 
 /// `xvsctl detach`: undo `xvsctl attach`.
@@ -629,6 +644,7 @@ impl AttachArgs {
             mtu: self.mtu,
             vlan: self.vlan,
             external_ids,
+            mac_lock: !self.no_mac_lock,
         })
     }
 }

@@ -465,6 +465,8 @@ impl Driver {
             mtu: self.options.mtu,
             vlan: Some(network.vlan),
             external_ids,
+            // The endpoint's MAC is the plugin's to choose and Docker keeps it.
+            mac_lock: true,
         })?;
         tracing::info!(
             endpoint = r.endpoint_id,

@@ -56,6 +56,15 @@ pub struct Port {
     /// What its creator recorded on it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: ExternalIds,
+    /// The only source MACs it takes (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mac_lock: Vec<String>,
+    /// The most MACs learned on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_limit: Option<u32>,
+    /// The most broadcast and multicast frames per second it takes in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_limit: Option<u32>,
 }
 
 /// A flow rule.
@@ -132,6 +141,9 @@ mod tests {
                         xdp_mode: Some("skb".into()),
                         vlan: VlanSpec::Access { tag: 10 },
                         external_ids: BTreeMap::from([("owner".into(), "xvsctl".into())]),
+                        mac_lock: vec!["02:00:00:00:00:01".into()],
+                        mac_limit: Some(4),
+                        storm_limit: Some(100),
                     },
                 ),
                 ("veth2".to_owned(), Port::default()),

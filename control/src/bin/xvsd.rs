@@ -57,6 +57,11 @@ struct Args {
     /// it), or everything through userspace (off). Default: as saved (set-fast-path), else on.
     #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
     fast_path: Option<String>,
+    /// Loop protection: a port whose broadcast and multicast frames come in faster than this
+    /// many per second (a frame circulating in a loop; hosts send tens) has them dropped for
+    /// 5 s, with a log line. 0 turns it off; `set-port P storm-limit N` limits one port.
+    #[arg(long, value_name = "PPS", default_value_t = flowtable::config::DEFAULT_LOOP_GUARD_PPS)]
+    loop_guard: u32,
     /// Most MAC addresses learned.
     #[arg(long, default_value_t = flowtable::mac_table::DEFAULT_CAPACITY)]
     mac_max: usize,
@@ -202,6 +207,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut config = flowtable::Config::default();
     config.mac_capacity = args.mac_max;
     config.mac_max_age_ns = args.mac_age.saturating_mul(1_000_000_000);
+    config.loop_guard_pps = args.loop_guard;
     let links_changed = Arc::new(AtomicBool::new(false));
     watch_links(links_changed.clone())?;
     let switch = Switch::start(options, config)?;

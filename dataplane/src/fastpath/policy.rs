@@ -38,6 +38,16 @@ pub(crate) fn offload(
 ) -> Option<KernelAction> {
     let rules_installed = !config.rules.is_empty();
     let ipv4 = key.dl_type == EtherType::IPV4;
+    // Broadcast and multicast are counted frame by frame against the loop guard and the
+    // port's storm limit, which only userspace keeps.
+    if EthernetAddress::from_u64(key.dl_dst).is_multicast()
+        && (config.loop_guard_pps > 0
+            || config
+                .port(key.in_port)
+                .is_some_and(|p| p.security.storm_limit.is_some()))
+    {
+        return None;
+    }
     if let Some(reason) = decision.drop_reason() {
         // Only a rule's explicit drop is worth a kernel entry (on IPv4: the key is exact).
         return (reason == DropReason::Rule && decision.rule().is_some() && ipv4).then_some(
@@ -160,6 +170,7 @@ mod tests {
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
                 vlan: flowtable::VlanMode::All,
+                security: Default::default(),
             });
         }
         let out = Decision::output(3, Some(EgressTag::Tagged(5)));
@@ -186,6 +197,29 @@ mod tests {
             offload(&key, &flood, &config).unwrap().out_port,
             Some(3),
             "flood to one"
+        );
+        // Broadcast is counted by the loop guard and storm limits, in userspace alone.
+        let broadcast = FlowKey {
+            in_port: 1,
+            dl_dst: 0xffff_ffff_ffff,
+            ..key
+        };
+        assert!(
+            offload(&broadcast, &flood, &config).is_none(),
+            "loop guard on"
+        );
+        let mut unguarded = config.clone();
+        unguarded.loop_guard_pps = 0;
+        assert_eq!(
+            offload(&broadcast, &flood, &unguarded).unwrap().out_port,
+            Some(3)
+        );
+        let mut port = unguarded.port(1).unwrap().clone();
+        port.security.storm_limit = Some(10);
+        unguarded.set_port(port);
+        assert!(
+            offload(&broadcast, &flood, &unguarded).is_none(),
+            "storm limit"
         );
         let v4 = FlowKey {
             dl_type: EtherType::IPV4,
@@ -228,6 +262,7 @@ mod tests {
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
                 vlan: flowtable::VlanMode::All,
+                security: Default::default(),
             });
         }
         let mut pipeline = flowtable::Pipeline::new(std::sync::Arc::new(config.clone()), 64);

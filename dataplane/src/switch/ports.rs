@@ -489,6 +489,7 @@ impl Switch {
             name: name.to_owned(),
             mac: port.interface.mac,
             vlan: options.vlan.clone(),
+            security: Default::default(),
         });
         let info = self.port_info(&port);
         tracing::info!(

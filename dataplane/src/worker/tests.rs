@@ -55,6 +55,7 @@ impl Bench {
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 1, id as u8]),
                 vlan: vlan.clone(),
+                security: Default::default(),
             });
         }
         let setup = WorkerSetup {

@@ -66,11 +66,14 @@ enum Cmd {
         /// The interface.
         name: String,
     },
-    /// Change a port's settings: `set-port IF vlan all|access N|trunk LIST [native N]`.
+    /// Change a port's settings: `set-port IF vlan all|access N|trunk LIST [native N]`,
+    /// `mac-limit N|none` (most MACs learned on it; frames from new sources past it are
+    /// dropped), `mac-lock MAC[,MAC]|none` (frames from other sources dropped),
+    /// `storm-limit PPS|none` (broadcast and multicast frames per second it takes in).
     SetPort {
         /// The interface.
         name: String,
-        /// What to set: `vlan` followed by the mode.
+        /// What to set, followed by its value.
         #[arg(num_args = 1.., required = true)]
         setting: Vec<String>,
     },
@@ -261,6 +264,40 @@ fn vlan_cell(vlan: &VlanSpec) -> String {
     }
 }
 
+/// `set-port IF SETTING VALUE...`: one setting.
+fn parse_set_port(name: String, setting: &[String]) -> anyhow::Result<SetPortParams> {
+    let (what, rest) = setting.split_first().expect("clap requires one");
+    let mut params = SetPortParams {
+        name,
+        ..SetPortParams::default()
+    };
+    // A count, or `none` (0 on the wire) for no limit.
+    let limit =
+        |what: &str| -> anyhow::Result<u32> {
+            match rest {
+                [n] if n == "none" => Ok(0),
+                [n] => n.parse::<u32>().ok().filter(|&n| n > 0).with_context(|| {
+                    format!("{what} takes a positive number or `none`, not {n:?}")
+                }),
+                _ => bail!("{what} takes one value: a positive number or `none`"),
+            }
+        };
+    match what.as_str() {
+        "vlan" => params.vlan = Some(parse_vlan(rest)?),
+        "mac-limit" => params.mac_limit = Some(limit("mac-limit")?),
+        "storm-limit" => params.storm_limit = Some(limit("storm-limit")?),
+        "mac-lock" => {
+            params.mac_lock = Some(match rest {
+                [macs] if macs == "none" => Vec::new(),
+                [macs] => macs.split(',').map(str::to_owned).collect(),
+                _ => bail!("mac-lock takes MAC[,MAC...] or `none`"),
+            });
+        }
+        other => bail!("set-port knows vlan, mac-limit, mac-lock and storm-limit, not {other:?}"),
+    }
+    Ok(params)
+}
+
 fn print_config(r: &DesiredState) {
     println!("fast path {}", if r.fast_path { "on" } else { "off" });
     for (name, port) in &r.ports {
@@ -273,6 +310,15 @@ fn print_config(r: &DesiredState) {
         }
         if let Some(queues) = port.queues {
             line += &format!(", queues {queues}");
+        }
+        if !port.mac_lock.is_empty() {
+            line += &format!(", mac-lock {}", port.mac_lock.join(","));
+        }
+        if let Some(limit) = port.mac_limit {
+            line += &format!(", mac-limit {limit}");
+        }
+        if let Some(limit) = port.storm_limit {
+            line += &format!(", storm-limit {limit}");
         }
         if !port.external_ids.is_empty() {
             let ids: Vec<String> = port
@@ -668,12 +714,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::DelPort { name } => call::<DelPort>(socket, &PortName { name }, json, quiet),
         Cmd::SetPort { name, setting } => {
-            let (what, rest) = setting.split_first().expect("clap requires one");
-            if what != "vlan" {
-                bail!("set-port knows `vlan`, not {what:?}");
-            }
-            let vlan = parse_vlan(rest)?;
-            call::<SetPort>(socket, &SetPortParams { name, vlan }, json, quiet)
+            let params = parse_set_port(name, &setting)?;
+            call::<SetPort>(socket, &params, json, quiet)
         }
         Cmd::DumpPorts {
             name,

@@ -276,6 +276,7 @@ fn attach_with(
         mtu: conf.mtu,
         vlan: conf.vlan,
         external_ids,
+        mac_lock: conf.mac_lock,
     })
     .map_err(attach_error)
 }

@@ -148,6 +148,8 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `runtimeConfig.mac` (the `mac` capability).
     pub runtime_mac: Option<String>,
+    /// `macLock` (default true): the port takes frames from the container's MAC only.
+    pub mac_lock: bool,
     /// The whole configuration.
     pub raw: Value,
 }
@@ -220,6 +222,15 @@ impl NetConf {
             Some(Value::String(_)) => None,
             Some(_) => return Err(invalid("runtimeConfig.mac must be a string")),
         };
+        let mac_lock = match map.get("macLock") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "macLock must be true or false, not {other}"
+                )));
+            }
+        };
         Ok(NetConf {
             cni_version,
             name,
@@ -229,6 +240,7 @@ impl NetConf {
             ipam_type,
             prev_result,
             runtime_mac,
+            mac_lock,
             raw,
         })
     }
@@ -479,6 +491,16 @@ mod tests {
     }
 
     #[test]
+    fn mac_lock_is_on_unless_the_configuration_turns_it_off() {
+        let conf = |text: &[u8]| NetConf::parse(text);
+        assert!(conf(br#"{"name":"n"}"#).unwrap().mac_lock);
+        assert!(!conf(br#"{"name":"n","macLock":false}"#).unwrap().mac_lock);
+        let err = conf(br#"{"name":"n","macLock":"no"}"#).unwrap_err();
+        assert_eq!(err.code, code::INVALID_CONFIG);
+        assert!(err.msg.contains("macLock"), "{}", err.msg);
+    }
+
+    #[test]
     fn config_errors_have_the_spec_codes() {
         assert_eq!(NetConf::parse(b"{nope").unwrap_err().code, code::DECODE);
         assert_eq!(NetConf::parse(b"[1]").unwrap_err().code, code::DECODE);
@@ -509,6 +531,7 @@ mod tests {
         assert_eq!(conf.ipam_type.as_deref(), Some("host-local"));
         assert_eq!(conf.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(conf.runtime_mac.as_deref(), Some("02:00:00:00:00:09"));
+        assert!(conf.mac_lock, "locked unless told otherwise");
         assert_eq!(
             NetConf::parse(br#"{"name":"n"}"#).unwrap().cni_version,
             "0.1.0"
