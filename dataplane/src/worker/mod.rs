@@ -436,6 +436,7 @@ impl Worker {
         }
         self.pipeline.tick(now);
         self.publish_stats();
+        self.dp.top_up(self.setup.fill_budget);
         let shared = self.dp.shared.clone();
         shared.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
