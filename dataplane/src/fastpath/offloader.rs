@@ -9,9 +9,9 @@ use flowtable::wire::EthernetAddress;
 use flowtable::{Decision, DropReason, FlowKey, PortId};
 
 use super::MAX_FLOWS;
-use super::abi::KernelKey;
+use super::abi::{KernelKey, KernelValue};
 use super::maps::FastPathMaps;
-use super::policy::{Output, offload};
+use super::policy::{KernelAction, Output, offload};
 use crate::counters::WorkerCounters;
 use crate::hook::HookKind;
 
@@ -93,6 +93,65 @@ pub(crate) struct Offloader {
     last_sync: u64,
 }
 
+/// A kernel entry as a worker would write it: the key the ingress port's program looks up,
+/// the value that carries the decision out, and the action the value stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) key: KernelKey,
+    pub(crate) value: KernelValue,
+    pub(crate) action: KernelAction,
+}
+
+/// The kernel entry for `decision` on flow `key`, decided under `epoch` with `ports` as the
+/// fast path sees them; `None` when the kernel must leave the flow to userspace (a decision
+/// that taught the pipeline something, one the kernel cannot carry out, an ingress port
+/// without a program, an output the ingress port's program cannot reach).
+pub(crate) fn entry(
+    ports: &FastPorts,
+    epoch: u32,
+    key: &FlowKey,
+    decision: &Decision,
+    miss: &flowtable::Miss,
+    config: &flowtable::Config,
+) -> Option<Entry> {
+    let port = |p: PortId| ports.get(usize::from(p)).copied().flatten();
+    if !miss.cacheable || epoch == 0 {
+        tracing::debug!(cacheable = miss.cacheable, epoch, "not offloaded");
+        return None;
+    }
+    let Some(ingress) = port(key.in_port) else {
+        tracing::debug!(port = key.in_port, "not offloaded: no fast port");
+        return None;
+    };
+    let Some(action) = offload(key, decision, config) else {
+        tracing::debug!(?decision, "not offloaded: decision");
+        return None;
+    };
+    let output = match action.out_port {
+        Some(p) => match (port(p), ingress.hook) {
+            // An XDP program redirects through the DEVMAP, to devices that take it.
+            (Some(out), HookKind::Xdp) if out.target => Output {
+                slot: u32::from(p),
+                ifindex: out.ifindex,
+                peer: false,
+            },
+            // A tc program redirects to any device, into a tc port's container directly.
+            (Some(out), HookKind::Tc) => Output {
+                slot: u32::from(p),
+                ifindex: out.ifindex,
+                peer: out.hook == HookKind::Tc,
+            },
+            _ => return None,
+        },
+        None => Output::default(),
+    };
+    Some(Entry {
+        key: KernelKey::of(key),
+        value: action.value(output, epoch),
+        action,
+    })
+}
+
 impl Offloader {
     pub(crate) fn new(maps: Arc<FastPathMaps>, monotonic_zero: u64) -> Offloader {
         Offloader {
@@ -158,10 +217,6 @@ impl Offloader {
         self.epoch = epoch;
     }
 
-    fn port(&self, port: PortId) -> Option<FastPort> {
-        self.ports.get(usize::from(port)).copied().flatten()
-    }
-
     /// Writes the decision for `key` into the kernel if the kernel can carry it out.
     pub(crate) fn install(
         &mut self,
@@ -171,42 +226,19 @@ impl Offloader {
         config: &flowtable::Config,
         now: u64,
     ) {
-        if !miss.cacheable || self.epoch == 0 || self.installed.len() as u32 >= MAX_FLOWS / 2 {
-            tracing::debug!(
-                cacheable = miss.cacheable,
-                epoch = self.epoch,
-                "not offloaded"
-            );
+        if self.installed.len() as u32 >= MAX_FLOWS / 2 {
+            tracing::debug!("not offloaded: the kernel table is full");
             return;
         }
-        let Some(ingress) = self.port(key.in_port) else {
-            tracing::debug!(port = key.in_port, "not offloaded: no fast port");
+        let Some(Entry {
+            key: kkey,
+            value,
+            action,
+        }) = entry(&self.ports, self.epoch, key, decision, miss, config)
+        else {
             return;
         };
-        let Some(action) = offload(key, decision, config) else {
-            tracing::debug!(?decision, "not offloaded: decision");
-            return;
-        };
-        let output = match action.out_port {
-            Some(p) => match (self.port(p), ingress.hook) {
-                // An XDP program redirects through the DEVMAP, to devices that take it.
-                (Some(out), HookKind::Xdp) if out.target => Output {
-                    slot: u32::from(p),
-                    ifindex: out.ifindex,
-                    peer: false,
-                },
-                // A tc program redirects to any device, into a tc port's container directly.
-                (Some(out), HookKind::Tc) => Output {
-                    slot: u32::from(p),
-                    ifindex: out.ifindex,
-                    peer: out.hook == HookKind::Tc,
-                },
-                _ => return,
-            },
-            None => Output::default(),
-        };
-        let kkey = KernelKey::of(key);
-        if let Err(e) = self.maps.insert(&kkey, &action.value(output, self.epoch)) {
+        if let Err(e) = self.maps.insert(&kkey, &value) {
             tracing::debug!("fast path entry not installed: {e}");
             return;
         }
