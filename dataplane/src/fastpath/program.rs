@@ -395,9 +395,10 @@ fn emit_partial_checksum_note(b: &mut Builder, lookup: Label) {
 }
 
 /// With [`FLAG_DEC_TTL`] in the entry at r9: decrements the TTL of the IPv4 header at r4
-/// (r8 = data_end) and fixes the header checksum (RFC 1624, as `ip_decrease_ttl`); a header
-/// not all there or a TTL that would reach 0 goes to `fail`. Falls through to what follows,
-/// where the caller binds `next` (where it goes without the flag).
+/// (r8 = data_end) and fixes the header checksum (RFC 1624, as `ip_decrease_ttl`: the value
+/// a full computation, and so the workers, would write); a header not all there or a TTL
+/// that would reach 0 goes to `fail`. Falls through to what follows, where the caller binds
+/// `next` (where it goes without the flag).
 pub(super) fn emit_dec_ttl(b: &mut Builder, fail: Label, next: Label) {
     use asm::*;
     b.push([
@@ -410,15 +411,20 @@ pub(super) fn emit_dec_ttl(b: &mut Builder, fail: Label, next: Label) {
     b.jmp_reg(Jmp::Gt, 3, 8, fail);
     b.push([load(Size::B, 3, 5, 8)]);
     b.jmp_imm(Jmp::Le, 3, 1, fail);
+    // The checksum gains 0x0100 with the end-around carry, and a sum of 0xffff (negative
+    // zero, which no full computation gives) becomes 0: `check + (check >= 0xffff)`.
+    let folded = b.label();
     b.push([
         alu_imm(Alu::Sub, 3, 1),
         store_reg(Size::B, 5, 3, 8),
         load(Size::H, 3, 5, 10),
         to_be(3, 16),
         alu_imm(Alu::Add, 3, 0x0100),
-        mov_reg(4, 3),
-        alu_imm(Alu::Rsh, 4, 16),
-        alu_reg(Alu::Add, 3, 4),
+    ]);
+    b.jmp_imm(Jmp::Lt, 3, 0xffff, folded);
+    b.push([alu_imm(Alu::Add, 3, 1)]);
+    b.bind(folded);
+    b.push([
         alu_imm(Alu::And, 3, 0xffff),
         to_be(3, 16),
         store_reg(Size::H, 5, 3, 10),
@@ -601,9 +607,68 @@ fn finish_checksum(b: &mut Builder, scratch: [Insn; 2], to_xsk: asm::Label) {
 
 #[cfg(test)]
 mod tests {
-    use xvs_sys::bpf::{XskMap, load_xdp};
+    use std::os::fd::AsFd;
 
+    use flowtable::FlowKey;
+    use xvs_sys::bpf::{XskMap, load_xdp, prog_test_run_output};
+
+    use super::super::abi::{KernelKey, KernelValue};
     use super::*;
+
+    /// 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 UDP, TTL 64, 4 bytes of
+    /// payload; the header checksum is whatever a test needs.
+    static UDP: [u8; 46] = [
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // ethernet
+        0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4
+        0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4, // udp
+    ];
+
+    /// Port 1's program over maps of its own, port 2 a redirect target.
+    struct Kernel {
+        maps: FastPathMaps,
+        xsks: XskMap,
+    }
+
+    impl Kernel {
+        /// `None` (the caller skips) without root.
+        fn new() -> Option<Kernel> {
+            if !xvs_testkit::is_root() {
+                return None;
+            }
+            let maps = FastPathMaps::new().expect("maps");
+            let lo = xvs_sys::netdev::if_nametoindex("lo").expect("lo");
+            maps.add_target(2, lo).expect("DEVMAP");
+            let xsks = XskMap::new(1, "test_xsks").expect("xskmap");
+            Some(Kernel { maps, xsks })
+        }
+
+        /// Runs the program on `frame` with `value` as the entry of the frame's flow as the
+        /// workers key it: the verdict and the packet left.
+        fn run(&self, frame: &[u8], value: KernelValue) -> (u32, Vec<u8>) {
+            let prog = load_xdp(&program(&self.maps, self.xsks.as_fd(), 1), "xvs_fast_test")
+                .expect("load");
+            let (flow, _) = FlowKey::extract(frame, 1).expect("a frame");
+            let key = KernelKey::of(&flow);
+            self.maps.insert(&key, &value).expect("insert");
+            let mut out = vec![0u8; frame.len() + 64];
+            let (verdict, len) = prog_test_run_output(prog.as_fd(), frame, &mut out).expect("run");
+            self.maps.remove(&key);
+            out.truncate(len);
+            (verdict, out)
+        }
+    }
+
+    /// A routed hop's entry: out of port 2, MACs rewritten, TTL decremented.
+    fn routed() -> KernelValue {
+        KernelValue {
+            out_port: 2,
+            epoch: 1,
+            flags: FLAG_REWRITE_MACS | FLAG_DEC_TTL,
+            new_dst: [2, 0, 0, 0, 0, 0x22],
+            new_src: [2, 0, 0, 0, 0, 0x11],
+            ..KernelValue::default()
+        }
+    }
 
     #[test]
     fn the_verifier_accepts_the_program() {
@@ -615,6 +680,28 @@ mod tests {
         let insns = program(&maps, xsks.as_fd(), 1);
         if let Err(e) = load_xdp(&insns, "xvs_fast_test") {
             panic!("{e}");
+        }
+    }
+
+    /// The checksum update of a TTL decrement writes what a full computation (and the
+    /// workers) would: 0xfeff becomes 0, not 0xffff (negative zero); others gain 0x0100 with
+    /// the end-around carry.
+    #[test]
+    fn a_decremented_ttl_never_leaves_a_negative_zero_checksum() {
+        let Some(kernel) = Kernel::new() else {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        };
+        for (before, after) in [(0xfeff, 0x0000), (0xfeaa, 0xffaa), (0xff00, 0x0001)] {
+            let mut frame = UDP;
+            frame[24..26].copy_from_slice(&u16::to_be_bytes(before));
+            let (verdict, out) = kernel.run(&frame, routed());
+            assert_eq!(verdict, action::XDP_REDIRECT as u32);
+            assert_eq!(out[22], 63, "TTL");
+            assert_eq!(
+                u16::from_be_bytes([out[24], out[25]]),
+                after,
+                "after {before:#06x}"
+            );
         }
     }
 }
