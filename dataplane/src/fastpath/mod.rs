@@ -19,7 +19,8 @@
 //! interface, VLAN, EtherType, both MACs, and for IPv4 the protocol, addresses and ports (ICMP
 //! type and code). It is exact, like the workers' flow caches, so a kernel entry stands for
 //! exactly one userspace cache entry. For other EtherTypes the L3 fields are zero: such flows
-//! are offloaded only when their decision depends on L2 fields alone (no rules, no router).
+//! are offloaded only when their decision depends on L2 fields alone (no rules, no routing,
+//! and with a router, no broadcast or multicast ARP or IPv6, which it may answer).
 //!
 //! # Coherence
 //! - Every entry carries the configuration epoch it was decided under; the program compares it
