@@ -60,8 +60,16 @@ pub(super) const fn wire16(value: u16) -> i32 {
 }
 
 /// The fast path's XDP program for one port: look the flow up, apply, redirect; else hand the
-/// frame to the port's AF_XDP socket.
-pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec<Insn> {
+/// frame to the port's AF_XDP socket. With `finish_checksums` (a veth, whose frames may
+/// carry TCP/UDP checksums left for offload), a checksum that holds only the pseudo-header
+/// sum is finished on the way; elsewhere it is a wrong checksum that happens to have that
+/// value, and goes on as it came, as the workers send it.
+pub fn program(
+    maps: &FastPathMaps,
+    xskmap: BorrowedFd<'_>,
+    port: PortId,
+    finish_checksums: bool,
+) -> Vec<Insn> {
     use asm::*;
     let clock = load_map_value(0, maps.state_fd().as_raw_fd(), state::CLOCK_NS as i32);
     let devmap = load_map_fd(1, maps.devmap_fd().as_raw_fd());
@@ -117,7 +125,9 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
     b.push([mov_reg(4, 7), alu_reg(Alu::Add, 4, 9)]);
     emit_ipv4_key(&mut b, to_xsk, lookup, Some(csum));
     b.bind(csum);
-    emit_partial_checksum_note(&mut b, lookup);
+    if finish_checksums {
+        emit_partial_checksum_note(&mut b, lookup);
+    }
 
     b.bind(lookup);
     emit_lookup(&mut b, maps, to_xsk);
@@ -642,11 +652,11 @@ mod tests {
             Some(Kernel { maps, xsks })
         }
 
-        /// Runs the program on `frame` with `value` as the entry of the frame's flow as the
-        /// workers key it: the verdict and the packet left.
-        fn run(&self, frame: &[u8], value: KernelValue) -> (u32, Vec<u8>) {
-            let prog = load_xdp(&program(&self.maps, self.xsks.as_fd(), 1), "xvs_fast_test")
-                .expect("load");
+        /// Runs the program (finishing checksums or not) on `frame` with `value` as the entry
+        /// of the frame's flow as the workers key it: the verdict and the packet left.
+        fn run(&self, finish: bool, frame: &[u8], value: KernelValue) -> (u32, Vec<u8>) {
+            let insns = program(&self.maps, self.xsks.as_fd(), 1, finish);
+            let prog = load_xdp(&insns, "xvs_fast_test").expect("load");
             let (flow, _) = FlowKey::extract(frame, 1).expect("a frame");
             let key = KernelKey::of(&flow);
             self.maps.insert(&key, &value).expect("insert");
@@ -677,9 +687,11 @@ mod tests {
         }
         let maps = FastPathMaps::new().expect("maps");
         let xsks = XskMap::new(4, "test_xsks").expect("xskmap");
-        let insns = program(&maps, xsks.as_fd(), 1);
-        if let Err(e) = load_xdp(&insns, "xvs_fast_test") {
-            panic!("{e}");
+        for finish_checksums in [true, false] {
+            let insns = program(&maps, xsks.as_fd(), 1, finish_checksums);
+            if let Err(e) = load_xdp(&insns, "xvs_fast_test") {
+                panic!("{e}");
+            }
         }
     }
 
@@ -694,7 +706,7 @@ mod tests {
         for (before, after) in [(0xfeff, 0x0000), (0xfeaa, 0xffaa), (0xff00, 0x0001)] {
             let mut frame = UDP;
             frame[24..26].copy_from_slice(&u16::to_be_bytes(before));
-            let (verdict, out) = kernel.run(&frame, routed());
+            let (verdict, out) = kernel.run(true, &frame, routed());
             assert_eq!(verdict, action::XDP_REDIRECT as u32);
             assert_eq!(out[22], 63, "TTL");
             assert_eq!(
@@ -702,6 +714,39 @@ mod tests {
                 after,
                 "after {before:#06x}"
             );
+        }
+    }
+
+    /// A UDP checksum that holds the pseudo-header sum is one left for offload on a veth,
+    /// finished on the way, and a wrong one elsewhere, left as it is (as the workers do).
+    #[test]
+    fn checksums_that_look_left_for_offload_are_finished_on_veths_only() {
+        use core::net::Ipv4Addr;
+
+        use flowtable::wire::checksum;
+
+        let Some(kernel) = Kernel::new() else {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        };
+        let pseudo = checksum::pseudo_header_v4(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            17,
+            12,
+        );
+        let mut partial = UDP;
+        partial[40..42].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        let mut finished = partial;
+        checksum::fill(&mut finished[34..], pseudo, 6, true);
+        let bridged = KernelValue {
+            out_port: 2,
+            epoch: 1,
+            ..KernelValue::default()
+        };
+        for (finish, expected) in [(true, finished), (false, partial)] {
+            let (verdict, out) = kernel.run(finish, &partial, bridged);
+            assert_eq!(verdict, action::XDP_REDIRECT as u32);
+            assert_eq!(out, expected, "finishing: {finish}");
         }
     }
 }
