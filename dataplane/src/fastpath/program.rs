@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use flowtable::PortId;
 use flowtable::key::VLAN_PRESENT;
 use xvs_sys::bpf::Insn;
-use xvs_sys::bpf::abi::{action, helper, xdp_md};
+use xvs_sys::bpf::abi::{action, helper, sk_buff, xdp_md};
 use xvs_sys::bpf::asm::{self, Builder, Label};
 
 #[cfg(doc)]
@@ -123,7 +123,7 @@ pub fn program(
     b.jmp_imm(Jmp::Ne, 3, wire16(ETH_P_IP), lookup);
     // IPv4 without options, whole, else userspace decides.
     b.push([mov_reg(4, 7), alu_reg(Alu::Add, 4, 9)]);
-    emit_ipv4_key(&mut b, to_xsk, lookup, Some(csum));
+    emit_ipv4_key(&mut b, to_xsk, lookup, Bounds::Frame { csum });
     b.bind(csum);
     if finish_checksums {
         emit_partial_checksum_note(&mut b, lookup);
@@ -278,14 +278,26 @@ pub(super) fn emit_mac_key(b: &mut Builder, port: PortId) {
     ]);
 }
 
+/// How a program knows where an IPv4 packet ends.
+pub(super) enum Bounds {
+    /// XDP: the frame is the whole packet, its total length within the frame; TCP and UDP
+    /// go on to `csum` (to note a checksum left for offload).
+    Frame { csum: Label },
+    /// tc: the skb (r6) is the whole packet, the L3 header at 14; the total length of a GSO
+    /// skb is the super-packet's, and 0 for one over 64 KiB (BIG TCP), which then stands for
+    /// the skb's.
+    Skb,
+}
+
 /// Stores the IPv4 fields of the header at r4 (r8 = data_end) into the key: protocol,
-/// addresses, ports (ICMP type and code). A header with options, or one not all there, goes
-/// to `fail`; a fragment or a short L4 header to `lookup` with what the key has. With `csum`
-/// (XDP, where the frame is the whole packet), the packet must be all there and TCP and UDP
-/// go to `csum` with r0 = their checksum field, r1 = its offset in the L4 header, r2 = the
-/// protocol; without (tc, where a GSO skb's length is the super-packet's), to `lookup`.
-/// Leaves r4 at the L4 header.
-pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: Option<Label>) {
+/// addresses, ports (ICMP type and code). A header with options, one not all there, or a
+/// total length shorter than the header or longer than the packet goes to `fail`; a
+/// fragment, or an L4 header that the total length or the data cuts short, to `lookup` with
+/// what the key has (as the workers' key: they read the L4 header within the total length).
+/// With [`Bounds::Frame`], TCP and UDP go to its `csum` with r0 = their checksum field,
+/// r1 = its offset in the L4 header, r2 = the protocol. Leaves r4 at the L4 header and
+/// r5 = the total length.
+pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, bounds: Bounds) {
     use asm::*;
     let icmp = b.label();
     let udp = b.label();
@@ -294,12 +306,28 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: O
     b.jmp_reg(Jmp::Gt, 2, 8, fail);
     b.push([load(Size::B, 2, 4, 0)]);
     b.jmp_imm(Jmp::Ne, 2, 0x45, fail);
-    if csum.is_some() {
-        b.push([load(Size::H, 5, 4, 2), to_be(5, 16)]);
-        b.jmp_imm(Jmp::Lt, 5, 20, fail);
-        b.push([mov_reg(2, 8), alu_reg(Alu::Sub, 2, 4)]);
-        b.jmp_reg(Jmp::Gt, 5, 2, fail);
-        b.push([store_reg(Size::Dw, 10, 5, stack::IP_LEN)]);
+    b.push([load(Size::H, 5, 4, 2), to_be(5, 16)]);
+    match bounds {
+        Bounds::Frame { .. } => {
+            b.jmp_imm(Jmp::Lt, 5, 20, fail);
+            b.push([mov_reg(2, 8), alu_reg(Alu::Sub, 2, 4)]);
+            b.jmp_reg(Jmp::Gt, 5, 2, fail);
+            b.push([store_reg(Size::Dw, 10, 5, stack::IP_LEN)]);
+        }
+        Bounds::Skb => {
+            let big = b.label();
+            let sized = b.label();
+            b.jmp_imm(Jmp::Eq, 5, 0, big);
+            b.jmp_imm(Jmp::Lt, 5, 20, fail);
+            b.push([load(Size::W, 2, 6, sk_buff::LEN), alu_imm(Alu::Sub, 2, 14)]);
+            b.jmp_reg(Jmp::Gt, 5, 2, fail);
+            b.ja(sized);
+            b.bind(big);
+            b.push([load(Size::W, 2, 6, sk_buff::GSO_SEGS)]);
+            b.jmp_imm(Jmp::Le, 2, 1, fail);
+            b.push([load(Size::W, 5, 6, sk_buff::LEN), alu_imm(Alu::Sub, 5, 14)]);
+            b.bind(sized);
+        }
     }
     b.push([
         load(Size::B, 2, 4, 9),
@@ -320,6 +348,7 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: O
     b.ja(lookup);
 
     b.bind(icmp);
+    b.jmp_imm(Jmp::Lt, 5, 20 + 8, lookup);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
     b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([
@@ -329,15 +358,17 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: O
     b.ja(lookup);
 
     b.bind(udp);
+    b.jmp_imm(Jmp::Lt, 5, 20 + 8, lookup);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
     b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([
         load(Size::W, 3, 4, 0),
         store_reg(Size::W, 10, 3, k(key::TP_SRC)),
     ]);
-    let Some(csum) = csum else {
+    let Bounds::Frame { csum } = bounds else {
         b.ja(lookup);
         b.bind(tcp);
+        b.jmp_imm(Jmp::Lt, 5, 20 + 20, lookup);
         b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
         b.jmp_reg(Jmp::Gt, 3, 8, lookup);
         b.push([
@@ -353,6 +384,7 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: O
     b.ja(csum);
 
     b.bind(tcp);
+    b.jmp_imm(Jmp::Lt, 5, 20 + 20, lookup);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
     b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([
@@ -748,5 +780,24 @@ mod tests {
             assert_eq!(verdict, action::XDP_REDIRECT as u32);
             assert_eq!(out, expected, "finishing: {finish}");
         }
+    }
+
+    /// Ports are read from an L4 header within the IPv4 total length, as the workers read
+    /// them: bytes after it (Ethernet padding) are no header.
+    #[test]
+    fn ports_are_read_within_the_total_length() {
+        let Some(kernel) = Kernel::new() else {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        };
+        let mut cut = UDP;
+        cut[16..18].copy_from_slice(&20u16.to_be_bytes());
+        let bridged = KernelValue {
+            out_port: 2,
+            epoch: 1,
+            ..KernelValue::default()
+        };
+        let (verdict, out) = kernel.run(true, &cut, bridged);
+        assert_eq!(verdict, action::XDP_REDIRECT as u32, "the workers' key");
+        assert_eq!(out, cut);
     }
 }
