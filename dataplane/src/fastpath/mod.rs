@@ -8,7 +8,8 @@
 //! for anything the program does not support (flooding, ARP and ND, traffic for the router,
 //! IP options), it redirects the frame to the port's AF_XDP socket as before. TCP and UDP
 //! checksums a container left for offload (a veth hands them over unfinished) are finished
-//! in the program for flows it forwards.
+//! in a veth's program for IPv4 flows it forwards; IPv6 from a veth's XDP program stays in
+//! userspace, which finishes them.
 //!
 //! The code is in five rooms: `abi` (the maps' key and value layouts, one `#[repr(C)]` type
 //! each), `maps`, `policy` (which decisions the kernel can carry out), `program` (the

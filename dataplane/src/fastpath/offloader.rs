@@ -24,6 +24,8 @@ pub(crate) struct FastPort {
     pub(crate) target: bool,
     /// The hook on the port: which program decides its flows, and how frames reach it.
     pub(crate) hook: HookKind,
+    /// Its frames may carry TCP/UDP checksums left for offload (a veth).
+    pub(crate) partial_checksums: bool,
 }
 
 /// A kernel entry, as `dump-fast-path` shows it.
@@ -123,6 +125,13 @@ pub(crate) fn entry(
         tracing::debug!(port = key.in_port, "not offloaded: no fast port");
         return None;
     };
+    if ingress.hook == HookKind::Xdp && ingress.partial_checksums && key.is_ipv6() {
+        // The XDP program finishes IPv4's checksums only, and the kernel key of an IPv6
+        // flow (L2 fields) would take its TCP and UDP frames too: they stay in userspace,
+        // which finishes them.
+        tracing::debug!(port = key.in_port, "not offloaded: IPv6 from a veth's XDP");
+        return None;
+    }
     let Some(action) = offload(key, decision, config) else {
         tracing::debug!(?decision, "not offloaded: decision");
         return None;
@@ -405,5 +414,65 @@ impl Offloader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flowtable::wire::EtherType;
+    use flowtable::{Config, EgressTag, PortConfig, VlanMode};
+
+    use super::*;
+
+    /// IPv6 from a veth's XDP program stays in userspace (which finishes the TCP and UDP
+    /// checksums a container left for offload; the program finishes IPv4's only); from
+    /// another device's XDP, or a tc program (whose skb keeps its partial checksum), it is
+    /// the kernel's.
+    #[test]
+    fn ipv6_from_a_veths_xdp_program_stays_in_userspace() {
+        // Ports 1-3 send to port 4.
+        let kinds = [
+            (HookKind::Xdp, true),
+            (HookKind::Xdp, false),
+            (HookKind::Tc, true),
+            (HookKind::Xdp, false),
+        ];
+        let mut config = Config::default();
+        let mut ports: FastPorts = vec![None];
+        for (id, (hook, veth)) in (1..).zip(kinds) {
+            config.set_port(PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
+                vlan: VlanMode::All,
+            });
+            ports.push(Some(FastPort {
+                ifindex: 10 + u32::from(id),
+                target: true,
+                hook,
+                partial_checksums: veth,
+            }));
+        }
+        let miss = flowtable::Miss {
+            deps: [None; flowtable::pipeline::MAX_DEPS],
+            learn: None,
+            cacheable: true,
+            seq: 0,
+        };
+        let out = Decision::output(4, Some(EgressTag::Untagged));
+        let offloaded = |in_port, dl_type| {
+            let key = FlowKey {
+                in_port,
+                dl_type,
+                dl_src: 0x02_00_00_00_00_0a,
+                dl_dst: 0x02_00_00_00_00_0b,
+                ..FlowKey::default()
+            };
+            entry(&ports, 1, &key, &out, &miss, &config).is_some()
+        };
+        assert!(!offloaded(1, EtherType::IPV6), "a veth's XDP");
+        assert!(offloaded(1, EtherType::IPV4), "IPv4 from a veth's XDP");
+        assert!(offloaded(2, EtherType::IPV6), "another device's XDP");
+        assert!(offloaded(3, EtherType::IPV6), "tc");
     }
 }

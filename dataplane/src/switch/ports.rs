@@ -452,6 +452,7 @@ impl Switch {
                 ifindex,
                 target,
                 hook: hook.kind(),
+                partial_checksums: finish,
             });
             self.send_fast_ports()?;
         }
