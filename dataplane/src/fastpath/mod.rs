@@ -13,7 +13,8 @@
 //!
 //! The code is in five rooms: `abi` (the maps' key and value layouts, one `#[repr(C)]` type
 //! each), `maps`, `policy` (which decisions the kernel can carry out), `program` (the
-//! generated XDP program) and `offloader` (a worker's side).
+//! generated XDP program) and `offloader` (a worker's side). Tests add `model` (the programs
+//! in plain Rust) and `differential` (the kernel held to the workers, frame by frame).
 //!
 //! # The key
 //! The kernel key holds every field of `FlowKey` that the program can read: ingress
@@ -40,7 +41,11 @@
 //! `dump-ports`, `dump-flows` and `fdb show` count every packet, whichever level forwarded it.
 
 pub(crate) mod abi;
+#[cfg(test)]
+mod differential;
 pub mod maps;
+#[cfg(test)]
+mod model;
 pub(crate) mod offloader;
 pub(crate) mod policy;
 pub mod program;
