@@ -243,6 +243,7 @@ impl Switch {
                         ifindex,
                         target,
                         hook: port.hook.kind(),
+                        partial_checksums: port.interface.needs_checksum_fix(),
                     })
                 }
                 None => None,

@@ -225,7 +225,8 @@ impl Switch {
         queues: u32,
         options: &PortOptions,
     ) -> Result<(Hook, Vec<Opened>, u16, bool), SwitchError> {
-        let loaded = LoadedXdp::load(id, queues, self.fast.as_deref())?;
+        let finish = interface.needs_checksum_fix();
+        let loaded = LoadedXdp::load(id, queues, self.fast.as_deref(), finish)?;
         self.attach_steered(loaded, interface, queues, options.xdp_mode)
     }
 
@@ -451,6 +452,7 @@ impl Switch {
                 ifindex,
                 target,
                 hook: hook.kind(),
+                partial_checksums: finish,
             });
             self.send_fast_ports()?;
         }
