@@ -445,6 +445,7 @@ mod tests {
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
                 vlan: VlanMode::All,
+                security: Default::default(),
             });
             ports.push(Some(FastPort {
                 ifindex: 10 + u32::from(id),

@@ -77,6 +77,10 @@ impl World {
     /// The switch configuration, and where the hosts are.
     pub(super) fn build(&self) -> (Arc<Config>, Addressing) {
         let mut config = Config::default();
+        // The loop guard keeps broadcast in userspace (the policy's test covers that), and
+        // the worlds' bursts of broadcast at one instant would trip it: off, so that floods
+        // to one port are held against the kernel too.
+        config.loop_guard_pps = 0;
         for (i, p) in self.ports.iter().enumerate() {
             let id = i as PortId + 1;
             config.set_port(PortConfig {
@@ -84,6 +88,7 @@ impl World {
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 1, id as u8]),
                 vlan: p.vlan.clone(),
+                security: Default::default(),
             });
         }
         for (k, binding) in self.ifaces.iter().enumerate() {
