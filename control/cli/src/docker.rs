@@ -467,6 +467,7 @@ impl Driver {
             external_ids,
             // The endpoint's MAC is the plugin's to choose and Docker keeps it.
             mac_lock: true,
+            publish: Vec::new(),
         })?;
         tracing::info!(
             endpoint = r.endpoint_id,

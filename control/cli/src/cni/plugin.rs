@@ -277,6 +277,7 @@ fn attach_with(
         vlan: conf.vlan,
         external_ids,
         mac_lock: conf.mac_lock,
+        publish: Vec::new(),
     })
     .map_err(attach_error)
 }
