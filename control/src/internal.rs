@@ -100,12 +100,15 @@ pub(crate) fn ensure(name: &str, internal: &state::Internal) -> Result<(), RpcEr
         None => {
             // Should another interface have the peer's name, the kernel refuses (EEXIST) and
             // nothing of it is touched.
+            // Made from the switch side, so that the host's side gets its MAC: the same
+            // every time, so that the containers' neighbor entries for the host stay right
+            // across a restart.
             netlink
                 .add_veth(&VethPair {
-                    name,
-                    peer_name: &peer,
+                    name: &peer,
+                    peer_name: name,
                     peer_netns: None,
-                    peer_mac: None,
+                    peer_mac: Some(stable_mac(name)),
                     mtu: None,
                     queues: None,
                 })
@@ -148,6 +151,18 @@ pub(crate) fn ensure(name: &str, internal: &state::Internal) -> Result<(), RpcEr
     Ok(())
 }
 
+/// The MAC of internal port `name`'s host side: locally administered, unicast, derived
+/// from the name (FNV-1a).
+pub(crate) fn stable_mac(name: &str) -> [u8; 6] {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in "xvs-internal/".bytes().chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = hash.to_be_bytes();
+    [(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
 /// Deletes internal port `name`'s veth pair (the peer goes with it); nothing if it is gone.
 pub(crate) fn remove(name: &str) {
     let deleted = Rtnetlink::open().and_then(|mut netlink| netlink.delete_link(name));
@@ -182,6 +197,10 @@ mod tests {
         assert_eq!(desired_name(&desired, "br0-sw"), "br0");
         assert_eq!(desired_name(&desired, "veth1"), "veth1");
         assert_eq!(desired_name(&desired, "other-sw"), "other-sw");
+        let mac = stable_mac("br0");
+        assert_eq!(mac[0] & 0x03, 0x02, "local unicast");
+        assert_eq!(mac, stable_mac("br0"));
+        assert_ne!(mac, stable_mac("br1"));
     }
 
     #[test]

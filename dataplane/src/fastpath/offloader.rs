@@ -24,6 +24,10 @@ pub(crate) struct FastPort {
     pub(crate) target: bool,
     /// The hook on the port: which program decides its flows, and how frames reach it.
     pub(crate) hook: HookKind,
+    /// Whether a tc program may deliver straight into the far end (`bpf_redirect_peer`): a
+    /// veth whose peer is in another namespace (a container's). A peer beside it (an
+    /// internal port's host side) is reached through the veth itself.
+    pub(crate) peer: bool,
 }
 
 /// A kernel entry, as `dump-fast-path` shows it.
@@ -199,7 +203,7 @@ impl Offloader {
                 (Some(out), HookKind::Tc) => Output {
                     slot: u32::from(p),
                     ifindex: out.ifindex,
-                    peer: out.hook == HookKind::Tc,
+                    peer: out.hook == HookKind::Tc && out.peer,
                 },
                 _ => return,
             },

@@ -1,0 +1,347 @@
+//! Containers reach the host and the outside: an internal port gives the host an interface on
+//! the switch, masquerade takes the containers out, published ports bring the outside in.
+//!
+//! The "host" is a namespace of the test running its own xvsd (so its forwarding setting,
+//! its nftables and its interfaces are the test's, never the machine's); the "outside" is
+//! another namespace joined to the host by a veth, with no route back to the containers'
+//! subnet, so that only the host's NAT can answer.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Container, Lab};
+use serde_json::{Value, json};
+use xvs_proto::client::Client;
+use xvs_testkit::{bin_path, netns_command};
+
+/// xvsd in a namespace, killed on drop (declare it after the lab: it goes first).
+struct Xvsd {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Xvsd {
+    fn start(lab: &Lab, host: &Container, n: u32) -> Xvsd {
+        let socket = lab.path("nat.ctl");
+        let log = lab.path(&format!("xvsd-nat-{n}.log"));
+        let child = netns_command(&host.ns, bin_path("xvsd"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(lab.path("nat-state"))
+            .args(["--upcall-dev", "xu0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn xvsd");
+        let xvsd = Xvsd {
+            child: Some(child),
+            socket,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut client) = Client::connect(&xvsd.socket)
+                && client.call_raw("version", json!({})).is_ok()
+            {
+                return xvsd;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "xvsd did not start: {}",
+                xvsd.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs xvsctl inside the host namespace (attach makes its veth there).
+    fn ctl(&self, host: &Container, args: &[&str]) -> String {
+        let out = netns_command(&host.ns, bin_path("xvsctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run xvsctl");
+        assert!(
+            out.status.success(),
+            "xvsctl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn call(&self, method: &str, params: Value) -> Value {
+        Client::connect(&self.socket)
+            .expect("connect")
+            .call_raw(method, params)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// SIGTERM, and waits for the exit.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(status.success(), "xvsd failed to stop: {}", self.log());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("xvsd did not stop on SIGTERM: {}", self.log());
+    }
+}
+
+impl Drop for Xvsd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn ok(c: &Container, args: &[&str]) -> Output {
+    let out = c.exec(args);
+    assert!(
+        out.status.success(),
+        "{args:?} in {}: {}",
+        c.ns,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ruleset(host: &Container) -> String {
+    String::from_utf8_lossy(&ok(host, &["nft", "list", "ruleset"]).stdout).into_owned()
+}
+
+/// An HTTP server in `c` on `addr:port`, serving `dir` (killed on drop through the lab).
+fn serve(lab: &mut Lab, c: &Container, addr: &str, port: u16, dir: &Path) {
+    let child = netns_command(&c.ns, "python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", addr])
+        .arg("--directory")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start python3 http.server");
+    lab.keep(child);
+}
+
+/// What `c` reads from `url` (retrying for a few seconds while the server starts), or the
+/// last error.
+fn fetch(c: &Container, url: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let out = c.exec(&["curl", "-sS", "--max-time", "2", url]);
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if Instant::now() > deadline {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn containers_reach_the_host_and_the_outside_through_nat() {
+    let test = "containers_reach_the_host_and_the_outside_through_nat";
+    let Some(mut lab) = Lab::new(test) else {
+        return;
+    };
+    if !lab.require("nft") || !lab.require("curl") || !lab.require("python3") {
+        return;
+    }
+    let host = lab.bare_container(1, "10.99.0.1");
+    let outside = lab.bare_container(2, "10.99.0.2");
+    let app = lab.bare_container(3, "10.7.0.2");
+    ok(&host, &["ip", "link", "set", "lo", "up"]);
+    ok(&outside, &["ip", "link", "set", "lo", "up"]);
+    ok(
+        &host,
+        &[
+            "ip",
+            "link",
+            "add",
+            "up0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &outside.ns,
+        ],
+    );
+    ok(&host, &["ip", "addr", "add", "10.99.0.1/24", "dev", "up0"]);
+    ok(&host, &["ip", "link", "set", "up0", "up"]);
+    ok(
+        &outside,
+        &["ip", "addr", "add", "10.99.0.2/24", "dev", "eth0"],
+    );
+    ok(&outside, &["ip", "link", "set", "eth0", "up"]);
+    let before = ruleset(&host);
+
+    let www = lab.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("hello"), "from the container\n").unwrap();
+    let away = lab.path("away");
+    std::fs::create_dir_all(&away).unwrap();
+    std::fs::write(away.join("hello"), "from the outside\n").unwrap();
+
+    let mut xvsd = Xvsd::start(&lab, &host, 1);
+    xvsd.ctl(
+        &host,
+        &[
+            "add-port",
+            "xin0",
+            "--type",
+            "internal",
+            "--ip",
+            "10.7.0.1/24",
+            "--masquerade",
+        ],
+    );
+    xvsd.ctl(
+        &host,
+        &[
+            "attach",
+            &app.ns,
+            "--ip",
+            "10.7.0.2/24",
+            "--gw",
+            "10.7.0.1",
+            "--publish",
+            "8080:80",
+        ],
+    );
+    let config = xvsd.call("show-config", json!({}));
+    assert_eq!(
+        config["ports"]["xin0"]["internal"],
+        json!({"addrs": ["10.7.0.1/24"], "masquerade": true})
+    );
+    serve(&mut lab, &app, "10.7.0.2", 80, &www);
+    serve(&mut lab, &outside, "10.99.0.2", 80, &away);
+
+    // Container → host, host → container.
+    assert!(
+        app.wait_ping("10.7.0.1", Duration::from_secs(5)),
+        "container → host: no answer\n{}",
+        xvsd.log()
+    );
+    assert_eq!(
+        fetch(&host, "http://10.7.0.2/hello").as_deref(),
+        Ok("from the container\n"),
+        "host → container TCP"
+    );
+    // Container → outside, masqueraded: the outside has no route back to 10.7.0.0/24.
+    assert!(
+        app.wait_ping("10.99.0.2", Duration::from_secs(5)),
+        "container → outside ping"
+    );
+    assert_eq!(
+        fetch(&app, "http://10.99.0.2/hello").as_deref(),
+        Ok("from the outside\n"),
+        "container → outside TCP"
+    );
+    // Outside → published port → container; and from the host to its own address.
+    assert_eq!(
+        fetch(&outside, "http://10.99.0.1:8080/hello").as_deref(),
+        Ok("from the container\n"),
+        "outside → published port"
+    );
+    assert_eq!(
+        fetch(&host, "http://10.99.0.1:8080/hello").as_deref(),
+        Ok("from the container\n"),
+        "host → published port"
+    );
+
+    // A clean stop takes the interface and the table away; a start brings both back.
+    xvsd.stop();
+    assert_eq!(ruleset(&host), before, "the NAT table outlived xvsd");
+    assert!(
+        !host.exec(&["ip", "link", "show", "xin0"]).status.success(),
+        "xin0 outlived xvsd"
+    );
+    let xvsd = Xvsd::start(&lab, &host, 2);
+    assert!(
+        app.wait_ping("10.99.0.2", Duration::from_secs(10)),
+        "container → outside after a restart\n{}",
+        xvsd.log()
+    );
+    assert_eq!(
+        fetch(&outside, "http://10.99.0.1:8080/hello").as_deref(),
+        Ok("from the container\n"),
+        "published port after a restart"
+    );
+
+    // Masquerade off, detach, delete: the host's nftables are as they were.
+    xvsd.ctl(&host, &["set-port", "xin0", "masquerade", "off"]);
+    assert!(!ruleset(&host).contains("masquerade"));
+    xvsd.ctl(&host, &["detach", &app.ns]);
+    xvsd.ctl(&host, &["del-port", "xin0"]);
+    assert_eq!(ruleset(&host), before, "removal left rules behind");
+    assert!(
+        !host.exec(&["ip", "link", "show", "xin0"]).status.success(),
+        "xin0 outlived its port"
+    );
+}
+
+#[test]
+fn internal_port_names_must_leave_room_for_the_switch_side() {
+    let test = "internal_port_names_must_leave_room_for_the_switch_side";
+    let Some(mut lab) = Lab::new(test) else {
+        return;
+    };
+    let host = lab.bare_container(1, "");
+    let xvsd = Xvsd::start(&lab, &host, 1);
+    let out = netns_command(&host.ns, bin_path("xvsctl"))
+        .arg("--socket")
+        .arg(&xvsd.socket)
+        .args(["add-port", "thirteen-char", "--type", "internal"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must be 1-12 characters"), "{err}");
+    // set-port masquerade is for internal ports only.
+    ok(
+        &host,
+        &[
+            "ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ],
+    );
+    xvsd.ctl(&host, &["add-port", "v0"]);
+    let out = netns_command(&host.ns, bin_path("xvsctl"))
+        .arg("--socket")
+        .arg(&xvsd.socket)
+        .args(["set-port", "v0", "masquerade", "on"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an internal port"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
