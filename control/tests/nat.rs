@@ -163,6 +163,27 @@ fn fetch(c: &Container, url: &str) -> Result<String, String> {
     }
 }
 
+/// The host (10.99.0.1, `up0`) and the outside (10.99.0.2), joined by a veth; the outside
+/// has no route but its own subnet's.
+fn host_and_outside(lab: &mut Lab) -> (Container, Container) {
+    let host = lab.bare_container(1, "10.99.0.1");
+    let outside = lab.bare_container(2, "10.99.0.2");
+    ok(&host, &["ip", "link", "set", "lo", "up"]);
+    ok(&outside, &["ip", "link", "set", "lo", "up"]);
+    let peer = [
+        "ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0",
+    ];
+    ok(&host, &[&peer[..], &["netns", &outside.ns]].concat());
+    ok(&host, &["ip", "addr", "add", "10.99.0.1/24", "dev", "up0"]);
+    ok(&host, &["ip", "link", "set", "up0", "up"]);
+    ok(
+        &outside,
+        &["ip", "addr", "add", "10.99.0.2/24", "dev", "eth0"],
+    );
+    ok(&outside, &["ip", "link", "set", "eth0", "up"]);
+    (host, outside)
+}
+
 #[test]
 fn containers_reach_the_host_and_the_outside_through_nat() {
     let test = "containers_reach_the_host_and_the_outside_through_nat";
@@ -172,34 +193,8 @@ fn containers_reach_the_host_and_the_outside_through_nat() {
     if !lab.require("nft") || !lab.require("curl") || !lab.require("python3") {
         return;
     }
-    let host = lab.bare_container(1, "10.99.0.1");
-    let outside = lab.bare_container(2, "10.99.0.2");
+    let (host, outside) = host_and_outside(&mut lab);
     let app = lab.bare_container(3, "10.7.0.2");
-    ok(&host, &["ip", "link", "set", "lo", "up"]);
-    ok(&outside, &["ip", "link", "set", "lo", "up"]);
-    ok(
-        &host,
-        &[
-            "ip",
-            "link",
-            "add",
-            "up0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &outside.ns,
-        ],
-    );
-    ok(&host, &["ip", "addr", "add", "10.99.0.1/24", "dev", "up0"]);
-    ok(&host, &["ip", "link", "set", "up0", "up"]);
-    ok(
-        &outside,
-        &["ip", "addr", "add", "10.99.0.2/24", "dev", "eth0"],
-    );
-    ok(&outside, &["ip", "link", "set", "eth0", "up"]);
     let before = ruleset(&host);
 
     let www = lab.path("www");
@@ -344,4 +339,147 @@ fn internal_port_names_must_leave_room_for_the_switch_side() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+const CNI_PATH: &str = "/usr/lib/cni";
+
+/// Runs CNI plugin `plugin` inside the host namespace as a runtime does (the CNI variables
+/// and nothing else); returns whether it succeeded and what it printed.
+fn cni(host: &Container, plugin: &Path, env: &[(&str, &str)], stdin: &Value) -> (bool, Value) {
+    use std::io::Write;
+    let mut child = netns_command(&host.ns, plugin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run a CNI plugin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if !out.status.success() {
+        eprintln!(
+            "{} failed: {text} {}",
+            plugin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (out.status.success(), value)
+}
+
+/// The CNI variables of command `command` for the container in `netns`.
+fn cni_env<'a>(command: &'a str, netns: &'a str) -> [(&'a str, &'a str); 5] {
+    [
+        ("CNI_COMMAND", command),
+        ("CNI_CONTAINERID", "natc1"),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", CNI_PATH),
+    ]
+}
+
+#[test]
+fn the_cni_plugin_makes_the_host_the_gateway_and_masquerades() {
+    let test = "the_cni_plugin_makes_the_host_the_gateway_and_masquerades";
+    let Some(mut lab) = Lab::new(test) else {
+        return;
+    };
+    if !lab.require("nft") || !lab.require("curl") || !lab.require("python3") {
+        return;
+    }
+    if !Path::new(CNI_PATH).join("host-local").exists() {
+        xvs_testkit::skip!("no host-local in {CNI_PATH} (containernetworking-plugins)");
+    }
+    let (host, outside) = host_and_outside(&mut lab);
+    let app = lab.bare_container(3, "");
+    let away = lab.path("away");
+    std::fs::create_dir_all(&away).unwrap();
+    std::fs::write(away.join("hello"), "from the outside\n").unwrap();
+    serve(&mut lab, &outside, "10.99.0.2", 80, &away);
+    let xvsd = Xvsd::start(&lab, &host, 1);
+    let netns = format!("/run/netns/{}", app.ns);
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "natnet",
+        "type": "xvs-cni",
+        "socket": xvsd.socket,
+        "isDefaultGateway": true,
+        "ipMasq": true,
+        "ipam": {
+            "type": "host-local",
+            "dataDir": lab.path("ipam"),
+            "ranges": [[{"subnet": "10.8.0.0/24", "gateway": "10.8.0.1"}]],
+        },
+    });
+    let (success, result) = cni(&host, &bin_path("xvs-cni"), &cni_env("ADD", &netns), &conf);
+    assert!(success, "ADD: {result}\n{}", xvsd.log());
+    let config = xvsd.call("show-config", json!({}));
+    let (gateway, port) = config["ports"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, p)| p.get("internal").is_some())
+        .unwrap_or_else(|| panic!("no internal port: {config}"));
+    assert_eq!(
+        port["internal"],
+        json!({"addrs": ["10.8.0.1/24"], "masquerade": true})
+    );
+    assert!(
+        app.wait_ping("10.8.0.1", Duration::from_secs(5)),
+        "container → gateway"
+    );
+    assert!(
+        app.wait_ping("10.99.0.2", Duration::from_secs(5)),
+        "container → outside through ipMasq"
+    );
+    assert_eq!(
+        fetch(&app, "http://10.99.0.2/hello").as_deref(),
+        Ok("from the outside\n")
+    );
+
+    // Chained with the standard portmap plugin (iptables): the outside reaches the container.
+    let portmap = Path::new(CNI_PATH).join("portmap");
+    if portmap.exists() && lab.require("iptables") {
+        let www = lab.path("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("hello"), "from the container\n").unwrap();
+        let address = result["ips"][0]["address"].as_str().unwrap().to_owned();
+        let ip = address.split('/').next().unwrap().to_owned();
+        serve(&mut lab, &app, &ip, 80, &www);
+        let chained = json!({
+            "cniVersion": "1.0.0",
+            "name": "natnet",
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "runtimeConfig": {
+                "portMappings": [{"hostPort": 8082, "containerPort": 80, "protocol": "tcp"}]
+            },
+            "prevResult": result,
+        });
+        let (success, out) = cni(&host, &portmap, &cni_env("ADD", &netns), &chained);
+        assert!(success, "portmap ADD: {out}");
+        assert_eq!(
+            fetch(&outside, "http://10.99.0.1:8082/hello").as_deref(),
+            Ok("from the container\n"),
+            "outside → portmap → container"
+        );
+        let (success, out) = cni(&host, &portmap, &cni_env("DEL", &netns), &chained);
+        assert!(success, "portmap DEL: {out}");
+    }
+
+    let (success, out) = cni(&host, &bin_path("xvs-cni"), &cni_env("DEL", &netns), &conf);
+    assert!(success, "DEL: {out}");
+    // The gateway port stays, as the bridge plugin's bridge does, until removed by hand;
+    // then xvs's table is gone.
+    xvsd.ctl(&host, &["del-port", gateway]);
+    let after = ruleset(&host);
+    assert!(!after.contains("table ip xvs"), "{after}");
 }
