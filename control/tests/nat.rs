@@ -483,3 +483,155 @@ fn the_cni_plugin_makes_the_host_the_gateway_and_masquerades() {
     let after = ruleset(&host);
     assert!(!after.contains("table ip xvs"), "{after}");
 }
+
+/// One request to the Docker plugin on `socket`, as dockerd makes it; the answer's body.
+fn docker(socket: &Path, method: &str, body: &Value) -> Value {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let request = format!(
+        "POST /{method} HTTP/1.1\r\nHost: plugin\r\n\
+         Content-Type: application/vnd.docker.plugins.v1.2+json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, payload) = answer.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.contains(" 200 "), "{method}: {answer}");
+    serde_json::from_str(payload).unwrap_or_else(|e| panic!("{method} ({e}): {payload}"))
+}
+
+#[test]
+fn a_docker_network_has_its_gateway_on_an_internal_port() {
+    let test = "a_docker_network_has_its_gateway_on_an_internal_port";
+    let Some(mut lab) = Lab::new(test) else {
+        return;
+    };
+    if !lab.require("nft") {
+        return;
+    }
+    let (host, outside) = host_and_outside(&mut lab);
+    let app = lab.bare_container(3, "10.9.0.2");
+    let before = ruleset(&host);
+    let xvsd = Xvsd::start(&lab, &host, 1);
+    let socket = lab.path("docker.sock");
+    let plugin = netns_command(&host.ns, bin_path("xvs-docker-plugin"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--xvs-socket")
+        .arg(&xvsd.socket)
+        .arg("--state")
+        .arg(lab.path("docker-plugin.json"))
+        .args(["--vlans", "300-309"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn xvs-docker-plugin");
+    lab.keep(plugin);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "the plugin did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let network = |id: &str, gateway: &str, generic: Value| {
+        json!({
+            "NetworkID": id,
+            "Options": {"com.docker.network.generic": generic},
+            "IPv4Data": [{"AddressSpace": "LocalDefault", "Gateway": gateway}],
+            "IPv6Data": [],
+        })
+    };
+    let net1 = format!("{:0>64}", "a1");
+    let net2 = format!("{:0>64}", "a2");
+    docker(
+        &socket,
+        "NetworkDriver.CreateNetwork",
+        &network(&net1, "10.9.0.1/24", json!({})),
+    );
+    docker(
+        &socket,
+        "NetworkDriver.CreateNetwork",
+        &network(
+            &net2,
+            "10.10.0.1/24",
+            json!({"com.docker.network.bridge.enable_ip_masquerade": "false"}),
+        ),
+    );
+    let config = xvsd.call("show-config", json!({}));
+    let gw1 = xvs_cli::docker::gateway_port(&net1);
+    let gw2 = xvs_cli::docker::gateway_port(&net2);
+    assert_eq!(
+        config["ports"][&gw1]["internal"],
+        json!({"addrs": ["10.9.0.1/24"], "masquerade": true}),
+        "{config}"
+    );
+    assert_eq!(
+        config["ports"][&gw1]["vlan"],
+        json!({"mode": "access", "tag": 300})
+    );
+    assert_eq!(
+        config["ports"][&gw2]["internal"],
+        json!({"addrs": ["10.10.0.1/24"], "masquerade": false})
+    );
+
+    // `docker run --network net1`: the container goes out through its gateway, masqueraded.
+    let endpoint = format!("{:0>64}", "e1");
+    docker(
+        &socket,
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": net1, "EndpointID": endpoint,
+                "Interface": {"Address": "10.9.0.2/24", "MacAddress": ""}, "Options": {}}),
+    );
+    let join = docker(
+        &socket,
+        "NetworkDriver.Join",
+        &json!({"NetworkID": net1, "EndpointID": endpoint,
+                "SandboxKey": "/var/run/docker/netns/x", "Options": {}}),
+    );
+    assert_eq!(join["Gateway"], "10.9.0.1");
+    let src = join["InterfaceName"]["SrcName"].as_str().unwrap();
+    ok(&host, &["ip", "link", "set", src, "netns", &app.ns]);
+    ok(&app, &["ip", "link", "set", src, "name", "eth0"]);
+    ok(&app, &["ip", "addr", "add", "10.9.0.2/24", "dev", "eth0"]);
+    ok(&app, &["ip", "link", "set", "eth0", "up"]);
+    ok(&app, &["ip", "route", "add", "default", "via", "10.9.0.1"]);
+    assert!(
+        app.wait_ping("10.9.0.1", Duration::from_secs(5)),
+        "container → its gateway\n{}",
+        xvsd.log()
+    );
+    assert!(
+        app.wait_ping("10.99.0.2", Duration::from_secs(5)),
+        "container → outside, masqueraded"
+    );
+    let _ = &outside;
+
+    docker(
+        &socket,
+        "NetworkDriver.Leave",
+        &json!({"NetworkID": net1, "EndpointID": endpoint}),
+    );
+    docker(
+        &socket,
+        "NetworkDriver.DeleteEndpoint",
+        &json!({"NetworkID": net1, "EndpointID": endpoint}),
+    );
+    for id in [&net1, &net2] {
+        docker(
+            &socket,
+            "NetworkDriver.DeleteNetwork",
+            &json!({"NetworkID": id}),
+        );
+    }
+    let config = xvsd.call("show-config", json!({}));
+    assert_eq!(config["ports"], json!({}), "{config}");
+    assert_eq!(ruleset(&host), before);
+    for gw in [&gw1, &gw2] {
+        assert!(!host.exec(&["ip", "link", "show", gw]).status.success());
+    }
+}
