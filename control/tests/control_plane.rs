@@ -233,6 +233,8 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
         .arg("--socket")
         .arg(&d.socket)
         .args(["--port", &b.port])
+        .arg("--state-dir")
+        .arg(lab.path("second-state"))
         .output()
         .unwrap();
     assert!(!out.status.success(), "second daemon started");

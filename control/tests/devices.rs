@@ -40,6 +40,9 @@ fn xvsd_in(lab: &mut Lab, c: &Container, socket: &Path) -> Client {
         .arg("--socket")
         .arg(socket)
         .args(["--upcall-dev", "xu0"])
+        // A state of its own: never the host's /var/lib/xvs.
+        .arg("--state-dir")
+        .arg(lab.path("state-in-ns"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)

@@ -89,6 +89,14 @@ pub(crate) fn offload(
     if !ipv4 && (rules_installed || routed) {
         return None;
     }
+    // The router answers ARP requests and neighbor solicitations for its addresses, which
+    // come broadcast or multicast: the bridge floods the others, and the kernel key of such a
+    // flow (L2 fields) would take the ones for the router too.
+    let answerable = matches!(key.dl_type, EtherType::ARP | EtherType::IPV6)
+        && EthernetAddress::from_u64(key.dl_dst).is_multicast();
+    if answerable && !config.interfaces().is_empty() {
+        return None;
+    }
     if routed && !(dst.is_some() && src.is_some() && dec_ttl) {
         return None;
     }
@@ -246,6 +254,57 @@ mod tests {
         let dropped = Decision::drop(DropReason::Rule).with_rule(Some(4));
         assert_eq!(offload(&v4, &dropped, &with_rules).unwrap().out_port, None);
         assert!(offload(&v4, &Decision::drop(DropReason::SamePort), &config).is_none());
+    }
+
+    /// With a router, an ARP request or neighbor solicitation flooded to the one other port
+    /// of its VLAN stays in userspace: its kernel key (L2 fields) would also take the
+    /// sender's next request, for the router's address, which the router answers.
+    #[test]
+    fn broadcasts_a_router_may_answer_stay_in_userspace() {
+        let mut config = flowtable::Config::default();
+        // (With the loop guard on, no broadcast is offloaded at all.)
+        config.loop_guard_pps = 0;
+        for id in 1..=2 {
+            config.set_port(flowtable::PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
+                vlan: flowtable::VlanMode::All,
+                security: Default::default(),
+            });
+        }
+        let flood = Decision::from_steps(&[Step::Flood { vlan: 0, except: 1 }]);
+        let broadcast = |dl_type| FlowKey {
+            in_port: 1,
+            dl_type,
+            dl_src: 0x02_00_00_00_00_0a,
+            dl_dst: 0xffff_ffff_ffff,
+            ..FlowKey::default()
+        };
+        let (arp, ipv6, raw) = (
+            broadcast(EtherType::ARP),
+            broadcast(EtherType::IPV6),
+            broadcast(0x88b6),
+        );
+        for key in [arp, ipv6, raw] {
+            assert!(offload(&key, &flood, &config).is_some(), "no router");
+        }
+        let address = core::net::IpAddr::V4(core::net::Ipv4Addr::new(10, 0, 0, 254));
+        config
+            .add_address(flowtable::config::Binding::Vlan(0), address, 24, None)
+            .expect("an address");
+        assert!(offload(&arp, &flood, &config).is_none(), "ARP");
+        assert!(offload(&ipv6, &flood, &config).is_none(), "IPv6");
+        assert!(
+            offload(&raw, &flood, &config).is_some(),
+            "nothing to answer"
+        );
+        let unicast = FlowKey {
+            dl_dst: 0x02_00_00_00_00_0b,
+            ..arp
+        };
+        let out = Decision::output(2, Some(EgressTag::Untagged));
+        assert!(offload(&unicast, &out, &config).is_some(), "unicast ARP");
     }
 
     /// A frame from an invalid source never meets a kernel entry: the kernel key carries the

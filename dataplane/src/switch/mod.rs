@@ -244,6 +244,7 @@ impl Switch {
                         target,
                         hook: port.hook.kind(),
                         peer: ports::peer_elsewhere(&port.interface.name),
+                        partial_checksums: port.interface.needs_checksum_fix(),
                     })
                 }
                 None => None,

@@ -225,7 +225,8 @@ impl Switch {
         queues: u32,
         options: &PortOptions,
     ) -> Result<(Hook, Vec<Opened>, u16, bool), SwitchError> {
-        let loaded = LoadedXdp::load(id, queues, self.fast.as_deref())?;
+        let finish = interface.needs_checksum_fix();
+        let loaded = LoadedXdp::load(id, queues, self.fast.as_deref(), finish)?;
         self.attach_steered(loaded, interface, queues, options.xdp_mode)
     }
 
@@ -452,6 +453,7 @@ impl Switch {
                 target,
                 hook: hook.kind(),
                 peer: peer_elsewhere(name),
+                partial_checksums: finish,
             });
             self.send_fast_ports()?;
         }

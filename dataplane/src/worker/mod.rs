@@ -259,7 +259,7 @@ impl Worker {
 
     /// One iteration: commands, then every queue's batch, hand-offs, sending, completions,
     /// refills and the periodic work; sleeps when there was nothing to do for a while.
-    fn step(&mut self) -> ControlFlow<()> {
+    pub(crate) fn step(&mut self) -> ControlFlow<()> {
         self.handle_commands()?;
         let now = self.now();
         if let Some(start) = self.busy_since.take() {
@@ -436,6 +436,7 @@ impl Worker {
         }
         self.pipeline.tick(now);
         self.publish_stats();
+        self.dp.top_up(self.setup.fill_budget);
         let shared = self.dp.shared.clone();
         shared.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
