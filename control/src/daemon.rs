@@ -490,11 +490,12 @@ impl Daemon {
         }
     }
 
-    /// The `external_ids` of port `name`.
+    /// The `external_ids` of the port on interface `name` (an internal port's switch side
+    /// included).
     pub(crate) fn external_ids(&self, name: &str) -> ExternalIds {
         self.desired
             .ports
-            .get(name)
+            .get(&desired_name(&self.desired, name))
             .map(|p| p.external_ids.clone())
             .unwrap_or_default()
     }

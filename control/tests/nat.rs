@@ -235,6 +235,9 @@ fn containers_reach_the_host_and_the_outside_through_nat() {
         config["ports"]["xin0"]["internal"],
         json!({"addrs": ["10.7.0.1/24"], "masquerade": true})
     );
+    // The switch side is the port; asked for by the internal port's name, it answers.
+    let counters = xvsd.call("dump-ports", json!({"name": "xin0"}));
+    assert_eq!(counters["ports"][0]["name"], "xin0-sw", "{counters}");
     serve(&mut lab, &app, "10.7.0.2", 80, &www);
     serve(&mut lab, &outside, "10.99.0.2", 80, &away);
 
