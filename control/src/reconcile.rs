@@ -80,7 +80,8 @@ pub(crate) fn derive_config(desired: &DesiredState, live: &Config) -> Result<Con
     config.mac_max_age_ns = live.mac_max_age_ns;
     config.loop_guard_pps = live.loop_guard_pps;
     for port in live.ports() {
-        let (vlan, security) = match desired.ports.get(&port.name) {
+        let name = crate::internal::desired_name(desired, &port.name);
+        let (vlan, security) = match desired.ports.get(&name) {
             Some(wanted) => (to_mode(&wanted.vlan)?, security(wanted)?),
             None => (port.vlan.clone(), port.security.clone()),
         };
@@ -93,7 +94,12 @@ pub(crate) fn derive_config(desired: &DesiredState, live: &Config) -> Result<Con
     for interface in &desired.interfaces {
         let binding = match &interface.on {
             state::Binding::Vlan(vid) => Binding::Vlan(*vid),
-            state::Binding::Port(name) => match live.port_by_name(name) {
+            state::Binding::Port(name) => match live.port_by_name(
+                &desired
+                    .ports
+                    .get(name)
+                    .map_or_else(|| name.clone(), |p| crate::internal::switch_name(name, p)),
+            ) {
                 Some(port) => Binding::Port(port.id),
                 None => continue,
             },

@@ -94,7 +94,12 @@ impl Daemon {
         }
     }
 
-    pub(crate) fn dump_ports(&self, p: DumpPortsParams) -> Result<DumpPortsResult, RpcError> {
+    pub(crate) fn dump_ports(&self, mut p: DumpPortsParams) -> Result<DumpPortsResult, RpcError> {
+        // An internal port is counted on its switch side.
+        p.name = p.name.map(|name| match self.desired.ports.get(&name) {
+            Some(port) => crate::internal::switch_name(&name, port),
+            None => name,
+        });
         let all = self.switch.port_counters();
         if let Some(name) = &p.name
             && !all.iter().any(|c| &c.name == name)

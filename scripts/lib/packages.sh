@@ -29,6 +29,8 @@ setpriv                     util-linux                   test
 arping                      arping                       test
 tcpdump                     tcpdump                      test
 /usr/lib/cni/host-local     containernetworking-plugins  test
+nft                         nftables                     test,demo
+curl                        curl                         test
 ovs-vswitchd                openvswitch-switch           bench
 EOF
 }

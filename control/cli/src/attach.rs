@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use xvs_proto::client::{Client, ClientError};
 use xvs_proto::methods::{AddPort, DelPort, Show, Version};
 use xvs_proto::ports::{AddPortParams, PortName};
+use xvs_proto::state::Publish;
 use xvs_proto::status::ShowResult;
 use xvs_proto::{Empty, VlanSpec, code};
 use xvs_sys::netlink::{NetlinkError, Rtnetlink, VethPair};
@@ -198,6 +199,9 @@ pub struct AttachSpec<'a> {
     pub external_ids: BTreeMap<String, String>,
     /// Lock the port to the other end's MAC: the container cannot send as another host.
     pub mac_lock: bool,
+    /// Host ports to forward to the container (an unspecified address is filled with the
+    /// container's first IPv4 address).
+    pub publish: Vec<Publish>,
 }
 
 /// What [`attach`] made.
@@ -413,13 +417,14 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
     guard.host.set_up(host_link.index)?;
 
     let lock = if spec.mac_lock { peer.mac } else { None };
-    add_port(
-        &mut client,
-        &spec.host_name,
-        spec.vlan,
-        &spec.external_ids,
-        lock,
-    )?;
+    client.call::<AddPort>(&AddPortParams {
+        name: spec.host_name.clone(),
+        vlan: spec.vlan.map(|tag| VlanSpec::Access { tag }),
+        external_ids: spec.external_ids.clone(),
+        mac_lock: lock.map(mac_string).into_iter().collect(),
+        publish: published(spec)?,
+        ..AddPortParams::default()
+    })?;
     guard.armed = false;
     Ok(Attached {
         host_name: spec.host_name.clone(),
@@ -450,6 +455,38 @@ pub fn add_port(
         ..AddPortParams::default()
     })?;
     Ok(())
+}
+
+/// The published ports of `spec`, each with the container's address.
+///
+/// # Errors
+/// [`AttachError::Invalid`] when a port is published and the container has no IPv4 address.
+fn published(spec: &AttachSpec<'_>) -> Result<Vec<Publish>, AttachError> {
+    if spec.publish.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first_v4 = spec.container.as_ref().and_then(|c| {
+        c.addresses.iter().find_map(|a| match a.addr() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+    });
+    spec.publish
+        .iter()
+        .map(|p| {
+            let addr = if p.addr.is_unspecified() {
+                first_v4.ok_or_else(|| {
+                    AttachError::Invalid(format!(
+                        "--publish {}:{}: the container has no IPv4 address (give --ip)",
+                        p.host_port, p.port
+                    ))
+                })?
+            } else {
+                p.addr
+            };
+            Ok(Publish { addr, ..p.clone() })
+        })
+        .collect()
 }
 
 fn configure_container_side(
@@ -578,6 +615,10 @@ pub struct AttachArgs {
     /// namespace sends from any other source MAC).
     #[arg(long)]
     pub no_mac_lock: bool,
+    /// Forward connections to HOSTPORT of the host's addresses to PORT of the namespace's
+    /// IPv4 address (repeatable; the host's kernel does the DNAT; removed on detach).
+    #[arg(long, value_name = "HOSTPORT:PORT[/tcp|udp]")]
+    pub publish: Vec<Publish>,
 }
 
 /// `xvsctl detach`: undo `xvsctl attach`.
@@ -645,6 +686,7 @@ impl AttachArgs {
             vlan: self.vlan,
             external_ids,
             mac_lock: !self.no_mac_lock,
+            publish: self.publish.clone(),
         })
     }
 }

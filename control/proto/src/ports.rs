@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::{Internal, Publish};
 use crate::vlan::VlanSpec;
 
 /// A port's `external_ids`: what its creator recorded on it, for finding it again.
@@ -33,6 +34,13 @@ pub struct AddPortParams {
     /// Lock the port to these source MACs (default: any source).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mac_lock: Vec<String>,
+    /// Make an internal port: xvsd creates the interface, for the host (see
+    /// [`Internal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<Internal>,
+    /// Host ports forwarded to a container behind the port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<Publish>,
 }
 
 /// The result of `add-port`.
@@ -70,4 +78,7 @@ pub struct SetPortParams {
     /// The most broadcast and multicast frames per second it takes in (0: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm_limit: Option<u32>,
+    /// Masquerade what an internal port's subnets send out (internal ports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masquerade: Option<bool>,
 }

@@ -1,8 +1,8 @@
 //! xvsd: the xvs switch daemon.
 //!
 //! Runs in the foreground: restores the state saved in `--state-dir`, adds the `--port`s,
-//! serves the command socket, and on SIGINT or SIGTERM stops the workers and detaches every
-//! program (the programs are attached through bpf_links, so even SIGKILL leaves none
+//! serves the command socket, and on SIGINT or SIGTERM stops the workers, deletes the
+//! internal ports' interfaces and its NAT table, and detaches every program (the programs are attached through bpf_links, so even SIGKILL leaves none
 //! behind). On SIGUSR2 it hands over instead: the programs stay attached, pinned for the next
 //! xvsd on the same state directory, which adopts them (a restart that loses no packet of the
 //! flows the kernel forwards).
@@ -21,6 +21,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use control::daemon::Daemon;
 use control::metrics::Metrics;
+use control::nat::Nat;
 use control::notify::Notifier;
 use control::server::Listener;
 use control::store::{self, Store};
@@ -189,6 +190,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         (None, Some(state)) => state.fast_path,
         (None, None) => true,
     };
+    let upcall = args
+        .upcall_dev
+        .clone()
+        .unwrap_or_else(|| upcall_name(&args.socket));
     let options = SwitchOptions {
         workers,
         umem_frames: args
@@ -197,10 +202,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         busy_poll: args.busy_poll,
         fast_path,
         hook: args.hook,
-        upcall: args
-            .upcall_dev
-            .clone()
-            .unwrap_or_else(|| upcall_name(&args.socket)),
+        upcall: upcall.clone(),
         handover: Some(store.handover_dir()),
         ..SwitchOptions::default()
     };
@@ -236,6 +238,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             })
             .with_context(|| format!("adding port {name}"))?;
     }
+    // The host's NAT table, named after the upcall device (so after the socket): made to
+    // hold what the restored state asks, replacing what a predecessor left.
+    daemon.set_nat(Nat::new(control::nat::table_name(&upcall)));
     daemon.end_adoption();
     let stop = Arc::new(AtomicBool::new(false));
     let hand_over = Arc::new(AtomicBool::new(false));

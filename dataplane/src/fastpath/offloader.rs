@@ -24,6 +24,10 @@ pub(crate) struct FastPort {
     pub(crate) target: bool,
     /// The hook on the port: which program decides its flows, and how frames reach it.
     pub(crate) hook: HookKind,
+    /// Whether a tc program may deliver straight into the far end (`bpf_redirect_peer`): a
+    /// veth whose peer is in another namespace (a container's). A peer beside it (an
+    /// internal port's host side) is reached through the veth itself.
+    pub(crate) peer: bool,
     /// Its frames may carry TCP/UDP checksums left for offload (a veth).
     pub(crate) partial_checksums: bool,
 }
@@ -148,7 +152,7 @@ pub(crate) fn entry(
             (Some(out), HookKind::Tc) => Output {
                 slot: u32::from(p),
                 ifindex: out.ifindex,
-                peer: out.hook == HookKind::Tc,
+                peer: out.hook == HookKind::Tc && out.peer,
             },
             _ => return None,
         },
@@ -452,6 +456,7 @@ mod tests {
                 target: true,
                 hook,
                 partial_checksums: veth,
+                peer: true,
             }));
         }
         let miss = flowtable::Miss {

@@ -452,6 +452,7 @@ impl Switch {
                 ifindex,
                 target,
                 hook: hook.kind(),
+                peer: peer_elsewhere(name),
                 partial_checksums: finish,
             });
             self.send_fast_ports()?;
@@ -682,4 +683,14 @@ impl Switch {
             }
         }
     }
+}
+
+/// Whether interface `name` is linked to a device in another namespace (a container's veth),
+/// so that a tc program may deliver into that device's ingress directly. Unknown: no.
+pub(crate) fn peer_elsewhere(name: &str) -> bool {
+    Rtnetlink::open()
+        .and_then(|mut rtnl| rtnl.link(name))
+        .ok()
+        .flatten()
+        .is_some_and(|link| link.peer_elsewhere)
 }

@@ -19,7 +19,7 @@ use xvs_proto::ports::{AddPortParams, PortName, SetPortParams};
 use xvs_proto::router::{
     AddrParams, RouteEntry, RouteParams, ShowAddrsResult, ShowNeighborsResult, ShowRoutesResult,
 };
-use xvs_proto::state::DesiredState;
+use xvs_proto::state::{DesiredState, Internal};
 use xvs_proto::status::ShowResult;
 use xvs_proto::{DEFAULT_SOCKET, Empty, Method, VlanSpec};
 use xvs_sys::outln;
@@ -44,10 +44,27 @@ enum Cmd {
     /// The desired state xvsd keeps, saves and restores at start: ports by name (present
     /// or absent), rules, router addresses, routes, the fast path.
     ShowConfig,
-    /// Switch an interface (hot add).
+    /// Switch an interface (hot add), or with `--type internal` give the host an interface
+    /// of that name on the switch (xvsd makes it, with the `--ip` addresses; its switch side
+    /// is NAME-sw).
     AddPort {
         /// The interface.
         name: String,
+        /// `internal`: xvsd makes the interface, for the host's own traffic.
+        #[arg(long = "type", value_name = "TYPE", value_parser = ["internal"])]
+        kind: Option<String>,
+        /// The internal port's addresses (ADDR/LEN, comma-separated or repeated).
+        #[arg(
+            long = "ip",
+            value_name = "CIDR",
+            value_delimiter = ',',
+            requires = "kind"
+        )]
+        ips: Vec<String>,
+        /// Masquerade what the internal port's IPv4 subnets send out of the host's other
+        /// interfaces (the host's kernel NATs; forwarding is turned on).
+        #[arg(long, requires = "kind")]
+        masquerade: bool,
         /// Serve only the first N queues (default: all).
         #[arg(long)]
         queues: Option<u32>,
@@ -58,7 +75,7 @@ enum Cmd {
         #[arg(long, value_parser = ["drv", "skb"])]
         xdp_mode: Option<String>,
         /// Put the port in VLAN N as an access port.
-        #[arg(long, value_name = "N")]
+        #[arg(long, visible_alias = "vlan", value_name = "N")]
         tag: Option<u16>,
     },
     /// Give an interface back to the kernel (hot remove).
@@ -69,7 +86,8 @@ enum Cmd {
     /// Change a port's settings: `set-port IF vlan all|access N|trunk LIST [native N]`,
     /// `mac-limit N|none` (most MACs learned on it; frames from new sources past it are
     /// dropped), `mac-lock MAC[,MAC]|none` (frames from other sources dropped),
-    /// `storm-limit PPS|none` (broadcast and multicast frames per second it takes in).
+    /// `storm-limit PPS|none` (broadcast and multicast frames per second it takes in),
+    /// `masquerade on|off` (an internal port's subnets NATed going out).
     SetPort {
         /// The interface.
         name: String,
@@ -293,7 +311,16 @@ fn parse_set_port(name: String, setting: &[String]) -> anyhow::Result<SetPortPar
                 _ => bail!("mac-lock takes MAC[,MAC...] or `none`"),
             });
         }
-        other => bail!("set-port knows vlan, mac-limit, mac-lock and storm-limit, not {other:?}"),
+        "masquerade" => {
+            params.masquerade = Some(match rest {
+                [v] if v == "on" => true,
+                [v] if v == "off" => false,
+                _ => bail!("masquerade takes `on` or `off`"),
+            });
+        }
+        other => bail!(
+            "set-port knows vlan, mac-limit, mac-lock, storm-limit and masquerade, not {other:?}"
+        ),
     }
     Ok(params)
 }
@@ -319,6 +346,24 @@ fn print_config(r: &DesiredState) {
         }
         if let Some(limit) = port.storm_limit {
             line += &format!(", storm-limit {limit}");
+        }
+        if let Some(internal) = &port.internal {
+            line += ", internal";
+            if !internal.addrs.is_empty() {
+                line += &format!(" {}", internal.addrs.join(","));
+            }
+            if internal.masquerade {
+                line += ", masquerade";
+            }
+        }
+        for p in &port.publish {
+            line += &format!(
+                ", publish {}:{}:{}/{}",
+                p.host_port,
+                p.addr,
+                p.port,
+                p.proto.as_str()
+            );
         }
         if !port.external_ids.is_empty() {
             let ids: Vec<String> = port
@@ -697,6 +742,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::ShowConfig => call::<ShowConfig>(socket, &Empty, json, print_config),
         Cmd::AddPort {
             name,
+            kind,
+            ips,
+            masquerade,
             queues,
             hook,
             xdp_mode,
@@ -708,6 +756,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 hook,
                 xdp_mode,
                 vlan: tag.map(|tag| VlanSpec::Access { tag }),
+                internal: kind.map(|_| Internal {
+                    addrs: ips,
+                    masquerade,
+                }),
                 ..AddPortParams::default()
             };
             call::<AddPort>(socket, &params, json, quiet)

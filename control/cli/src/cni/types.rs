@@ -150,6 +150,13 @@ pub struct NetConf {
     pub runtime_mac: Option<String>,
     /// `macLock` (default true): the port takes frames from the container's MAC only.
     pub mac_lock: bool,
+    /// `isGateway` (as the bridge plugin's; `isDefaultGateway` implies it): the IPAM
+    /// gateway's address lives on an internal port of the network, the host's.
+    pub is_gateway: bool,
+    /// `isDefaultGateway`: also a default route through the gateway in the container.
+    pub is_default_gateway: bool,
+    /// `ipMasq`: the network's internal port masquerades what leaves the host.
+    pub ip_masq: bool,
     /// The whole configuration.
     pub raw: Value,
 }
@@ -222,15 +229,17 @@ impl NetConf {
             Some(Value::String(_)) => None,
             Some(_) => return Err(invalid("runtimeConfig.mac must be a string")),
         };
-        let mac_lock = match map.get("macLock") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "macLock must be true or false, not {other}"
-                )));
+        let flag = |key: &str, default: bool| -> Result<bool, CniError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(invalid(format!("{key} must be true or false, not {other}"))),
             }
         };
+        let mac_lock = flag("macLock", true)?;
+        let is_default_gateway = flag("isDefaultGateway", false)?;
+        let is_gateway = flag("isGateway", false)? || is_default_gateway;
+        let ip_masq = flag("ipMasq", false)?;
         Ok(NetConf {
             cni_version,
             name,
@@ -241,6 +250,9 @@ impl NetConf {
             prev_result,
             runtime_mac,
             mac_lock,
+            is_gateway,
+            is_default_gateway,
+            ip_masq,
             raw,
         })
     }

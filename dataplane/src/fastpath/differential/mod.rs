@@ -193,6 +193,8 @@ impl<'a> Harness<'a> {
                 target: p.target,
                 hook: p.hook,
                 partial_checksums: p.veth,
+                // Every world's tc port leads into a container of its own.
+                peer: true,
             });
         }
         Harness {

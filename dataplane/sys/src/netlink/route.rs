@@ -48,6 +48,9 @@ pub struct Link {
     pub master: Option<u32>,
     /// What it is a port of (`bridge`, `bond`, ...), when it has a master.
     pub port_kind: Option<String>,
+    /// Whether the device it is linked to (a veth's peer) is in another network namespace
+    /// (`IFLA_LINK_NETNSID` is present).
+    pub peer_elsewhere: bool,
 }
 
 /// A veth pair to create.
@@ -369,6 +372,7 @@ fn link_of(message: &LinkMessage) -> Link {
         kind: None,
         master: None,
         port_kind: None,
+        peer_elsewhere: false,
     };
     for attr in &message.attributes {
         match attr {
@@ -376,6 +380,7 @@ fn link_of(message: &LinkMessage) -> Link {
             LinkAttribute::Address(bytes) => link.mac = bytes.as_slice().try_into().ok(),
             LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
             LinkAttribute::Controller(index) => link.master = Some(*index),
+            LinkAttribute::LinkNetNsId(_) => link.peer_elsewhere = true,
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     match info {
