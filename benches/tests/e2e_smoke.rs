@@ -145,3 +145,74 @@ fn quick_bridge_run_writes_every_field() {
         );
     }
 }
+
+#[test]
+fn quick_egress_run_measures_and_cleans_up() {
+    const TEST: &str = "quick_egress_run_measures_and_cleans_up";
+    if !xvs_testkit::can_run(
+        TEST,
+        &[
+            "ip", "ethtool", "taskset", "ping", "ss", "sysctl", "nft", "iperf3",
+        ],
+    ) {
+        return;
+    }
+    let exe = Path::new(env!("CARGO_BIN_EXE_xvs-e2e"));
+    let bin_dir = exe.parent().expect("a directory");
+    if !bin_dir.join("xvs-pktgen").is_file() {
+        xvs_testkit::skip(
+            TEST,
+            format_args!("xvs-pktgen is not built in {}", bin_dir.display()),
+        );
+        return;
+    }
+    // xvs too when its binaries are there.
+    let with_xvs = ["xvsd", "xvsctl"].iter().all(|b| bin_dir.join(b).is_file());
+    let only = if with_xvs { "xvs,bridge" } else { "bridge" };
+    let json_path =
+        std::env::temp_dir().join(format!("xvs-e2e-egress-{}.json", std::process::id()));
+    let out = Command::new(exe)
+        .args(["--quick", "--figures", "egress", "--only", only, "--json"])
+        .arg(&json_path)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .env_remove("CARGO")
+        .output()
+        .expect("run xvs-e2e");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "xvs-e2e failed:\n{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(&json_path).expect("the JSON was written");
+    let _ = std::fs::remove_file(&json_path);
+    let doc: Value = serde_json::from_str(&text).expect("valid JSON");
+    let keys: Vec<&str> = doc["figures"]
+        .as_array()
+        .expect("figures")
+        .iter()
+        .filter_map(|f| f["key"].as_str())
+        .collect();
+    for key in ["egress_tcp_gbps", "egress_fast_path_pct"] {
+        assert!(keys.contains(&key), "no figure {key}: {keys:?}");
+    }
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    for sw in doc["switches"].as_array().expect("switches") {
+        let figures = &sw["figures"];
+        assert!(
+            is_number(&figures["egress_tcp_gbps"]["median"]),
+            "{}: no egress figure: {figures}\n{stderr}",
+            sw["name"]
+        );
+        if sw["name"] == "xvs" {
+            assert!(is_number(&figures["egress_fast_path_pct"]["median"]));
+        }
+        let egress = &sw["rounds"][0]["egress"];
+        for ns in egress["namespaces"].as_array().expect("namespaces") {
+            let ns = ns.as_str().unwrap();
+            assert!(!netns.contains(ns), "namespace {ns} is left");
+        }
+    }
+    if with_xvs {
+        assert!(doc["ratios"]["xvs/bridge"]["egress_tcp_gbps"].is_number());
+    }
+}

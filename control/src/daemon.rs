@@ -17,6 +17,8 @@ use xvs_proto::ports::{AddPortParams, AddPortResult, ExternalIds, PortName, SetP
 use xvs_proto::state::{self, DesiredState};
 use xvs_proto::{Call, Empty, METHODS, Method, RpcError, code};
 
+use crate::internal::{self, desired_name, switch_name};
+use crate::nat::Nat;
 use crate::reconcile::{bad_spec, derive_config};
 use crate::router;
 use crate::rules::{Rules, port_ids};
@@ -69,6 +71,59 @@ fn port_options(port: &state::Port) -> Result<PortOptions, RpcError> {
     })
 }
 
+/// The MACs of a `mac_lock`, checked (unicast, not zero) and in canonical form.
+///
+/// # Errors
+/// [`code::INVALID_PARAMS`] naming the first that is not a host's MAC.
+fn canonical_macs(macs: &[String]) -> Result<Vec<String>, RpcError> {
+    macs.iter()
+        .map(|text| {
+            let mac: flowtable::wire::EthernetAddress = text
+                .parse()
+                .map_err(|e| RpcError::params(format!("mac_lock {text:?}: {e}")))?;
+            if !mac.is_valid_unicast() {
+                return Err(RpcError::params(format!(
+                    "mac_lock {text:?} is no host's MAC (zero, multicast or broadcast)"
+                )));
+            }
+            Ok(mac.to_string())
+        })
+        .collect()
+}
+
+/// Checks the published ports of a new port: each has a container address, and no host
+/// port is published twice.
+///
+/// # Errors
+/// [`code::INVALID_PARAMS`] or [`code::EXISTS`] saying which.
+fn check_publish(desired: &DesiredState, publish: &[state::Publish]) -> Result<(), RpcError> {
+    let mut taken: Vec<(state::Proto, u16)> = desired
+        .ports
+        .values()
+        .flat_map(|p| p.publish.iter().map(|p| (p.proto, p.host_port)))
+        .collect();
+    for p in publish {
+        if p.addr.is_unspecified() {
+            return Err(RpcError::params(format!(
+                "published port {}: no container address",
+                p.host_port
+            )));
+        }
+        if taken.contains(&(p.proto, p.host_port)) {
+            return Err(RpcError::new(
+                code::EXISTS,
+                format!(
+                    "host port {}/{} is published already",
+                    p.host_port,
+                    p.proto.as_str()
+                ),
+            ));
+        }
+        taken.push((p.proto, p.host_port));
+    }
+    Ok(())
+}
+
 /// The daemon: the switch, and the desired state it is made to match.
 ///
 /// Every command that changes something changes a copy of the [`DesiredState`], then
@@ -89,6 +144,8 @@ pub struct Daemon {
     store: Option<Store>,
     /// The absent ports, with why.
     pub(crate) absent: BTreeMap<String, String>,
+    /// The host's NAT for internal ports and published ports (`None`: not managed yet).
+    nat: Option<Nat>,
 }
 
 impl Daemon {
@@ -105,6 +162,16 @@ impl Daemon {
             next_rule: 1,
             store,
             absent: BTreeMap::new(),
+            nat: None,
+        }
+    }
+
+    /// Hands the host's NAT to the daemon: from now on its table holds what the desired state
+    /// asks for (made so at once, which also replaces a table a predecessor left).
+    pub fn set_nat(&mut self, nat: Nat) {
+        let nat = self.nat.insert(nat);
+        if let Err(e) = nat.apply(&self.desired) {
+            tracing::error!("NAT: {}", e.message);
         }
     }
 
@@ -122,8 +189,15 @@ impl Daemon {
     /// file was not written by xvsd, or by an incompatible one.
     pub fn restore(&mut self, state: DesiredState) -> Result<Vec<String>, RpcError> {
         for (name, port) in &state.ports {
-            let added = port_options(port)
-                .and_then(|options| self.switch.add_port(name, &options).map_err(switch_error));
+            let made = match &port.internal {
+                Some(wanted) => internal::ensure(name, wanted),
+                None => Ok(()),
+            };
+            let added = made.and_then(|()| port_options(port)).and_then(|options| {
+                self.switch
+                    .add_port(&switch_name(name, port), &options)
+                    .map_err(switch_error)
+            });
             if let Err(e) = added {
                 tracing::warn!(port = name, "restored as absent: {}", e.message);
                 self.absent.insert(name.clone(), e.message);
@@ -153,9 +227,17 @@ impl Daemon {
         }
     }
 
-    /// Stops the switch.
-    pub fn shutdown(self) {
+    /// Stops the switch; the internal ports' interfaces and the NAT table go too.
+    pub fn shutdown(mut self) {
         self.switch.shutdown();
+        for (name, port) in &self.desired.ports {
+            if port.internal.is_some() {
+                internal::remove(name);
+            }
+        }
+        if let Some(nat) = &mut self.nat {
+            nat.clear();
+        }
     }
 
     /// Stops for a planned restart: the ports' kernel hooks stay attached, pinned for the
@@ -185,10 +267,11 @@ impl Daemon {
         if gone.is_empty() {
             return;
         }
-        for name in &gone {
-            if self.desired.ports.contains_key(name) {
+        for ifname in &gone {
+            let name = desired_name(&self.desired, ifname);
+            if self.desired.ports.contains_key(&name) {
                 self.absent
-                    .insert(name.clone(), "the interface disappeared".to_owned());
+                    .insert(name, "the interface disappeared".to_owned());
             }
         }
         self.republish("ports vanished");
@@ -210,14 +293,18 @@ impl Daemon {
         let mut attached = Vec::new();
         let waiting: Vec<String> = self.absent.keys().cloned().collect();
         for name in waiting {
-            if xvs_sys::netdev::if_nametoindex(&name).is_err() {
-                continue;
-            }
             let Some(port) = self.desired.ports.get(&name) else {
                 continue;
             };
-            let added = port_options(port)
-                .and_then(|options| self.switch.add_port(&name, &options).map_err(switch_error));
+            let ifname = switch_name(&name, port);
+            if xvs_sys::netdev::if_nametoindex(&ifname).is_err() {
+                continue;
+            }
+            let added = port_options(port).and_then(|options| {
+                self.switch
+                    .add_port(&ifname, &options)
+                    .map_err(switch_error)
+            });
             match added {
                 Ok(info) => {
                     tracing::info!(
@@ -315,6 +402,11 @@ impl Daemon {
                     tracing::error!("undoing a failed change: {undo}");
                 }
             }
+            if let Some(nat) = &mut self.nat
+                && let Err(undo) = nat.apply(&self.desired)
+            {
+                tracing::error!("undoing a failed change of NAT: {undo}");
+            }
             return Err(e);
         }
         self.desired = desired;
@@ -341,7 +433,9 @@ impl Daemon {
             .filter(|name| !self.absent.contains_key(*name))
             .count();
         ports.len() == wanted
-            && ports.iter().all(|p| desired.ports.contains_key(&p.name))
+            && ports
+                .iter()
+                .all(|p| desired.ports.contains_key(&desired_name(desired, &p.name)))
             && self.switch.fast_path() == desired.fast_path
     }
 
@@ -349,16 +443,38 @@ impl Daemon {
     /// switches the fast path, then publishes the configuration derived from it for the
     /// switch's ports.
     fn reconcile(&mut self, desired: &DesiredState) -> Result<(), RpcError> {
+        let wanted: Vec<String> = desired
+            .ports
+            .iter()
+            .map(|(name, port)| switch_name(name, port))
+            .collect();
         for port in self.switch.ports() {
-            if !desired.ports.contains_key(&port.name) {
+            if !wanted.contains(&port.name) {
                 self.switch.del_port(&port.name).map_err(switch_error)?;
             }
         }
+        // Internal ports removed (or no longer internal): their interfaces go.
+        for (name, port) in &self.desired.ports {
+            let kept = desired
+                .ports
+                .get(name)
+                .is_some_and(|p| p.internal.is_some());
+            if port.internal.is_some() && !kept {
+                internal::remove(name);
+            }
+        }
         for (name, port) in &desired.ports {
-            if self.switch.config().port_by_name(name).is_none() && !self.absent.contains_key(name)
+            let ifname = switch_name(name, port);
+            if self.switch.config().port_by_name(&ifname).is_none()
+                && !self.absent.contains_key(name)
             {
                 let options = port_options(port)?;
-                self.switch.add_port(name, &options).map_err(switch_error)?;
+                if let Some(wanted) = &port.internal {
+                    internal::ensure(name, wanted)?;
+                }
+                self.switch
+                    .add_port(&ifname, &options)
+                    .map_err(switch_error)?;
             }
         }
         if self.switch.fast_path() != desired.fast_path {
@@ -367,14 +483,19 @@ impl Daemon {
                 .map_err(switch_error)?;
         }
         let config = derive_config(desired, self.switch.config())?;
-        self.switch.publish(config).map_err(switch_error)
+        self.switch.publish(config).map_err(switch_error)?;
+        match &mut self.nat {
+            Some(nat) => nat.apply(desired),
+            None => Ok(()),
+        }
     }
 
-    /// The `external_ids` of port `name`.
+    /// The `external_ids` of the port on interface `name` (an internal port's switch side
+    /// included).
     pub(crate) fn external_ids(&self, name: &str) -> ExternalIds {
         self.desired
             .ports
-            .get(name)
+            .get(&desired_name(&self.desired, name))
             .map(|p| p.external_ids.clone())
             .unwrap_or_default()
     }
@@ -390,19 +511,39 @@ impl Daemon {
             xdp_mode: p.xdp_mode,
             vlan: p.vlan.unwrap_or_default(),
             external_ids: p.external_ids,
+            mac_lock: canonical_macs(&p.mac_lock)?,
+            mac_limit: None,
+            storm_limit: None,
+            internal: p.internal,
+            publish: p.publish,
         };
         port_options(&port)?;
         if self.desired.ports.contains_key(&p.name) {
             return Err(switch_error(SwitchError::PortExists(p.name)));
         }
-        self.change(|d, _| {
+        if let Some(wanted) = &port.internal {
+            internal::check(&p.name, wanted)?;
+        }
+        check_publish(&self.desired, &port.publish)?;
+        let ifname = switch_name(&p.name, &port);
+        // An internal port's interface that was not there before the command goes again if
+        // the command fails.
+        let made_here =
+            port.internal.is_some() && xvs_sys::netdev::if_nametoindex(&p.name).is_err();
+        let changed = self.change(|d, _| {
             d.ports.insert(p.name.clone(), port);
             Ok(())
-        })?;
+        });
+        if let Err(e) = changed {
+            if made_here {
+                internal::remove(&p.name);
+            }
+            return Err(e);
+        }
         let id = self
             .switch
             .config()
-            .port_by_name(&p.name)
+            .port_by_name(&ifname)
             .map(|port| port.id)
             .ok_or_else(|| RpcError::new(code::INTERNAL, format!("{} was not added", p.name)))?;
         Ok(AddPortResult { id, name: p.name })
@@ -422,13 +563,36 @@ impl Daemon {
     }
 
     fn set_port(&mut self, p: SetPortParams) -> Result<Empty, RpcError> {
-        to_mode(&p.vlan)?;
+        if let Some(vlan) = &p.vlan {
+            to_mode(vlan)?;
+        }
+        let mac_lock = p.mac_lock.as_deref().map(canonical_macs).transpose()?;
         self.change(|d, _| {
             let port = d
                 .ports
                 .get_mut(&p.name)
                 .ok_or_else(|| switch_error(SwitchError::NoSuchPort(p.name.clone())))?;
-            port.vlan = p.vlan;
+            if let Some(vlan) = p.vlan {
+                port.vlan = vlan;
+            }
+            if let Some(limit) = p.mac_limit {
+                port.mac_limit = (limit > 0).then_some(limit);
+            }
+            if let Some(macs) = mac_lock {
+                port.mac_lock = macs;
+            }
+            if let Some(limit) = p.storm_limit {
+                port.storm_limit = (limit > 0).then_some(limit);
+            }
+            if let Some(on) = p.masquerade {
+                let wanted = port.internal.as_mut().ok_or_else(|| {
+                    RpcError::params(format!(
+                        "{} is not an internal port: only those masquerade",
+                        p.name
+                    ))
+                })?;
+                wanted.masquerade = on;
+            }
             Ok(Empty)
         })
     }

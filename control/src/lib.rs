@@ -7,12 +7,15 @@
 //! switch from it ([`daemon`]; the pure part in `reconcile` and `rules`). Its clients (xvsctl, the
 //! container plugins) live in `xvs-cli` and never link this crate. It has no `unsafe`.
 //! Around the daemon: [`notify`] and [`watchdog`] speak to systemd, [`metrics`] serves
-//! Prometheus a snapshot the control thread takes (a scrape never reaches a worker).
+//! Prometheus a snapshot the control thread takes (a scrape never reaches a worker); `internal`
+//! makes internal ports' interfaces and [`nat`] the host's NAT table for them.
 
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+mod internal;
 pub mod metrics;
+pub mod nat;
 pub mod notify;
 mod reconcile;
 mod report;

@@ -8,7 +8,7 @@
 use flowtable::config::Binding;
 use flowtable::route::parse_prefix;
 use flowtable::wire::EthernetAddress;
-use flowtable::{Config, PortConfig};
+use flowtable::{Config, PortConfig, PortSecurity};
 use xvs_proto::state::{self, DesiredState};
 use xvs_proto::{RpcError, code};
 
@@ -45,6 +45,22 @@ pub(crate) fn parse_mac(text: &str) -> Result<EthernetAddress, RpcError> {
         .map_err(|e| bad_spec(format!("mac {text:?}: {e}")))
 }
 
+/// A port's security settings as the pipeline reads them.
+///
+/// # Errors
+/// A locked MAC that is no MAC ([`code::BAD_SPEC`]).
+fn security(port: &state::Port) -> Result<PortSecurity, RpcError> {
+    Ok(PortSecurity {
+        mac_lock: port
+            .mac_lock
+            .iter()
+            .map(|m| parse_mac(m))
+            .collect::<Result<_, _>>()?,
+        mac_limit: port.mac_limit,
+        storm_limit: port.storm_limit,
+    })
+}
+
 /// The configuration that makes the switch do what `desired` asks, for the ports `live` has
 /// now (their numbers and MACs; `live` also gives the MAC learning limits, which are the
 /// daemon's start-up options).
@@ -62,20 +78,28 @@ pub(crate) fn derive_config(desired: &DesiredState, live: &Config) -> Result<Con
     let mut config = Config::default();
     config.mac_capacity = live.mac_capacity;
     config.mac_max_age_ns = live.mac_max_age_ns;
+    config.loop_guard_pps = live.loop_guard_pps;
     for port in live.ports() {
-        let vlan = match desired.ports.get(&port.name) {
-            Some(wanted) => to_mode(&wanted.vlan)?,
-            None => port.vlan.clone(),
+        let name = crate::internal::desired_name(desired, &port.name);
+        let (vlan, security) = match desired.ports.get(&name) {
+            Some(wanted) => (to_mode(&wanted.vlan)?, security(wanted)?),
+            None => (port.vlan.clone(), port.security.clone()),
         };
         config.set_port(PortConfig {
             vlan,
+            security,
             ..port.clone()
         });
     }
     for interface in &desired.interfaces {
         let binding = match &interface.on {
             state::Binding::Vlan(vid) => Binding::Vlan(*vid),
-            state::Binding::Port(name) => match live.port_by_name(name) {
+            state::Binding::Port(name) => match live.port_by_name(
+                &desired
+                    .ports
+                    .get(name)
+                    .map_or_else(|| name.clone(), |p| crate::internal::switch_name(name, p)),
+            ) {
                 Some(port) => Binding::Port(port.id),
                 None => continue,
             },

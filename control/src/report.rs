@@ -94,7 +94,12 @@ impl Daemon {
         }
     }
 
-    pub(crate) fn dump_ports(&self, p: DumpPortsParams) -> Result<DumpPortsResult, RpcError> {
+    pub(crate) fn dump_ports(&self, mut p: DumpPortsParams) -> Result<DumpPortsResult, RpcError> {
+        // An internal port is counted on its switch side.
+        p.name = p.name.map(|name| match self.desired.ports.get(&name) {
+            Some(port) => crate::internal::switch_name(&name, port),
+            None => name,
+        });
         let all = self.switch.port_counters();
         if let Some(name) = &p.name
             && !all.iter().any(|c| &c.name == name)
@@ -183,7 +188,11 @@ impl Daemon {
                 is_static: e.is_static,
             })
             .collect();
-        Ok(FdbShowResult { entries })
+        Ok(FdbShowResult {
+            entries,
+            capacity: config.mac_capacity,
+            not_learned: self.switch.macs_not_learned().map_err(switch_error)?,
+        })
     }
 
     /// The rules of the desired state, highest priority first, then by id. A rule whose

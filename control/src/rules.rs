@@ -4,8 +4,8 @@
 //! number the switch gives it. When a named port is missing, the rule behaves as OpenFlow
 //! switches treat a rule whose port vanished: an `in_port` of a missing port matches nothing
 //! (the rule is *dormant* and not installed), an `output:` to a missing port sends nowhere
-//! (that action is left out; a rule left with no action drops, as `actions=` with no output
-//! does). Either way the rule is kept, shown by `dump-flows` with the name it was given, and
+//! (that action is left out; a rule left with no action drops, as `actions=drop` does).
+//! Either way the rule is kept, shown by `dump-flows` with the name it was given, and
 //! does its full work again once a port of that name is back, under whatever number.
 
 use std::cell::Cell;
@@ -188,6 +188,7 @@ pub(crate) fn live(ports: &[(&str, PortId)]) -> Config {
             name: name.to_owned(),
             mac: flowtable::wire::EthernetAddress([2, 0, 0, 0, 0, id as u8]),
             vlan: flowtable::VlanMode::All,
+            security: Default::default(),
         });
     }
     config

@@ -1,20 +1,26 @@
 //! The command socket: a Unix stream socket, one thread per client, requests forwarded to the
 //! control thread.
 //!
-//! A client that says nothing holds only its own thread; one that sends a line longer than
-//! [`MAX_LINE`], invalid UTF-8 or invalid JSON gets an error response; one that disconnects
-//! mid-request is forgotten. None of them can block the control thread or another client, and
-//! the workers never wait for any of this.
+//! A client that says nothing holds only its own thread, and is disconnected after
+//! [`IDLE_TIMEOUT`]; one that sends a line longer than [`MAX_LINE`], invalid UTF-8 or invalid
+//! JSON gets an error response; one that disconnects mid-request is forgotten. None of them can
+//! block the control thread or another client, and the workers never wait for any of this.
+//!
+//! At most [`MAX_CLIENTS`] are connected at once. When one more comes, the client idle the
+//! longest (connected, no request in progress) is disconnected to make room, so silent
+//! connections cannot lock the CLI out; a newcomer is refused only while every client is in
+//! the middle of a request.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xvs_proto::{MAX_LINE, Request, Response, RpcError, code, parse_request};
@@ -22,7 +28,25 @@ use xvs_proto::{MAX_LINE, Request, Response, RpcError, code, parse_request};
 /// Most clients connected at once.
 pub const MAX_CLIENTS: usize = 128;
 /// A client that sends nothing for this long is disconnected.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How many clients the socket takes, and for how long one may stay silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most clients connected at once.
+    pub max_clients: usize,
+    /// A client that sends nothing for this long is disconnected.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_clients: MAX_CLIENTS,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
 
 /// A request for the control thread, with where to send the answer.
 pub type Pending = (Request, Sender<Response>);
@@ -114,19 +138,28 @@ impl Listener {
         &self.path
     }
 
-    /// Accepts clients on a thread of its own, forwarding their requests to `calls`.
+    /// Accepts clients on a thread of its own, forwarding their requests to `calls`, with the
+    /// default [`Limits`].
     ///
     /// # Errors
     /// The listener cannot be duplicated for the thread.
     pub fn serve(&self, calls: Sender<Pending>) -> std::io::Result<()> {
+        self.serve_with(calls, Limits::default())
+    }
+
+    /// [`Listener::serve`] with other limits.
+    ///
+    /// # Errors
+    /// The listener cannot be duplicated for the thread.
+    pub fn serve_with(&self, calls: Sender<Pending>, limits: Limits) -> std::io::Result<()> {
         let listener = self.listener.try_clone()?;
-        let clients = Arc::new(AtomicUsize::new(0));
+        let clients = Arc::new(Clients::default());
         std::thread::Builder::new()
             .name("xvsd-accept".into())
             .spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { continue };
-                    accept(stream, &calls, &clients);
+                    accept(stream, &calls, &clients, limits);
                 }
             })?;
         Ok(())
@@ -139,30 +172,118 @@ impl Drop for Listener {
     }
 }
 
-fn accept(mut stream: UnixStream, calls: &Sender<Pending>, clients: &Arc<AtomicUsize>) {
-    if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-        clients.fetch_sub(1, Ordering::SeqCst);
-        let error = Response::err(
-            Value::Null,
-            RpcError::new(
-                code::LIMIT,
-                format!("too many clients (at most {MAX_CLIENTS})"),
-            ),
-        );
-        let _ = write_response(&mut stream, &error);
-        return;
+/// A connected client as the accept thread sees it.
+#[derive(Debug)]
+struct Slot {
+    /// A handle on its socket, to disconnect it.
+    stream: UnixStream,
+    /// Since when it has had no request in progress (`None`: one is).
+    idle_since: Option<Instant>,
+}
+
+/// The clients connected, by a number of their own.
+#[derive(Debug, Default)]
+struct Clients {
+    table: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    slots: HashMap<u64, Slot>,
+    last_id: u64,
+}
+
+impl Clients {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Takes a new client (`stream` is a handle on its socket), disconnecting the client idle
+    /// the longest if `max` are connected. Returns its number, or `None` when every client
+    /// is in the middle of a request.
+    fn admit(&self, stream: UnixStream, max: usize) -> Option<u64> {
+        let mut table = self.table();
+        let Table { slots, last_id } = &mut *table;
+        if slots.len() >= max {
+            let (&oldest, _) = slots
+                .iter()
+                .filter_map(|(id, s)| s.idle_since.map(|since| (id, since)))
+                .min_by_key(|(_, since)| *since)?;
+            let slot = slots.remove(&oldest).expect("just found");
+            // Its thread reads end of stream and goes.
+            let _ = slot.stream.shutdown(Shutdown::Both);
+            tracing::info!(
+                idle_s = slot.idle_since.map(|s| s.elapsed().as_secs_f64()),
+                "{max} clients connected: disconnected the one idle the longest"
+            );
+        }
+        *last_id += 1;
+        slots.insert(
+            *last_id,
+            Slot {
+                stream,
+                idle_since: Some(Instant::now()),
+            },
+        );
+        Some(*last_id)
+    }
+
+    /// Marks client `id` busy (a request in progress) or idle from now on.
+    fn set_busy(&self, id: u64, busy: bool) {
+        if let Some(slot) = self.table().slots.get_mut(&id) {
+            slot.idle_since = (!busy).then(Instant::now);
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.table().slots.remove(&id);
+    }
+}
+
+fn accept(stream: UnixStream, calls: &Sender<Pending>, clients: &Arc<Clients>, limits: Limits) {
+    let id = stream
+        .try_clone()
+        .ok()
+        .and_then(|handle| clients.admit(handle, limits.max_clients));
+    let Some(id) = id else {
+        refuse(stream, limits.max_clients);
+        return;
+    };
     let calls = calls.clone();
-    let count = clients.clone();
+    let owner = clients.clone();
     let spawned = std::thread::Builder::new()
         .name("xvsd-client".into())
         .spawn(move || {
-            serve_client(stream, &calls);
-            count.fetch_sub(1, Ordering::SeqCst);
+            serve_client(stream, &calls, &owner, id, limits.idle_timeout);
+            owner.remove(id);
         });
     if spawned.is_err() {
-        clients.fetch_sub(1, Ordering::SeqCst);
+        clients.remove(id);
     }
+}
+
+/// Tells a client there is no room, and hangs up. Its first request is read first (for a
+/// second at most, on a thread of its own), so that a client which writes before it reads
+/// gets the answer rather than a broken pipe.
+fn refuse(stream: UnixStream, max: usize) {
+    let _ = std::thread::Builder::new()
+        .name("xvsd-refuse".into())
+        .spawn(move || {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let Ok(mut writer) = stream.try_clone() else {
+                return;
+            };
+            let _ = read_line(&mut BufReader::new(stream), &mut Vec::new(), MAX_LINE);
+            let error = Response::err(
+                Value::Null,
+                RpcError::new(
+                    code::LIMIT,
+                    format!("too many clients, all in the middle of a request (at most {max})"),
+                ),
+            );
+            let _ = write_response(&mut writer, &error);
+        });
 }
 
 fn write_response(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
@@ -194,8 +315,14 @@ fn read_line(
     Ok(Some(()))
 }
 
-fn serve_client(stream: UnixStream, calls: &Sender<Pending>) {
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+fn serve_client(
+    stream: UnixStream,
+    calls: &Sender<Pending>,
+    clients: &Clients,
+    id: u64,
+    idle_timeout: Duration,
+) {
+    let _ = stream.set_read_timeout(Some(idle_timeout));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let Ok(mut writer) = stream.try_clone() else {
         return;
@@ -222,6 +349,7 @@ fn serve_client(stream: UnixStream, calls: &Sender<Pending>) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        clients.set_busy(id, true);
         let response = match parse_request(&line) {
             Err(error) => *error,
             Ok(request) => {
@@ -238,12 +366,148 @@ fn serve_client(stream: UnixStream, calls: &Sender<Pending>) {
         if write_response(&mut writer, &response).is_err() {
             return;
         }
+        clients.set_busy(id, false);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     use super::*;
+
+    /// A listener in a directory of its own (removed on drop), served with `limits`; its
+    /// control thread answers `version` at once and any other method once `release` is set.
+    struct Served {
+        listener: Listener,
+        dir: PathBuf,
+        release: Arc<AtomicBool>,
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn served(limits: Limits) -> Served {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "xvs-server-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let listener = Listener::bind(&dir.join("xvsd.ctl")).unwrap();
+        let (calls, requests) = mpsc::channel::<Pending>();
+        let release = Arc::new(AtomicBool::new(false));
+        let released = release.clone();
+        std::thread::spawn(move || {
+            for (request, reply) in requests {
+                let released = released.clone();
+                std::thread::spawn(move || {
+                    while request.method != "version" && !released.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let _ = reply.send(Response::ok(request.id, Value::Bool(true)));
+                });
+            }
+        });
+        listener.serve_with(calls, limits).unwrap();
+        Served {
+            listener,
+            dir,
+            release,
+        }
+    }
+
+    fn connect(served: &Served) -> UnixStream {
+        let s = UnixStream::connect(served.listener.path()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    /// Sends a request for `method` and reads the answer.
+    fn call(s: &mut UnixStream, method: &str) -> Value {
+        s.write_all(
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"{method}\"}}\n").as_bytes(),
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    /// Whether the daemon hung up on `s` (end of stream), waiting up to its read timeout.
+    fn hung_up(s: &mut UnixStream) -> bool {
+        matches!(s.read(&mut [0u8; 1]), Ok(0))
+    }
+
+    #[test]
+    fn the_client_idle_the_longest_makes_room() {
+        let served = served(Limits {
+            max_clients: 4,
+            idle_timeout: Duration::from_secs(60),
+        });
+        let mut idle: Vec<UnixStream> = (0..4).map(|_| connect(&served)).collect();
+        // One of them has been active since: it is not the one to go.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(call(&mut idle[0], "version")["result"], true);
+        let mut newcomer = connect(&served);
+        assert_eq!(call(&mut newcomer, "version")["result"], true);
+        assert!(
+            hung_up(&mut idle[1]),
+            "the one idle the longest is still there"
+        );
+        for i in [0, 2, 3] {
+            let s = &mut idle[i];
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            assert!(!hung_up(s));
+        }
+    }
+
+    #[test]
+    fn a_newcomer_is_refused_only_while_every_client_is_busy() {
+        let served = served(Limits {
+            max_clients: 2,
+            idle_timeout: Duration::from_secs(60),
+        });
+        let mut busy: Vec<UnixStream> = (0..2).map(|_| connect(&served)).collect();
+        for s in &mut busy {
+            s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"show\"}\n")
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut refused = connect(&served);
+        let answer = call(&mut refused, "version");
+        assert_eq!(answer["error"]["code"], code::LIMIT, "{answer}");
+        served.release.store(true, Ordering::Relaxed);
+        for s in &mut busy {
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert!(line.contains("\"id\":7"), "{line}");
+        }
+        assert_eq!(call(&mut connect(&served), "version")["result"], true);
+    }
+
+    #[test]
+    fn a_silent_client_is_disconnected_after_the_idle_timeout() {
+        let served = served(Limits {
+            max_clients: 4,
+            idle_timeout: Duration::from_millis(300),
+        });
+        let mut silent = connect(&served);
+        let mut talking = connect(&served);
+        for _ in 0..8 {
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(call(&mut talking, "version")["result"], true);
+        }
+        assert!(hung_up(&mut silent));
+    }
 
     #[test]
     fn read_line_limits() {

@@ -407,6 +407,66 @@ fn cni_plugin_as_a_runtime_calls_it() {
 }
 
 /// One HTTP/1.1 request on the plugin socket, as Docker's plugin client sends it.
+/// An IPAM plugin that reads nothing: it answers VERSION, and fails every other command
+/// with a CNI error object, a line on stderr and exit status 1.
+const FAILING_IPAM: &str = r#"#!/bin/sh
+if [ "$CNI_COMMAND" = VERSION ]; then
+    echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}'
+    exit 0
+fi
+echo "fake-ipam: the range is full" >&2
+echo '{"cniVersion":"1.0.0","code":11,"msg":"no IP addresses available","details":"range 10.63.0.0/30"}'
+exit 1
+"#;
+
+#[test]
+fn cni_says_why_its_ipam_plugin_failed() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut lab) = Lab::new("cni_says_why_its_ipam_plugin_failed") else {
+        return;
+    };
+    let d = lab.xvsd(&[], &[]);
+    let bin = lab.path("cni-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let plugin = bin.join("fake-ipam");
+    std::fs::write(&plugin, FAILING_IPAM).unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let c = lab.bare_container(1, "");
+    let netns = format!("/run/netns/{}", c.ns);
+    let id = format!("{}-c1", lab.prefix);
+    // A configuration bigger than a pipe holds: the plugin, which never reads it, is gone
+    // before it is written.
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": format!("{}-net", lab.prefix),
+        "type": "xvs-cni",
+        "socket": d.socket,
+        "ipam": {"type": "fake-ipam", "padding": "x".repeat(1 << 20)},
+    });
+    let (success, v) = cni(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", &id),
+            ("CNI_NETNS", &netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", bin.to_str().unwrap()),
+        ],
+        &conf,
+    );
+    assert!(!success, "{v}");
+    assert_eq!(v["code"], 11, "{v}");
+    let msg = v["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("IPAM plugin fake-ipam: no IP addresses available (exit status: 1)"),
+        "{v}"
+    );
+    let details = v["details"].as_str().unwrap_or_default();
+    assert!(details.contains("range 10.63.0.0/30"), "{v}");
+    assert!(details.contains("fake-ipam: the range is full"), "{v}");
+    assert!(!v.to_string().contains("Broken pipe"), "{v}");
+    assert!(ports(&d).is_empty());
+}
+
 fn plugin_call(socket: &Path, method: &str, body: &str) -> (u16, Value) {
     let mut stream = UnixStream::connect(socket).expect("connect to the plugin");
     stream
@@ -478,6 +538,9 @@ fn docker_plugin_network_lifecycle() {
         .arg("--state")
         .arg(&state)
         .args(["--vlans", "300-309"])
+        // Gateways on internal ports are tested in a namespace of their own (tests/nat.rs);
+        // here the host's namespace is the machine's.
+        .arg("--no-gateway")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

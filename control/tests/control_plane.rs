@@ -233,6 +233,8 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
         .arg("--socket")
         .arg(&d.socket)
         .args(["--port", &b.port])
+        .arg("--state-dir")
+        .arg(lab.path("second-state"))
         .output()
         .unwrap();
     assert!(!out.status.success(), "second daemon started");
@@ -268,13 +270,161 @@ fn xvsctl_fails_clearly() {
             "out of range",
         ),
         (&["set-port", &a.port, "mtu", "9000"], "vlan"),
+        (&["attach", "xvs-no-such-netns"], "not found"),
+        (
+            &[
+                "attach",
+                &a.ns,
+                "--ifname",
+                "net9",
+                "--mac",
+                "ff:ff:ff:ff:ff:ff",
+            ],
+            "multicast address",
+        ),
+        (
+            &["attach", &a.ns, "--ifname", "net9", "--mac", "0:0:0:0:0:0"],
+            "all zeros",
+        ),
     ] {
         let out = d.ctl(args);
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "not one line: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            err.matches("(os error").count() <= 1,
+            "a cause twice: {err}"
+        );
     }
+    // The refused attaches made nothing.
+    assert!(!a.exec(&["ip", "link", "show", "net9"]).status.success());
     let out = d.ctl(&["list-commands"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("dump-ports"));
 }
+
+#[test]
+fn idle_clients_cannot_lock_out_the_cli() {
+    let Some(mut lab) = Lab::new("idle_clients_cannot_lock_out_the_cli") else {
+        return;
+    };
+    let a = lab.container(1, 33);
+    let d = lab.xvsd(&[&a.port], &[]);
+    // As many connections as the daemon takes, all silent, held open meanwhile.
+    let idle: Vec<UnixStream> = (0..control::server::MAX_CLIENTS)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let out = d.ctl(&["show"]);
+        assert!(
+            out.status.success(),
+            "locked out: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The one idle the longest made room (a CLI that left frees its slot for the next);
+    // the rest are still connected.
+    let (mut s, mut r) = raw(&d.socket);
+    s.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\"}\n")
+        .unwrap();
+    assert_eq!(answer(&mut r)["id"], 1);
+    let mut closed = 0;
+    for mut c in idle {
+        c.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        if matches!(std::io::Read::read(&mut c, &mut byte), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(
+        (1..=4).contains(&closed),
+        "{closed} idle clients were evicted"
+    );
+}
+
+/// Runs `cmd` with its stdout a pipe whose reader is already gone; returns its exit status
+/// and stderr.
+fn with_reader_gone(cmd: &mut std::process::Command) -> (std::process::ExitStatus, String) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn clis_exit_quietly_when_their_reader_goes() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(mut lab) = Lab::new("clis_exit_quietly_when_their_reader_goes") else {
+        return;
+    };
+    let a = lab.container(1, 34);
+    let b = lab.container(2, 34);
+    let d = lab.xvsd(&[&a.port, &b.port], &[]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    let xvsctl = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(xvs_testkit::bin_path("xvsctl"));
+        cmd.arg("--socket").arg(&d.socket).args(args);
+        cmd
+    };
+    let mut cni = std::process::Command::new(xvs_testkit::bin_path("xvs-cni"));
+    cni.env("CNI_COMMAND", "VERSION");
+    for (name, mut cmd) in [
+        ("fdb show", xvsctl(&["fdb", "show"])),
+        ("show --json", xvsctl(&["show", "--json"])),
+        (
+            "dump-ports --rate",
+            xvsctl(&["dump-ports", "--rate", "--interval", "0.1"]),
+        ),
+        ("xvs-cni VERSION", cni),
+    ] {
+        let (status, stderr) = with_reader_gone(&mut cmd);
+        assert!(stderr.is_empty(), "{name} wrote to stderr: {stderr}");
+        // As a tool that SIGPIPE killed, or one that stopped with success.
+        assert!(
+            matches!(status.code(), Some(0 | 141)) || status.signal() == Some(SIGPIPE),
+            "{name}: {status}"
+        );
+    }
+
+    // `xvsctl dump-ports --rate | head -c1`: the loop ends when head has had its byte.
+    let mut rate = xvsctl(&["dump-ports", "--rate", "--interval", "0.1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let head = std::process::Command::new("head")
+        .arg("-c1")
+        .stdin(rate.stdout.take().unwrap())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(head.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rate.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = rate.kill();
+            panic!("xvsctl dump-ports --rate kept running after its reader left");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = rate.wait_with_output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(141), "{}", out.status);
+}
+
+/// SIGPIPE's number on Linux.
+const SIGPIPE: i32 = 13;

@@ -83,6 +83,11 @@ fn drop_rule_priorities_and_counters() {
     assert!(err.contains("nw_dst"), "{err}");
     let out = d.ctl(&["add-flow", "priority=5,ip,actions=output:nope0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope0"));
+    // An empty action list is not taken for a drop: the operator is told to say so.
+    let out = d.ctl(&["add-flow", "priority=5,ip,actions="]);
+    assert!(!out.status.success(), "actions= was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("write actions=drop"), "{err}");
     assert_eq!(flows(&d).len(), 2);
 
     // del-flows with a match removes the rules it covers; all traffic flows again.

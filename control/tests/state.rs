@@ -477,7 +477,7 @@ fn a_sigusr2_handover_loses_no_packet_of_established_flows() {
     let server = c2.spawn(&["iperf3", "-s", "-1", "-B", &c2.ip]);
     lab.keep(server);
     std::thread::sleep(Duration::from_millis(300));
-    let stream = c1.spawn(&["iperf3", "-c", &c2.ip, "-t", "4", "-J"]);
+    let stream = c1.spawn(&["timeout", "30", "iperf3", "-c", &c2.ip, "-t", "4", "-J"]);
     std::thread::sleep(Duration::from_millis(1500));
     let (_next, gap) = hand_over(&mut lab, &mut d, 2);
     let out = stream.wait_with_output().unwrap();

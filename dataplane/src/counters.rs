@@ -28,7 +28,7 @@ pub enum DropCause {
 
 impl DropCause {
     /// Every cause, in counter order.
-    pub const ALL: [DropCause; 13] = [
+    pub const ALL: [DropCause; 17] = [
         DropCause::Pipeline(DropReason::Malformed),
         DropCause::Pipeline(DropReason::VlanFiltered),
         DropCause::Pipeline(DropReason::SamePort),
@@ -37,6 +37,10 @@ impl DropCause {
         DropCause::Pipeline(DropReason::TtlExceeded),
         DropCause::Pipeline(DropReason::NoNeighbor),
         DropCause::Pipeline(DropReason::ToRouter),
+        DropCause::Pipeline(DropReason::InvalidSource),
+        DropCause::Pipeline(DropReason::MacLock),
+        DropCause::Pipeline(DropReason::MacLimit),
+        DropCause::Pipeline(DropReason::Storm),
         DropCause::TxRingFull,
         DropCause::NoBuffer,
         DropCause::HandoffFull,

@@ -74,11 +74,21 @@ pub enum DropReason {
     /// Addressed to the router itself and consumed there (ARP and ND replies, other traffic
     /// to a router address).
     ToRouter,
+    /// The source MAC is no host's (zero, multicast or broadcast): dropped before any rule,
+    /// as the Linux bridge does, and never learned.
+    InvalidSource,
+    /// The source MAC is not one the port is locked to.
+    MacLock,
+    /// A new source past the port's MAC limit.
+    MacLimit,
+    /// A broadcast or multicast frame past the port's storm limit, or on a port the loop
+    /// guard blocked.
+    Storm,
 }
 
 impl DropReason {
     /// Every reason, for tables of counters.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::VlanFiltered,
         DropReason::SamePort,
@@ -87,6 +97,10 @@ impl DropReason {
         DropReason::TtlExceeded,
         DropReason::NoNeighbor,
         DropReason::ToRouter,
+        DropReason::InvalidSource,
+        DropReason::MacLock,
+        DropReason::MacLimit,
+        DropReason::Storm,
     ];
 
     /// A short stable name, used in counters and JSON.
@@ -100,6 +114,10 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::NoNeighbor => "no_neighbor",
             DropReason::ToRouter => "to_router",
+            DropReason::InvalidSource => "invalid_source",
+            DropReason::MacLock => "mac_lock",
+            DropReason::MacLimit => "mac_limit",
+            DropReason::Storm => "storm",
         }
     }
 }

@@ -14,6 +14,13 @@ use crate::port::{EgressTag, NO_VLAN, PortId, VlanMode};
 use crate::route::{RouteError, RouteTable};
 use crate::wire::EthernetAddress;
 
+/// The default loop guard: far above what hosts send (ARP, ND, mDNS come in tens per second)
+/// and far below a frame circulating in a loop (millions per second).
+pub const DEFAULT_LOOP_GUARD_PPS: u32 = 20_000;
+
+/// How long the loop guard blocks a port's broadcast and multicast frames.
+pub const LOOP_GUARD_BLOCK_NS: u64 = 5_000_000_000;
+
 /// A port as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortConfig {
@@ -25,6 +32,24 @@ pub struct PortConfig {
     pub mac: EthernetAddress,
     /// How the port treats VLAN tags.
     pub vlan: VlanMode,
+    /// Port security and storm control.
+    pub security: PortSecurity,
+}
+
+/// What a port lets in, beyond VLANs: port security as switches and OVS offer it, and a
+/// broadcast storm limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSecurity {
+    /// The only source MACs the port takes (empty: any). Frames from others are dropped
+    /// ([`DropReason::MacLock`](crate::action::DropReason::MacLock)) before any rule.
+    pub mac_lock: Vec<EthernetAddress>,
+    /// The most MAC addresses learned on the port: a frame from a new source past it is
+    /// dropped ([`DropReason::MacLimit`](crate::action::DropReason::MacLimit)) and the source
+    /// not learned; known sources keep forwarding.
+    pub mac_limit: Option<u32>,
+    /// The most broadcast and multicast frames per second the port takes in; the rest are
+    /// dropped ([`DropReason::Storm`](crate::action::DropReason::Storm)).
+    pub storm_limit: Option<u32>,
 }
 
 /// Where a router interface lives: on one port, or on a whole VLAN.
@@ -147,6 +172,9 @@ pub struct Config {
     pub mac_max_age_ns: u64,
     /// The flow rules, consulted before the L2 pipeline; a miss means `normal`.
     pub rules: Classifier,
+    /// Loop protection: a port whose broadcast and multicast frames come in faster than this
+    /// (per second) has them blocked for [`LOOP_GUARD_BLOCK_NS`] (0: off).
+    pub loop_guard_pps: u32,
     interfaces: Vec<RouterIf>,
     static_routes: BTreeMap<(IpAddr, u8), IpAddr>,
     routes: RouteTable<RouteTarget>,
@@ -159,6 +187,7 @@ impl Default for Config {
             mac_capacity: mac_table::DEFAULT_CAPACITY,
             mac_max_age_ns: mac_table::DEFAULT_MAX_AGE_NS,
             rules: Classifier::new(),
+            loop_guard_pps: DEFAULT_LOOP_GUARD_PPS,
             interfaces: Vec::new(),
             static_routes: BTreeMap::new(),
             routes: RouteTable::new(),
@@ -405,6 +434,7 @@ mod tests {
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
                 vlan: VlanMode::Access(10 * id),
+                security: Default::default(),
             });
         }
         c

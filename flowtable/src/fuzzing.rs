@@ -8,7 +8,7 @@ use core::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use crate::action::Step;
-use crate::config::{Binding, Config, PortConfig};
+use crate::config::{Binding, Config, PortConfig, PortSecurity};
 use crate::edit::FrameBuf;
 use crate::flow_spec::{format_flow, format_match, parse_flow, parse_match};
 use crate::key::{FlowKey, L3, finish_partial_checksum};
@@ -44,14 +44,15 @@ const RULES: [&str; 8] = [
 /// interfaces on VLANs and on a port (IPv4 and IPv6), static routes, and the rules of
 /// `RULES` whose bit is set in `rule_bits`.
 ///
-/// | port | VLAN mode |
-/// |---|---|
-/// | 1 | access 10 |
-/// | 2 | access 20 |
-/// | 3 | trunk 10, 20, native 30 |
-/// | 4 | all (router interface 192.168.4.254/24 on it) |
-/// | 5 | access 20 |
+/// | port | VLAN mode | security |
+/// |---|---|---|
+/// | 1 | access 10 | |
+/// | 2 | access 20 | locked to 02:00:00:00:00:0b and :0c |
+/// | 3 | trunk 10, 20, native 30 | |
+/// | 4 | all (router interface 192.168.4.254/24 on it) | 20 broadcasts a second |
+/// | 5 | access 20 | 2 MACs |
 ///
+/// The loop guard trips at 100 broadcasts a second.
 /// It learns at most 8 MACs, for 20 seconds each. The router's MACs are 02:00:00:00:fe:0a (VLAN 10: 10.1.0.254/24, fd00:10::fe/64),
 /// 02:00:00:00:fe:14 (VLAN 20: 10.2.0.254/24, fd00:20::fe/64) and 02:00:00:00:fe:04 (port
 /// 4); 10.9.0.0/16 goes via 10.2.0.1 and fd00:99::/48 via fd00:20::1.
@@ -70,14 +71,34 @@ pub fn fuzz_config(rule_bits: u8) -> Config {
         VlanMode::All,
         VlanMode::Access(20),
     ];
-    for (id, vlan) in (1..).zip(modes) {
+    let host = |last: u8| EthernetAddress([2, 0, 0, 0, 0, last]);
+    let securities = [
+        PortSecurity::default(),
+        PortSecurity {
+            mac_lock: vec![host(0x0b), host(0x0c)],
+            ..PortSecurity::default()
+        },
+        PortSecurity::default(),
+        PortSecurity {
+            storm_limit: Some(20),
+            ..PortSecurity::default()
+        },
+        PortSecurity {
+            mac_limit: Some(2),
+            ..PortSecurity::default()
+        },
+    ];
+    for ((id, vlan), security) in (1..).zip(modes).zip(securities) {
         config.set_port(PortConfig {
             id,
             name: format!("veth{id}"),
             mac: EthernetAddress([2, 0, 0, 0, 0xff, id as u8]),
             vlan,
+            security,
         });
     }
+    // Low enough for an input's broadcast to trip it.
+    config.loop_guard_pps = 100;
     let ip = |text: &str| text.parse::<IpAddr>().expect("a literal address");
     let addresses = [
         (Binding::Vlan(10), "10.1.0.254", 24, router_mac(10)),

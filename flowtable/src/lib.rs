@@ -25,7 +25,7 @@ pub mod wire;
 
 pub use action::{Decision, DropReason, Step};
 pub use classifier::Classifier;
-pub use config::{Config, PortConfig};
+pub use config::{Config, PortConfig, PortSecurity};
 pub use key::{FlowKey, Layout};
 pub use pipeline::{Event, MacEvent, Miss, Pipeline, PipelineStats};
 pub use port::{EgressTag, PortId, VlanMode};

@@ -1,5 +1,8 @@
 //! The MAC learning table: (VLAN, MAC) → port, with aging and a size cap.
 //!
+//! A full table learns no new address until one ages out: a live entry is never pushed out
+//! by a newcomer, so a flood of new sources cannot turn known unicast into floods.
+//!
 //! Time is passed in (`now`, in nanoseconds on any monotonic clock). Aging is kept cheap with a
 //! queue of (entry, timestamp) records in time order: an entry is looked at only when a record
 //! of it reaches the front, at which point it expires if it was not seen within the age limit,
@@ -10,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::port::PortId;
+use crate::wire::EthernetAddress;
 
 /// The default age limit, 300 s as in the Linux bridge and OVS.
 pub const DEFAULT_MAX_AGE_NS: u64 = 300 * 1_000_000_000;
@@ -44,7 +48,8 @@ impl MacEntry {
 pub enum Learned {
     /// Known on this port already; its timestamp was refreshed.
     Refreshed,
-    /// A new entry. If the table was full, the oldest entry was evicted to make room.
+    /// A new entry. If the table was full, an entry past its age limit (not yet swept) made
+    /// room.
     New {
         /// The entry evicted for it, if any.
         evicted: Option<(MacKey, PortId)>,
@@ -56,8 +61,11 @@ pub enum Learned {
     },
     /// A static entry pins the address elsewhere; nothing changed.
     Pinned,
-    /// The table is full of static entries; nothing was learned.
+    /// The table is full of live (or static) entries; the address was not learned, and
+    /// every known one keeps its port.
     Full,
+    /// Not an address a host may have (zero, multicast, broadcast); nothing was learned.
+    Invalid,
 }
 
 impl Learned {
@@ -74,6 +82,8 @@ pub struct MacTable {
     queue: VecDeque<(MacKey, u64)>,
     capacity: usize,
     max_age: u64,
+    /// Entries per port (for per-port limits).
+    per_port: HashMap<PortId, u32, ahash::RandomState>,
 }
 
 impl Default for MacTable {
@@ -94,6 +104,25 @@ impl MacTable {
             queue: VecDeque::new(),
             capacity: capacity.max(1),
             max_age: max_age_ns.max(1),
+            per_port: HashMap::with_hasher(ahash::RandomState::with_seeds(4, 3, 2, 1)),
+        }
+    }
+
+    /// The number of entries on `port`.
+    pub fn count_on(&self, port: PortId) -> u32 {
+        self.per_port.get(&port).copied().unwrap_or(0)
+    }
+
+    fn counted(&mut self, port: PortId) {
+        *self.per_port.entry(port).or_default() += 1;
+    }
+
+    fn uncounted(&mut self, port: PortId) {
+        if let Some(n) = self.per_port.get_mut(&port) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_port.remove(&port);
+            }
         }
     }
 
@@ -124,6 +153,9 @@ impl MacTable {
 
     /// Records that a frame from `mac` in `vlan` arrived on `port` at `now`.
     pub fn learn(&mut self, vlan: u16, mac: u64, port: PortId, now: u64) -> Learned {
+        if !EthernetAddress::from_u64(mac).is_valid_unicast() {
+            return Learned::Invalid;
+        }
         let key = (vlan, mac);
         if let Some(entry) = self.entries.get_mut(&key) {
             if entry.is_static {
@@ -143,12 +175,14 @@ impl MacTable {
             return if from == port {
                 Learned::Refreshed
             } else {
+                self.uncounted(from);
+                self.counted(port);
                 Learned::Moved { from }
             };
         }
         let mut evicted = None;
         if self.entries.len() >= self.capacity {
-            evicted = self.evict_oldest();
+            evicted = self.evict_expired(now);
             if evicted.is_none() {
                 return Learned::Full;
             }
@@ -162,6 +196,7 @@ impl MacTable {
                 queued_at: now,
             },
         );
+        self.counted(port);
         self.queue.push_back((key, now));
         Learned::New { evicted }
     }
@@ -180,7 +215,8 @@ impl MacTable {
 
     /// Pins `mac` in `vlan` to `port` (an operator's static entry).
     pub fn insert_static(&mut self, vlan: u16, mac: u64, port: PortId, now: u64) {
-        self.entries.insert(
+        self.counted(port);
+        let old = self.entries.insert(
             (vlan, mac),
             MacEntry {
                 port,
@@ -189,11 +225,18 @@ impl MacTable {
                 queued_at: now,
             },
         );
+        if let Some(old) = old {
+            self.uncounted(old.port);
+        }
     }
 
     /// Removes one entry; returns it.
     pub fn remove(&mut self, vlan: u16, mac: u64) -> Option<MacEntry> {
-        self.entries.remove(&(vlan, mac))
+        let removed = self.entries.remove(&(vlan, mac));
+        if let Some(e) = &removed {
+            self.uncounted(e.port);
+        }
+        removed
     }
 
     fn is_live(&self, key: &MacKey, stamp: u64) -> bool {
@@ -202,12 +245,22 @@ impl MacTable {
             .is_some_and(|e| !e.is_static && e.queued_at == stamp)
     }
 
-    fn evict_oldest(&mut self) -> Option<(MacKey, PortId)> {
-        while let Some((key, stamp)) = self.queue.pop_front() {
-            if self.is_live(&key, stamp) {
-                let entry = self.entries.remove(&key)?;
-                return Some((key, entry.port));
+    /// Removes the entry of the oldest aging record if it was not seen within the age limit
+    /// by `now` (the sweep would remove it next); live entries stay.
+    fn evict_expired(&mut self, now: u64) -> Option<(MacKey, PortId)> {
+        while let Some(&(key, stamp)) = self.queue.front() {
+            if !self.is_live(&key, stamp) {
+                self.queue.pop_front();
+                continue;
             }
+            let entry = self.entries[&key];
+            if entry.last_seen.saturating_add(self.max_age) > now {
+                return None;
+            }
+            self.queue.pop_front();
+            self.entries.remove(&key);
+            self.uncounted(entry.port);
+            return Some((key, entry.port));
         }
         None
     }
@@ -225,6 +278,7 @@ impl MacTable {
             let entry = self.entries[&key];
             if entry.last_seen.saturating_add(self.max_age) <= now {
                 self.entries.remove(&key);
+                self.uncounted(entry.port);
                 expired.push((key, entry.port));
             } else {
                 // Seen since this record was queued: look again when its last sighting is due.
@@ -245,12 +299,18 @@ impl MacTable {
             }
             !drop
         });
+        self.per_port.remove(&port);
     }
 
     /// Removes every learned entry, keeping static ones.
     pub fn flush(&mut self) {
         self.entries.retain(|_, e| e.is_static);
         self.queue.clear();
+        self.per_port.clear();
+        let statics: Vec<PortId> = self.entries.values().map(|e| e.port).collect();
+        for port in statics {
+            self.counted(port);
+        }
     }
 
     /// Every entry, in no particular order.
@@ -320,20 +380,32 @@ mod tests {
     }
 
     #[test]
-    fn cap_evicts_the_oldest() {
+    fn a_full_table_keeps_its_live_entries() {
         let mut t = MacTable::new(3, 300 * S);
         t.learn(0, 1, 1, 0);
         t.learn(0, 2, 1, S);
         t.learn(0, 3, 1, 2 * S);
+        // A flood of newcomers: none of them pushes a live address out.
+        for mac in 4..1000 {
+            assert_eq!(t.learn(0, mac, 2, 3 * S), Learned::Full, "{mac}");
+        }
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.lookup(0, 1), Some(1), "the oldest live entry stays");
+        assert_eq!(t.lookup(0, 4), None);
+        // Known addresses still refresh and move while the table is full.
+        assert_eq!(t.learn(0, 2, 1, 4 * S), Learned::Refreshed);
+        assert_eq!(t.learn(0, 3, 2, 4 * S), Learned::Moved { from: 1 });
+        // An entry past its age limit is no longer live: a newcomer takes its place even
+        // before the sweep removes it.
         assert_eq!(
-            t.learn(0, 4, 2, 3 * S),
+            t.learn(0, 5, 2, 300 * S),
             Learned::New {
                 evicted: Some(((0, 1), 1))
             }
         );
-        assert_eq!(t.len(), 3);
-        assert_eq!(t.lookup(0, 1), None);
-        assert_eq!(t.lookup(0, 4), Some(2));
+        assert_eq!(t.lookup(0, 5), Some(2));
+        assert_eq!(t.learn(0, 6, 2, 300 * S), Learned::Full);
+        assert_eq!(t.lookup(0, 2), Some(1));
     }
 
     #[test]
@@ -347,6 +419,64 @@ mod tests {
         assert!(expired.is_empty());
         t.insert_static(0, 10, 3, 0);
         assert_eq!(t.learn(0, 11, 1, S), Learned::Full);
+    }
+
+    #[test]
+    fn invalid_addresses_are_never_learned() {
+        let mut t = MacTable::new(16, 300 * S);
+        for mac in [
+            0,
+            0xffff_ffff_ffff,
+            0x01_00_5e_00_00_01,
+            0x33_33_00_00_00_01,
+        ] {
+            assert_eq!(t.learn(0, mac, 1, 0), Learned::Invalid, "{mac:012x}");
+        }
+        assert!(t.is_empty());
+    }
+
+    /// The per-port counts, recounted from the entries.
+    fn recount(t: &MacTable) -> Vec<(PortId, u32)> {
+        let mut counts = std::collections::BTreeMap::new();
+        for (_, e) in t.iter() {
+            *counts.entry(e.port).or_insert(0) += 1;
+        }
+        counts.into_iter().collect()
+    }
+
+    fn counts(t: &MacTable) -> Vec<(PortId, u32)> {
+        let mut ports: Vec<PortId> = t.iter().map(|(_, e)| e.port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports.into_iter().map(|p| (p, t.count_on(p))).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn per_port_counts_follow_every_change(
+            ops in proptest::collection::vec((0u8..7, 0u64..12, 1u16..4, 0u64..40), 1..200)
+        ) {
+            let mut t = MacTable::new(6, 10 * S);
+            let mut scratch = Vec::new();
+            for (op, mac, port, secs) in ops {
+                let now = secs * S;
+                match op {
+                    0 | 1 => {
+                        t.learn(0, mac + 1, port, now);
+                    }
+                    2 => t.insert_static(0, mac + 1, port, now),
+                    3 => {
+                        t.remove(0, mac + 1);
+                    }
+                    4 => t.expire(now, &mut scratch),
+                    5 => t.flush_port(port, &mut scratch),
+                    _ => t.flush(),
+                }
+                proptest::prop_assert_eq!(counts(&t), recount(&t));
+                let total: u32 = recount(&t).iter().map(|(_, n)| n).sum();
+                proptest::prop_assert_eq!(total as usize, t.len());
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use xvs_proto::client::{Client, ClientError};
 use xvs_proto::methods::{AddPort, DelPort, Show, Version};
 use xvs_proto::ports::{AddPortParams, PortName};
+use xvs_proto::state::Publish;
 use xvs_proto::status::ShowResult;
 use xvs_proto::{Empty, VlanSpec, code};
 use xvs_sys::netlink::{NetlinkError, Rtnetlink, VethPair};
@@ -196,6 +197,11 @@ pub struct AttachSpec<'a> {
     pub vlan: Option<u16>,
     /// Recorded on the port, for finding it again.
     pub external_ids: BTreeMap<String, String>,
+    /// Lock the port to the other end's MAC: the container cannot send as another host.
+    pub mac_lock: bool,
+    /// Host ports to forward to the container (an unspecified address is filled with the
+    /// container's first IPv4 address).
+    pub publish: Vec<Publish>,
 }
 
 /// What [`attach`] made.
@@ -268,10 +274,12 @@ pub fn mac_string(mac: [u8; 6]) -> String {
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
-/// Parses a MAC: six hex bytes of one or two digits, separated by `:` or `-`.
+/// Parses an interface's MAC: six hex bytes of one or two digits, separated by `:` or `-`,
+/// that an interface may have (unicast, not all zeros: the kernel refuses the others with a
+/// bare "Cannot assign requested address").
 ///
 /// # Errors
-/// [`AttachError::Invalid`] when it is not one.
+/// [`AttachError::Invalid`] when it is not a MAC, or not one an interface may have.
 pub fn parse_mac(text: &str) -> Result<[u8; 6], AttachError> {
     let bad = || {
         AttachError::Invalid(format!(
@@ -289,6 +297,17 @@ pub fn parse_mac(text: &str) -> Result<[u8; 6], AttachError> {
     }
     if parts.next().is_some() {
         return Err(bad());
+    }
+    if mac[0] & 1 != 0 {
+        return Err(AttachError::Invalid(format!(
+            "MAC {text}: is a multicast address (its first byte is odd); an interface needs a \
+             unicast one, such as 02:00:00:00:00:01"
+        )));
+    }
+    if mac == [0; 6] {
+        return Err(AttachError::Invalid(format!(
+            "MAC {text}: all zeros is no interface's address"
+        )));
     }
     Ok(mac)
 }
@@ -397,7 +416,15 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
         .ok_or_else(|| AttachError::Invalid(format!("{} vanished", spec.host_name)))?;
     guard.host.set_up(host_link.index)?;
 
-    add_port(&mut client, &spec.host_name, spec.vlan, &spec.external_ids)?;
+    let lock = if spec.mac_lock { peer.mac } else { None };
+    client.call::<AddPort>(&AddPortParams {
+        name: spec.host_name.clone(),
+        vlan: spec.vlan.map(|tag| VlanSpec::Access { tag }),
+        external_ids: spec.external_ids.clone(),
+        mac_lock: lock.map(mac_string).into_iter().collect(),
+        publish: published(spec)?,
+        ..AddPortParams::default()
+    })?;
     guard.armed = false;
     Ok(Attached {
         host_name: spec.host_name.clone(),
@@ -409,7 +436,7 @@ pub fn attach(spec: &AttachSpec<'_>) -> Result<Attached, AttachError> {
 }
 
 /// Adds interface `name` to xvsd as a port, an access port of `vlan` if given, with
-/// `external_ids`.
+/// `external_ids`, locked to source MAC `mac_lock` if given.
 ///
 /// # Errors
 /// xvsd refused (no such interface, exists already, bad VLAN) or could not be reached.
@@ -418,14 +445,48 @@ pub fn add_port(
     name: &str,
     vlan: Option<u16>,
     external_ids: &ExternalIds,
+    mac_lock: Option<[u8; 6]>,
 ) -> Result<(), AttachError> {
     client.call::<AddPort>(&AddPortParams {
         name: name.to_owned(),
         vlan: vlan.map(|tag| VlanSpec::Access { tag }),
         external_ids: external_ids.clone(),
+        mac_lock: mac_lock.map(mac_string).into_iter().collect(),
         ..AddPortParams::default()
     })?;
     Ok(())
+}
+
+/// The published ports of `spec`, each with the container's address.
+///
+/// # Errors
+/// [`AttachError::Invalid`] when a port is published and the container has no IPv4 address.
+fn published(spec: &AttachSpec<'_>) -> Result<Vec<Publish>, AttachError> {
+    if spec.publish.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first_v4 = spec.container.as_ref().and_then(|c| {
+        c.addresses.iter().find_map(|a| match a.addr() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+    });
+    spec.publish
+        .iter()
+        .map(|p| {
+            let addr = if p.addr.is_unspecified() {
+                first_v4.ok_or_else(|| {
+                    AttachError::Invalid(format!(
+                        "--publish {}:{}: the container has no IPv4 address (give --ip)",
+                        p.host_port, p.port
+                    ))
+                })?
+            } else {
+                p.addr
+            };
+            Ok(Publish { addr, ..p.clone() })
+        })
+        .collect()
 }
 
 fn configure_container_side(
@@ -550,6 +611,14 @@ pub struct AttachArgs {
     /// Make the port an access port of VLAN N.
     #[arg(long, value_name = "N")]
     pub vlan: Option<u16>,
+    /// Do not lock the port to the interface's MAC (by default the switch drops frames the
+    /// namespace sends from any other source MAC).
+    #[arg(long)]
+    pub no_mac_lock: bool,
+    /// Forward connections to HOSTPORT of the host's addresses to PORT of the namespace's
+    /// IPv4 address (repeatable; the host's kernel does the DNAT; removed on detach).
+    #[arg(long, value_name = "HOSTPORT:PORT[/tcp|udp]")]
+    pub publish: Vec<Publish>,
 }
 
 /// `xvsctl detach`: undo `xvsctl attach`.
@@ -616,6 +685,8 @@ impl AttachArgs {
             mtu: self.mtu,
             vlan: self.vlan,
             external_ids,
+            mac_lock: !self.no_mac_lock,
+            publish: self.publish.clone(),
         })
     }
 }
@@ -699,6 +770,21 @@ mod tests {
         for bad in ["02:00:00:00:00", "02:00:00:00:00:01:02", "002:0:0:0:0:1"] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_interface_mac_must_be_unicast() {
+        for bad in [
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "33:33:00:00:00:01",
+        ] {
+            let e = parse_mac(bad).unwrap_err().to_string();
+            assert!(e.contains("is a multicast address"), "{bad}: {e}");
+        }
+        let e = parse_mac("00:00:00:00:00:00").unwrap_err().to_string();
+        assert!(e.contains("all zeros"), "{e}");
+        assert_eq!(parse_mac("00:00:5e:00:53:01").unwrap()[5], 1);
     }
 
     #[test]

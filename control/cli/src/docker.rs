@@ -20,7 +20,12 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use xvs_proto::client::{Client, ClientError};
+use xvs_proto::methods::{AddPort, DelPort, ShowConfig};
+use xvs_proto::ports::{AddPortParams, PortName};
+use xvs_proto::state::{Internal, MAX_INTERNAL_NAME};
 use xvs_proto::vlan::MAX_VID;
+use xvs_proto::{Empty, VlanSpec};
 
 use crate::attach::{
     self, AttachError, AttachSpec, ExternalIds, HOST_PREFIX, OWNER_KEY, derived_ifname,
@@ -96,6 +101,27 @@ pub struct Network {
     /// The IPv6 gateway.
     #[serde(default)]
     pub gateway6: Option<String>,
+    /// The IPv4 gateway with its prefix length, as Docker's IPAM gave it: the address of the
+    /// network's internal port ([`gateway_port`]), the host's interface on the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_cidr: Option<String>,
+    /// Whether the internal port masquerades (`com.docker.network.bridge.enable_ip_masquerade`,
+    /// default true).
+    #[serde(default = "yes")]
+    pub masquerade: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The option that turns masquerading off, as for Docker's bridge driver.
+pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquerade";
+
+/// The internal port carrying network `network_id`'s gateway: `xvsg` and 8 hex digits, within
+/// an internal port's 12 characters.
+pub fn gateway_port(network_id: &str) -> String {
+    derived_ifname("xvsg", &format!("docker/{network_id}"))[..MAX_INTERNAL_NAME].to_owned()
 }
 
 /// An endpoint, as the driver remembers it.
@@ -134,6 +160,8 @@ pub struct DriverOptions {
     pub vlans: RangeInclusive<u16>,
     /// MTU of the veths (`None`: the kernel's default).
     pub mtu: Option<u32>,
+    /// Give each network's IPv4 gateway to the host on an internal port.
+    pub gateway: bool,
 }
 
 /// An HTTP answer: status and JSON body.
@@ -397,15 +425,76 @@ impl Driver {
                 .find_map(|d| d.gateway.as_deref().filter(|g| !g.is_empty()))
                 .map(strip_prefix_len)
         };
+        let masquerade = match generic.and_then(|g| g.get(MASQUERADE_OPTION)) {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) if s == "true" => true,
+            Some(Value::String(s)) if s == "false" => false,
+            Some(v) => {
+                return Err(DockerError::BadRequest(format!(
+                    "{MASQUERADE_OPTION} must be true or false, not {v}"
+                )));
+            }
+        };
         let network = Network {
             vlan,
             gateway: first_gateway(&r.ipv4),
             gateway6: first_gateway(&r.ipv6),
+            gateway_cidr: r
+                .ipv4
+                .iter()
+                .flatten()
+                .find_map(|d| d.gateway.clone().filter(|g| g.contains('/'))),
+            masquerade,
         };
         tracing::info!(network = r.network_id, vlan, "CreateNetwork");
+        // Made now if xvsd runs, else at the network's first endpoint.
+        match self.ensure_gateway(&r.network_id, &network) {
+            Ok(()) => {}
+            Err(AttachError::Switch(ClientError::NotRunning(_))) => {
+                tracing::warn!(
+                    network = r.network_id,
+                    "xvsd is not running: the gateway port comes with the first endpoint"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.state.networks.insert(r.network_id, network);
         self.save()?;
         Ok(json!({}))
+    }
+
+    /// Makes sure xvsd has network `id`'s gateway port: an internal port in the network's
+    /// VLAN with the IPAM gateway address, masquerading unless the network says not to.
+    fn ensure_gateway(&self, id: &str, network: &Network) -> Result<(), AttachError> {
+        let Some(cidr) = network
+            .gateway_cidr
+            .as_ref()
+            .filter(|_| self.options.gateway)
+        else {
+            return Ok(());
+        };
+        let name = gateway_port(id);
+        let mut client = Client::connect(&self.options.xvs_socket)?;
+        let config = client.call::<ShowConfig>(&Empty)?;
+        if config.ports.contains_key(&name) {
+            return Ok(());
+        }
+        client.call::<AddPort>(&AddPortParams {
+            name: name.clone(),
+            vlan: Some(VlanSpec::Access { tag: network.vlan }),
+            external_ids: ExternalIds::from([
+                (OWNER_KEY.to_owned(), OWNER.to_owned()),
+                ("docker_network".to_owned(), id.to_owned()),
+            ]),
+            internal: Some(Internal {
+                addrs: vec![cidr.clone()],
+                masquerade: network.masquerade,
+            }),
+            ..AddPortParams::default()
+        })?;
+        tracing::info!(network = id, port = name, cidr, "gateway port added");
+        Ok(())
     }
 
     fn delete_network(&mut self, r: NetworkRef) -> Result<Value, DockerError> {
@@ -419,6 +508,20 @@ impl Driver {
             .collect();
         for id in stale {
             self.remove_endpoint(&id)?;
+        }
+        if let Some(network) = self.state.networks.get(&r.network_id)
+            && network.gateway_cidr.is_some()
+            && self.options.gateway
+        {
+            let name = gateway_port(&r.network_id);
+            let removed = Client::connect(&self.options.xvs_socket)
+                .and_then(|mut c| c.call::<DelPort>(&PortName { name: name.clone() }));
+            match removed {
+                Ok(Empty) => tracing::info!(network = r.network_id, port = name, "gateway removed"),
+                Err(ClientError::NotRunning(_)) => {}
+                Err(ClientError::Rpc(e)) if e.code == xvs_proto::code::NO_SUCH_PORT => {}
+                Err(e) => return Err(AttachError::Switch(e).into()),
+            }
         }
         if self.state.networks.remove(&r.network_id).is_some() {
             self.save()?;
@@ -453,6 +556,7 @@ impl Driver {
             Some(m) => parse_mac(m)?,
             None => derived_mac(&format!("docker/{}", r.endpoint_id)),
         };
+        self.ensure_gateway(&r.network_id, &network)?;
         let port = port_name(&r.endpoint_id);
         let peer = peer_name(&r.endpoint_id);
         let external_ids = external_ids(&r.network_id, &r.endpoint_id);
@@ -465,6 +569,9 @@ impl Driver {
             mtu: self.options.mtu,
             vlan: Some(network.vlan),
             external_ids,
+            // The endpoint's MAC is the plugin's to choose and Docker keeps it.
+            mac_lock: true,
+            publish: Vec::new(),
         })?;
         tracing::info!(
             endpoint = r.endpoint_id,
@@ -604,6 +711,7 @@ mod tests {
             state_path: None,
             vlans: 100..=102,
             mtu: None,
+            gateway: true,
         })
         .unwrap()
     }

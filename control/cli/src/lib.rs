@@ -14,3 +14,4 @@ pub mod cni;
 pub mod docker;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod message;

@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 pub struct FdbShowResult {
     /// The entries, by VLAN then MAC.
     pub entries: Vec<FdbEntry>,
+    /// The most entries the table holds (`xvsd --mac-max`).
+    #[serde(default)]
+    pub capacity: usize,
+    /// Frames whose source was not learned because the table was full of live entries
+    /// (known addresses keep their ports meanwhile; new ones are flooded to).
+    #[serde(default)]
+    pub not_learned: u64,
 }
 
 /// A learned (or static) address.

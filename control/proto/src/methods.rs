@@ -29,11 +29,16 @@ methods! {
     ShowConfig = "show-config" ("", "the desired state xvsd keeps, saves and restores"):
         Empty => DesiredState;
     AddPort = "add-port" (
-        "name, queues?, hook? (tc|xdp), xdp_mode? (drv|skb), vlan?, external_ids?",
-        "switch an interface (hot add)"
+        "name, queues?, hook? (tc|xdp), xdp_mode? (drv|skb), vlan?, external_ids?, mac_lock?, \
+         internal? ({addrs, masquerade}), publish? ([{host_port, port, proto, addr}])",
+        "switch an interface (hot add), or make an internal one for the host"
     ): AddPortParams => AddPortResult;
     DelPort = "del-port" ("name", "give an interface back to the kernel"): PortName => Empty;
-    SetPort = "set-port" ("name, vlan", "set a port's VLAN mode"): SetPortParams => Empty;
+    SetPort = "set-port" (
+        "name, vlan?, mac_limit? (0: none), mac_lock? ([MAC]), storm_limit? (pps, 0: none), \
+         masquerade?",
+        "set a port's VLAN mode, port security, storm limit, masquerade"
+    ): SetPortParams => Empty;
     DumpPorts = "dump-ports" ("name?", "per-port and per-worker counters"):
         DumpPortsParams => DumpPortsResult;
     FdbShow = "fdb-show" ("", "the learned MAC table"): Empty => FdbShowResult;

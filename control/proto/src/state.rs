@@ -7,7 +7,7 @@
 //! being removed and added again under another number.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,111 @@ pub struct Port {
     /// What its creator recorded on it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: ExternalIds,
+    /// The only source MACs it takes (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mac_lock: Vec<String>,
+    /// The most MACs learned on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_limit: Option<u32>,
+    /// The most broadcast and multicast frames per second it takes in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_limit: Option<u32>,
+    /// Set on an internal port: the host's own interface on the switch, which xvsd makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<Internal>,
+    /// Host ports forwarded to a container behind this port (DNAT by the host's kernel).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<Publish>,
+}
+
+/// What makes a port internal: xvsd creates a veth pair, `NAME` in the host's namespace (with
+/// these addresses, up) and a hidden peer (see [`internal_peer`]) which is the switch port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Internal {
+    /// The host interface's addresses, `addr/len`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
+    /// Masquerade what the port's IPv4 subnets send out through the host's other interfaces
+    /// (and turn on the host's IPv4 forwarding).
+    #[serde(default)]
+    pub masquerade: bool,
+}
+
+/// Longest name of an internal port: its peer's name is the name and [`INTERNAL_SUFFIX`],
+/// and must fit IFNAMSIZ.
+pub const MAX_INTERNAL_NAME: usize = 15 - INTERNAL_SUFFIX.len();
+/// What an internal port's peer (the switch side) has after the port's name.
+pub const INTERNAL_SUFFIX: &str = "-sw";
+
+/// The switch side of internal port `name`: the interface the switch attaches to.
+pub fn internal_peer(name: &str) -> String {
+    format!("{name}{INTERNAL_SUFFIX}")
+}
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Proto {
+    /// Its name, as nft and `--publish` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// A published port: connections to `host_port` of any of the host's addresses go to
+/// `addr:port`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// The host's port.
+    pub host_port: u16,
+    /// The container's port.
+    pub port: u16,
+    /// TCP or UDP.
+    #[serde(default)]
+    pub proto: Proto,
+    /// The container's address.
+    pub addr: Ipv4Addr,
+}
+
+impl std::str::FromStr for Publish {
+    type Err = String;
+
+    /// Reads `HOSTPORT:PORT[/tcp|udp]` (the address is the container's, set by the caller;
+    /// here it is unspecified).
+    fn from_str(text: &str) -> Result<Publish, String> {
+        let (ports, proto) = match text.split_once('/') {
+            None => (text, Proto::Tcp),
+            Some((ports, "tcp")) => (ports, Proto::Tcp),
+            Some((ports, "udp")) => (ports, Proto::Udp),
+            Some((_, other)) => return Err(format!("{other:?} is not tcp or udp")),
+        };
+        let (host, port) = ports
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?} is not HOSTPORT:PORT[/tcp|udp]"))?;
+        let number = |n: &str| match n.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(format!("{n:?} is not a port number (1-65535)")),
+        };
+        Ok(Publish {
+            host_port: number(host)?,
+            port: number(port)?,
+            proto,
+            addr: Ipv4Addr::UNSPECIFIED,
+        })
+    }
 }
 
 /// A flow rule.
@@ -132,6 +237,26 @@ mod tests {
                         xdp_mode: Some("skb".into()),
                         vlan: VlanSpec::Access { tag: 10 },
                         external_ids: BTreeMap::from([("owner".into(), "xvsctl".into())]),
+                        mac_lock: vec!["02:00:00:00:00:01".into()],
+                        mac_limit: Some(4),
+                        storm_limit: Some(100),
+                        internal: None,
+                        publish: vec![Publish {
+                            host_port: 8080,
+                            port: 80,
+                            proto: Proto::Tcp,
+                            addr: "10.1.0.2".parse().unwrap(),
+                        }],
+                    },
+                ),
+                (
+                    "br0".to_owned(),
+                    Port {
+                        internal: Some(Internal {
+                            addrs: vec!["10.1.0.1/24".into()],
+                            masquerade: true,
+                        }),
+                        ..Port::default()
                     },
                 ),
                 ("veth2".to_owned(), Port::default()),
@@ -173,5 +298,18 @@ mod tests {
             DesiredState::default()
         );
         assert!(serde_json::from_value::<DesiredState>(json!({"prots": {}})).is_err());
+    }
+
+    #[test]
+    fn published_ports_read_as_docker_writes_them() {
+        let p: Publish = "8080:80".parse().unwrap();
+        assert_eq!((p.host_port, p.port, p.proto), (8080, 80, Proto::Tcp));
+        let p: Publish = "53:5353/udp".parse().unwrap();
+        assert_eq!((p.host_port, p.port, p.proto), (53, 5353, Proto::Udp));
+        assert!("80".parse::<Publish>().is_err());
+        assert!("0:80".parse::<Publish>().is_err());
+        assert!("80:80/sctp".parse::<Publish>().is_err());
+        assert_eq!(internal_peer("br-int"), "br-int-sw");
+        assert_eq!(MAX_INTERNAL_NAME, 12);
     }
 }

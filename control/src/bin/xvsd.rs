@@ -1,8 +1,8 @@
 //! xvsd: the xvs switch daemon.
 //!
 //! Runs in the foreground: restores the state saved in `--state-dir`, adds the `--port`s,
-//! serves the command socket, and on SIGINT or SIGTERM stops the workers and detaches every
-//! program (the programs are attached through bpf_links, so even SIGKILL leaves none
+//! serves the command socket, and on SIGINT or SIGTERM stops the workers, deletes the
+//! internal ports' interfaces and its NAT table, and detaches every program (the programs are attached through bpf_links, so even SIGKILL leaves none
 //! behind). On SIGUSR2 it hands over instead: the programs stay attached, pinned for the next
 //! xvsd on the same state directory, which adopts them (a restart that loses no packet of the
 //! flows the kernel forwards).
@@ -21,6 +21,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use control::daemon::Daemon;
 use control::metrics::Metrics;
+use control::nat::Nat;
 use control::notify::Notifier;
 use control::server::Listener;
 use control::store::{self, Store};
@@ -57,6 +58,11 @@ struct Args {
     /// it), or everything through userspace (off). Default: as saved (set-fast-path), else on.
     #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
     fast_path: Option<String>,
+    /// Loop protection: a port whose broadcast and multicast frames come in faster than this
+    /// many per second (a frame circulating in a loop; hosts send tens) has them dropped for
+    /// 5 s, with a log line. 0 turns it off; `set-port P storm-limit N` limits one port.
+    #[arg(long, value_name = "PPS", default_value_t = flowtable::config::DEFAULT_LOOP_GUARD_PPS)]
+    loop_guard: u32,
     /// Most MAC addresses learned.
     #[arg(long, default_value_t = flowtable::mac_table::DEFAULT_CAPACITY)]
     mac_max: usize,
@@ -184,6 +190,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         (None, Some(state)) => state.fast_path,
         (None, None) => true,
     };
+    let upcall = args
+        .upcall_dev
+        .clone()
+        .unwrap_or_else(|| upcall_name(&args.socket));
     let options = SwitchOptions {
         workers,
         umem_frames: args
@@ -192,16 +202,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         busy_poll: args.busy_poll,
         fast_path,
         hook: args.hook,
-        upcall: args
-            .upcall_dev
-            .clone()
-            .unwrap_or_else(|| upcall_name(&args.socket)),
+        upcall: upcall.clone(),
         handover: Some(store.handover_dir()),
         ..SwitchOptions::default()
     };
     let mut config = flowtable::Config::default();
     config.mac_capacity = args.mac_max;
     config.mac_max_age_ns = args.mac_age.saturating_mul(1_000_000_000);
+    config.loop_guard_pps = args.loop_guard;
     let links_changed = Arc::new(AtomicBool::new(false));
     watch_links(links_changed.clone())?;
     let switch = Switch::start(options, config)?;
@@ -230,6 +238,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             })
             .with_context(|| format!("adding port {name}"))?;
     }
+    // The host's NAT table, named after the upcall device (so after the socket): made to
+    // hold what the restored state asks, replacing what a predecessor left.
+    daemon.set_nat(Nat::new(control::nat::table_name(&upcall)));
     daemon.end_adoption();
     let stop = Arc::new(AtomicBool::new(false));
     let hand_over = Arc::new(AtomicBool::new(false));

@@ -8,18 +8,21 @@
 //! for anything the program does not support (flooding, ARP and ND, traffic for the router,
 //! IP options), it redirects the frame to the port's AF_XDP socket as before. TCP and UDP
 //! checksums a container left for offload (a veth hands them over unfinished) are finished
-//! in the program for flows it forwards.
+//! in a veth's program for IPv4 flows it forwards; IPv6 from a veth's XDP program stays in
+//! userspace, which finishes them.
 //!
 //! The code is in five rooms: `abi` (the maps' key and value layouts, one `#[repr(C)]` type
 //! each), `maps`, `policy` (which decisions the kernel can carry out), `program` (the
-//! generated XDP program) and `offloader` (a worker's side).
+//! generated XDP program) and `offloader` (a worker's side). Tests add `model` (the programs
+//! in plain Rust) and `differential` (the kernel held to the workers, frame by frame).
 //!
 //! # The key
 //! The kernel key holds every field of `FlowKey` that the program can read: ingress
 //! interface, VLAN, EtherType, both MACs, and for IPv4 the protocol, addresses and ports (ICMP
 //! type and code). It is exact, like the workers' flow caches, so a kernel entry stands for
 //! exactly one userspace cache entry. For other EtherTypes the L3 fields are zero: such flows
-//! are offloaded only when their decision depends on L2 fields alone (no rules, no router).
+//! are offloaded only when their decision depends on L2 fields alone (no rules, no routing,
+//! and with a router, no broadcast or multicast ARP or IPv6, which it may answer).
 //!
 //! # Coherence
 //! - Every entry carries the configuration epoch it was decided under; the program compares it
@@ -38,7 +41,11 @@
 //! `dump-ports`, `dump-flows` and `fdb show` count every packet, whichever level forwarded it.
 
 pub(crate) mod abi;
+#[cfg(test)]
+mod differential;
 pub mod maps;
+#[cfg(test)]
+mod model;
 pub(crate) mod offloader;
 pub(crate) mod policy;
 pub mod program;

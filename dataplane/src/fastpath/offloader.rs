@@ -9,9 +9,9 @@ use flowtable::wire::EthernetAddress;
 use flowtable::{Decision, DropReason, FlowKey, PortId};
 
 use super::MAX_FLOWS;
-use super::abi::KernelKey;
+use super::abi::{KernelKey, KernelValue};
 use super::maps::FastPathMaps;
-use super::policy::{Output, offload};
+use super::policy::{KernelAction, Output, offload};
 use crate::counters::WorkerCounters;
 use crate::hook::HookKind;
 
@@ -24,6 +24,12 @@ pub(crate) struct FastPort {
     pub(crate) target: bool,
     /// The hook on the port: which program decides its flows, and how frames reach it.
     pub(crate) hook: HookKind,
+    /// Whether a tc program may deliver straight into the far end (`bpf_redirect_peer`): a
+    /// veth whose peer is in another namespace (a container's). A peer beside it (an
+    /// internal port's host side) is reached through the veth itself.
+    pub(crate) peer: bool,
+    /// Its frames may carry TCP/UDP checksums left for offload (a veth).
+    pub(crate) partial_checksums: bool,
 }
 
 /// A kernel entry, as `dump-fast-path` shows it.
@@ -93,6 +99,72 @@ pub(crate) struct Offloader {
     last_sync: u64,
 }
 
+/// A kernel entry as a worker would write it: the key the ingress port's program looks up,
+/// the value that carries the decision out, and the action the value stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) key: KernelKey,
+    pub(crate) value: KernelValue,
+    pub(crate) action: KernelAction,
+}
+
+/// The kernel entry for `decision` on flow `key`, decided under `epoch` with `ports` as the
+/// fast path sees them; `None` when the kernel must leave the flow to userspace (a decision
+/// that taught the pipeline something, one the kernel cannot carry out, an ingress port
+/// without a program, an output the ingress port's program cannot reach).
+pub(crate) fn entry(
+    ports: &FastPorts,
+    epoch: u32,
+    key: &FlowKey,
+    decision: &Decision,
+    miss: &flowtable::Miss,
+    config: &flowtable::Config,
+) -> Option<Entry> {
+    let port = |p: PortId| ports.get(usize::from(p)).copied().flatten();
+    if !miss.cacheable || epoch == 0 {
+        tracing::debug!(cacheable = miss.cacheable, epoch, "not offloaded");
+        return None;
+    }
+    let Some(ingress) = port(key.in_port) else {
+        tracing::debug!(port = key.in_port, "not offloaded: no fast port");
+        return None;
+    };
+    if ingress.hook == HookKind::Xdp && ingress.partial_checksums && key.is_ipv6() {
+        // The XDP program finishes IPv4's checksums only, and the kernel key of an IPv6
+        // flow (L2 fields) would take its TCP and UDP frames too: they stay in userspace,
+        // which finishes them.
+        tracing::debug!(port = key.in_port, "not offloaded: IPv6 from a veth's XDP");
+        return None;
+    }
+    let Some(action) = offload(key, decision, config) else {
+        tracing::debug!(?decision, "not offloaded: decision");
+        return None;
+    };
+    let output = match action.out_port {
+        Some(p) => match (port(p), ingress.hook) {
+            // An XDP program redirects through the DEVMAP, to devices that take it.
+            (Some(out), HookKind::Xdp) if out.target => Output {
+                slot: u32::from(p),
+                ifindex: out.ifindex,
+                peer: false,
+            },
+            // A tc program redirects to any device, into a tc port's container directly.
+            (Some(out), HookKind::Tc) => Output {
+                slot: u32::from(p),
+                ifindex: out.ifindex,
+                peer: out.hook == HookKind::Tc && out.peer,
+            },
+            _ => return None,
+        },
+        None => Output::default(),
+    };
+    Some(Entry {
+        key: KernelKey::of(key),
+        value: action.value(output, epoch),
+        action,
+    })
+}
+
 impl Offloader {
     pub(crate) fn new(maps: Arc<FastPathMaps>, monotonic_zero: u64) -> Offloader {
         Offloader {
@@ -158,10 +230,6 @@ impl Offloader {
         self.epoch = epoch;
     }
 
-    fn port(&self, port: PortId) -> Option<FastPort> {
-        self.ports.get(usize::from(port)).copied().flatten()
-    }
-
     /// Writes the decision for `key` into the kernel if the kernel can carry it out.
     pub(crate) fn install(
         &mut self,
@@ -171,42 +239,19 @@ impl Offloader {
         config: &flowtable::Config,
         now: u64,
     ) {
-        if !miss.cacheable || self.epoch == 0 || self.installed.len() as u32 >= MAX_FLOWS / 2 {
-            tracing::debug!(
-                cacheable = miss.cacheable,
-                epoch = self.epoch,
-                "not offloaded"
-            );
+        if self.installed.len() as u32 >= MAX_FLOWS / 2 {
+            tracing::debug!("not offloaded: the kernel table is full");
             return;
         }
-        let Some(ingress) = self.port(key.in_port) else {
-            tracing::debug!(port = key.in_port, "not offloaded: no fast port");
+        let Some(Entry {
+            key: kkey,
+            value,
+            action,
+        }) = entry(&self.ports, self.epoch, key, decision, miss, config)
+        else {
             return;
         };
-        let Some(action) = offload(key, decision, config) else {
-            tracing::debug!(?decision, "not offloaded: decision");
-            return;
-        };
-        let output = match action.out_port {
-            Some(p) => match (self.port(p), ingress.hook) {
-                // An XDP program redirects through the DEVMAP, to devices that take it.
-                (Some(out), HookKind::Xdp) if out.target => Output {
-                    slot: u32::from(p),
-                    ifindex: out.ifindex,
-                    peer: false,
-                },
-                // A tc program redirects to any device, into a tc port's container directly.
-                (Some(out), HookKind::Tc) => Output {
-                    slot: u32::from(p),
-                    ifindex: out.ifindex,
-                    peer: out.hook == HookKind::Tc,
-                },
-                _ => return,
-            },
-            None => Output::default(),
-        };
-        let kkey = KernelKey::of(key);
-        if let Err(e) = self.maps.insert(&kkey, &action.value(output, self.epoch)) {
+        if let Err(e) = self.maps.insert(&kkey, &value) {
             tracing::debug!("fast path entry not installed: {e}");
             return;
         }
@@ -373,5 +418,67 @@ impl Offloader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flowtable::wire::EtherType;
+    use flowtable::{Config, EgressTag, PortConfig, VlanMode};
+
+    use super::*;
+
+    /// IPv6 from a veth's XDP program stays in userspace (which finishes the TCP and UDP
+    /// checksums a container left for offload; the program finishes IPv4's only); from
+    /// another device's XDP, or a tc program (whose skb keeps its partial checksum), it is
+    /// the kernel's.
+    #[test]
+    fn ipv6_from_a_veths_xdp_program_stays_in_userspace() {
+        // Ports 1-3 send to port 4.
+        let kinds = [
+            (HookKind::Xdp, true),
+            (HookKind::Xdp, false),
+            (HookKind::Tc, true),
+            (HookKind::Xdp, false),
+        ];
+        let mut config = Config::default();
+        let mut ports: FastPorts = vec![None];
+        for (id, (hook, veth)) in (1..).zip(kinds) {
+            config.set_port(PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
+                vlan: VlanMode::All,
+                security: Default::default(),
+            });
+            ports.push(Some(FastPort {
+                ifindex: 10 + u32::from(id),
+                target: true,
+                hook,
+                partial_checksums: veth,
+                peer: true,
+            }));
+        }
+        let miss = flowtable::Miss {
+            deps: [None; flowtable::pipeline::MAX_DEPS],
+            learn: None,
+            cacheable: true,
+            seq: 0,
+        };
+        let out = Decision::output(4, Some(EgressTag::Untagged));
+        let offloaded = |in_port, dl_type| {
+            let key = FlowKey {
+                in_port,
+                dl_type,
+                dl_src: 0x02_00_00_00_00_0a,
+                dl_dst: 0x02_00_00_00_00_0b,
+                ..FlowKey::default()
+            };
+            entry(&ports, 1, &key, &out, &miss, &config).is_some()
+        };
+        assert!(!offloaded(1, EtherType::IPV6), "a veth's XDP");
+        assert!(offloaded(1, EtherType::IPV4), "IPv4 from a veth's XDP");
+        assert!(offloaded(2, EtherType::IPV6), "another device's XDP");
+        assert!(offloaded(3, EtherType::IPV6), "tc");
     }
 }

@@ -38,6 +38,16 @@ pub(crate) fn offload(
 ) -> Option<KernelAction> {
     let rules_installed = !config.rules.is_empty();
     let ipv4 = key.dl_type == EtherType::IPV4;
+    // Broadcast and multicast are counted frame by frame against the loop guard and the
+    // port's storm limit, which only userspace keeps.
+    if EthernetAddress::from_u64(key.dl_dst).is_multicast()
+        && (config.loop_guard_pps > 0
+            || config
+                .port(key.in_port)
+                .is_some_and(|p| p.security.storm_limit.is_some()))
+    {
+        return None;
+    }
     if let Some(reason) = decision.drop_reason() {
         // Only a rule's explicit drop is worth a kernel entry (on IPv4: the key is exact).
         return (reason == DropReason::Rule && decision.rule().is_some() && ipv4).then_some(
@@ -77,6 +87,14 @@ pub(crate) fn offload(
     }
     let routed = dst.is_some() || src.is_some() || dec_ttl;
     if !ipv4 && (rules_installed || routed) {
+        return None;
+    }
+    // The router answers ARP requests and neighbor solicitations for its addresses, which
+    // come broadcast or multicast: the bridge floods the others, and the kernel key of such a
+    // flow (L2 fields) would take the ones for the router too.
+    let answerable = matches!(key.dl_type, EtherType::ARP | EtherType::IPV6)
+        && EthernetAddress::from_u64(key.dl_dst).is_multicast();
+    if answerable && !config.interfaces().is_empty() {
         return None;
     }
     if routed && !(dst.is_some() && src.is_some() && dec_ttl) {
@@ -160,6 +178,7 @@ mod tests {
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
                 vlan: flowtable::VlanMode::All,
+                security: Default::default(),
             });
         }
         let out = Decision::output(3, Some(EgressTag::Tagged(5)));
@@ -187,6 +206,29 @@ mod tests {
             Some(3),
             "flood to one"
         );
+        // Broadcast is counted by the loop guard and storm limits, in userspace alone.
+        let broadcast = FlowKey {
+            in_port: 1,
+            dl_dst: 0xffff_ffff_ffff,
+            ..key
+        };
+        assert!(
+            offload(&broadcast, &flood, &config).is_none(),
+            "loop guard on"
+        );
+        let mut unguarded = config.clone();
+        unguarded.loop_guard_pps = 0;
+        assert_eq!(
+            offload(&broadcast, &flood, &unguarded).unwrap().out_port,
+            Some(3)
+        );
+        let mut port = unguarded.port(1).unwrap().clone();
+        port.security.storm_limit = Some(10);
+        unguarded.set_port(port);
+        assert!(
+            offload(&broadcast, &flood, &unguarded).is_none(),
+            "storm limit"
+        );
         let v4 = FlowKey {
             dl_type: EtherType::IPV4,
             vlan: VLAN_PRESENT | 5,
@@ -212,5 +254,106 @@ mod tests {
         let dropped = Decision::drop(DropReason::Rule).with_rule(Some(4));
         assert_eq!(offload(&v4, &dropped, &with_rules).unwrap().out_port, None);
         assert!(offload(&v4, &Decision::drop(DropReason::SamePort), &config).is_none());
+    }
+
+    /// With a router, an ARP request or neighbor solicitation flooded to the one other port
+    /// of its VLAN stays in userspace: its kernel key (L2 fields) would also take the
+    /// sender's next request, for the router's address, which the router answers.
+    #[test]
+    fn broadcasts_a_router_may_answer_stay_in_userspace() {
+        let mut config = flowtable::Config::default();
+        // (With the loop guard on, no broadcast is offloaded at all.)
+        config.loop_guard_pps = 0;
+        for id in 1..=2 {
+            config.set_port(flowtable::PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
+                vlan: flowtable::VlanMode::All,
+                security: Default::default(),
+            });
+        }
+        let flood = Decision::from_steps(&[Step::Flood { vlan: 0, except: 1 }]);
+        let broadcast = |dl_type| FlowKey {
+            in_port: 1,
+            dl_type,
+            dl_src: 0x02_00_00_00_00_0a,
+            dl_dst: 0xffff_ffff_ffff,
+            ..FlowKey::default()
+        };
+        let (arp, ipv6, raw) = (
+            broadcast(EtherType::ARP),
+            broadcast(EtherType::IPV6),
+            broadcast(0x88b6),
+        );
+        for key in [arp, ipv6, raw] {
+            assert!(offload(&key, &flood, &config).is_some(), "no router");
+        }
+        let address = core::net::IpAddr::V4(core::net::Ipv4Addr::new(10, 0, 0, 254));
+        config
+            .add_address(flowtable::config::Binding::Vlan(0), address, 24, None)
+            .expect("an address");
+        assert!(offload(&arp, &flood, &config).is_none(), "ARP");
+        assert!(offload(&ipv6, &flood, &config).is_none(), "IPv6");
+        assert!(
+            offload(&raw, &flood, &config).is_some(),
+            "nothing to answer"
+        );
+        let unicast = FlowKey {
+            dl_dst: 0x02_00_00_00_00_0b,
+            ..arp
+        };
+        let out = Decision::output(2, Some(EgressTag::Untagged));
+        assert!(offload(&unicast, &out, &config).is_some(), "unicast ARP");
+    }
+
+    /// A frame from an invalid source never meets a kernel entry: the kernel key carries the
+    /// source MAC, so such a frame misses every entry a valid source's flow installed and
+    /// goes up, where the pipeline drops it; and that drop installs no entry.
+    #[test]
+    fn invalid_sources_stay_out_of_the_kernel() {
+        use crate::fastpath::abi::KernelKey;
+
+        let mut config = flowtable::Config::default();
+        for id in 1..=2 {
+            config.set_port(flowtable::PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
+                vlan: flowtable::VlanMode::All,
+                security: Default::default(),
+            });
+        }
+        let mut pipeline = flowtable::Pipeline::new(std::sync::Arc::new(config.clone()), 64);
+        let valid = FlowKey {
+            in_port: 1,
+            dl_type: EtherType::IPV4,
+            dl_src: 0x02_00_00_00_00_0a,
+            dl_dst: 0x02_00_00_00_00_0b,
+            nw_proto: 17,
+            ..FlowKey::default()
+        };
+        pipeline.decide(
+            &FlowKey {
+                in_port: 2,
+                dl_src: valid.dl_dst,
+                dl_dst: valid.dl_src,
+                ..valid
+            },
+            64,
+            0,
+        );
+        let forwarded = pipeline.decide(&valid, 64, 1).clone();
+        assert!(offload(&valid, &forwarded, &config).is_some());
+        for src in [0, 0xffff_ffff_ffff, 0x01_00_5e_00_00_01] {
+            let invalid = FlowKey {
+                dl_src: src,
+                ..valid
+            };
+            assert_ne!(KernelKey::of(&invalid), KernelKey::of(&valid));
+            let dropped = pipeline.decide(&invalid, 64, 2).clone();
+            assert_eq!(dropped.drop_reason(), Some(DropReason::InvalidSource));
+            assert!(offload(&invalid, &dropped, &config).is_none(), "{src:012x}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use flowtable::PortId;
 use flowtable::key::VLAN_PRESENT;
 use xvs_sys::bpf::Insn;
-use xvs_sys::bpf::abi::{action, helper, xdp_md};
+use xvs_sys::bpf::abi::{action, helper, sk_buff, xdp_md};
 use xvs_sys::bpf::asm::{self, Builder, Label};
 
 #[cfg(doc)]
@@ -60,8 +60,16 @@ pub(super) const fn wire16(value: u16) -> i32 {
 }
 
 /// The fast path's XDP program for one port: look the flow up, apply, redirect; else hand the
-/// frame to the port's AF_XDP socket.
-pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec<Insn> {
+/// frame to the port's AF_XDP socket. With `finish_checksums` (a veth, whose frames may
+/// carry TCP/UDP checksums left for offload), a checksum that holds only the pseudo-header
+/// sum is finished on the way; elsewhere it is a wrong checksum that happens to have that
+/// value, and goes on as it came, as the workers send it.
+pub fn program(
+    maps: &FastPathMaps,
+    xskmap: BorrowedFd<'_>,
+    port: PortId,
+    finish_checksums: bool,
+) -> Vec<Insn> {
     use asm::*;
     let clock = load_map_value(0, maps.state_fd().as_raw_fd(), state::CLOCK_NS as i32);
     let devmap = load_map_fd(1, maps.devmap_fd().as_raw_fd());
@@ -115,9 +123,11 @@ pub fn program(maps: &FastPathMaps, xskmap: BorrowedFd<'_>, port: PortId) -> Vec
     b.jmp_imm(Jmp::Ne, 3, wire16(ETH_P_IP), lookup);
     // IPv4 without options, whole, else userspace decides.
     b.push([mov_reg(4, 7), alu_reg(Alu::Add, 4, 9)]);
-    emit_ipv4_key(&mut b, to_xsk, lookup, Some(csum));
+    emit_ipv4_key(&mut b, to_xsk, lookup, Bounds::Frame { csum });
     b.bind(csum);
-    emit_partial_checksum_note(&mut b, lookup);
+    if finish_checksums {
+        emit_partial_checksum_note(&mut b, lookup);
+    }
 
     b.bind(lookup);
     emit_lookup(&mut b, maps, to_xsk);
@@ -268,14 +278,26 @@ pub(super) fn emit_mac_key(b: &mut Builder, port: PortId) {
     ]);
 }
 
+/// How a program knows where an IPv4 packet ends.
+pub(super) enum Bounds {
+    /// XDP: the frame is the whole packet, its total length within the frame; TCP and UDP
+    /// go on to `csum` (to note a checksum left for offload).
+    Frame { csum: Label },
+    /// tc: the skb (r6) is the whole packet, the L3 header at 14; the total length of a GSO
+    /// skb is the super-packet's, and 0 for one over 64 KiB (BIG TCP), which then stands for
+    /// the skb's.
+    Skb,
+}
+
 /// Stores the IPv4 fields of the header at r4 (r8 = data_end) into the key: protocol,
-/// addresses, ports (ICMP type and code). A header with options, or one not all there, goes
-/// to `fail`; a fragment or a short L4 header to `lookup` with what the key has. With `csum`
-/// (XDP, where the frame is the whole packet), the packet must be all there and TCP and UDP
-/// go to `csum` with r0 = their checksum field, r1 = its offset in the L4 header, r2 = the
-/// protocol; without (tc, where a GSO skb's length is the super-packet's), to `lookup`.
-/// Leaves r4 at the L4 header.
-pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: Option<Label>) {
+/// addresses, ports (ICMP type and code). A header with options, one not all there, or a
+/// total length shorter than the header or longer than the packet goes to `fail`; a
+/// fragment, or an L4 header that the total length or the data cuts short, to `lookup` with
+/// what the key has (as the workers' key: they read the L4 header within the total length).
+/// With [`Bounds::Frame`], TCP and UDP go to its `csum` with r0 = their checksum field,
+/// r1 = its offset in the L4 header, r2 = the protocol. Leaves r4 at the L4 header and
+/// r5 = the total length.
+pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, bounds: Bounds) {
     use asm::*;
     let icmp = b.label();
     let udp = b.label();
@@ -284,12 +306,28 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: O
     b.jmp_reg(Jmp::Gt, 2, 8, fail);
     b.push([load(Size::B, 2, 4, 0)]);
     b.jmp_imm(Jmp::Ne, 2, 0x45, fail);
-    if csum.is_some() {
-        b.push([load(Size::H, 5, 4, 2), to_be(5, 16)]);
-        b.jmp_imm(Jmp::Lt, 5, 20, fail);
-        b.push([mov_reg(2, 8), alu_reg(Alu::Sub, 2, 4)]);
-        b.jmp_reg(Jmp::Gt, 5, 2, fail);
-        b.push([store_reg(Size::Dw, 10, 5, stack::IP_LEN)]);
+    b.push([load(Size::H, 5, 4, 2), to_be(5, 16)]);
+    match bounds {
+        Bounds::Frame { .. } => {
+            b.jmp_imm(Jmp::Lt, 5, 20, fail);
+            b.push([mov_reg(2, 8), alu_reg(Alu::Sub, 2, 4)]);
+            b.jmp_reg(Jmp::Gt, 5, 2, fail);
+            b.push([store_reg(Size::Dw, 10, 5, stack::IP_LEN)]);
+        }
+        Bounds::Skb => {
+            let big = b.label();
+            let sized = b.label();
+            b.jmp_imm(Jmp::Eq, 5, 0, big);
+            b.jmp_imm(Jmp::Lt, 5, 20, fail);
+            b.push([load(Size::W, 2, 6, sk_buff::LEN), alu_imm(Alu::Sub, 2, 14)]);
+            b.jmp_reg(Jmp::Gt, 5, 2, fail);
+            b.ja(sized);
+            b.bind(big);
+            b.push([load(Size::W, 2, 6, sk_buff::GSO_SEGS)]);
+            b.jmp_imm(Jmp::Le, 2, 1, fail);
+            b.push([load(Size::W, 5, 6, sk_buff::LEN), alu_imm(Alu::Sub, 5, 14)]);
+            b.bind(sized);
+        }
     }
     b.push([
         load(Size::B, 2, 4, 9),
@@ -310,6 +348,7 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: O
     b.ja(lookup);
 
     b.bind(icmp);
+    b.jmp_imm(Jmp::Lt, 5, 20 + 8, lookup);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
     b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([
@@ -319,15 +358,17 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: O
     b.ja(lookup);
 
     b.bind(udp);
+    b.jmp_imm(Jmp::Lt, 5, 20 + 8, lookup);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 8)]);
     b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([
         load(Size::W, 3, 4, 0),
         store_reg(Size::W, 10, 3, k(key::TP_SRC)),
     ]);
-    let Some(csum) = csum else {
+    let Bounds::Frame { csum } = bounds else {
         b.ja(lookup);
         b.bind(tcp);
+        b.jmp_imm(Jmp::Lt, 5, 20 + 20, lookup);
         b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
         b.jmp_reg(Jmp::Gt, 3, 8, lookup);
         b.push([
@@ -343,6 +384,7 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, csum: O
     b.ja(csum);
 
     b.bind(tcp);
+    b.jmp_imm(Jmp::Lt, 5, 20 + 20, lookup);
     b.push([mov_reg(3, 4), alu_imm(Alu::Add, 3, 20)]);
     b.jmp_reg(Jmp::Gt, 3, 8, lookup);
     b.push([
@@ -395,9 +437,10 @@ fn emit_partial_checksum_note(b: &mut Builder, lookup: Label) {
 }
 
 /// With [`FLAG_DEC_TTL`] in the entry at r9: decrements the TTL of the IPv4 header at r4
-/// (r8 = data_end) and fixes the header checksum (RFC 1624, as `ip_decrease_ttl`); a header
-/// not all there or a TTL that would reach 0 goes to `fail`. Falls through to what follows,
-/// where the caller binds `next` (where it goes without the flag).
+/// (r8 = data_end) and fixes the header checksum (RFC 1624, as `ip_decrease_ttl`: the value
+/// a full computation, and so the workers, would write); a header not all there or a TTL
+/// that would reach 0 goes to `fail`. Falls through to what follows, where the caller binds
+/// `next` (where it goes without the flag).
 pub(super) fn emit_dec_ttl(b: &mut Builder, fail: Label, next: Label) {
     use asm::*;
     b.push([
@@ -410,15 +453,20 @@ pub(super) fn emit_dec_ttl(b: &mut Builder, fail: Label, next: Label) {
     b.jmp_reg(Jmp::Gt, 3, 8, fail);
     b.push([load(Size::B, 3, 5, 8)]);
     b.jmp_imm(Jmp::Le, 3, 1, fail);
+    // The checksum gains 0x0100 with the end-around carry, and a sum of 0xffff (negative
+    // zero, which no full computation gives) becomes 0: `check + (check >= 0xffff)`.
+    let folded = b.label();
     b.push([
         alu_imm(Alu::Sub, 3, 1),
         store_reg(Size::B, 5, 3, 8),
         load(Size::H, 3, 5, 10),
         to_be(3, 16),
         alu_imm(Alu::Add, 3, 0x0100),
-        mov_reg(4, 3),
-        alu_imm(Alu::Rsh, 4, 16),
-        alu_reg(Alu::Add, 3, 4),
+    ]);
+    b.jmp_imm(Jmp::Lt, 3, 0xffff, folded);
+    b.push([alu_imm(Alu::Add, 3, 1)]);
+    b.bind(folded);
+    b.push([
         alu_imm(Alu::And, 3, 0xffff),
         to_be(3, 16),
         store_reg(Size::H, 5, 3, 10),
@@ -601,9 +649,68 @@ fn finish_checksum(b: &mut Builder, scratch: [Insn; 2], to_xsk: asm::Label) {
 
 #[cfg(test)]
 mod tests {
-    use xvs_sys::bpf::{XskMap, load_xdp};
+    use std::os::fd::AsFd;
 
+    use flowtable::FlowKey;
+    use xvs_sys::bpf::{XskMap, load_xdp, prog_test_run_output};
+
+    use super::super::abi::{KernelKey, KernelValue};
     use super::*;
+
+    /// 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 UDP, TTL 64, 4 bytes of
+    /// payload; the header checksum is whatever a test needs.
+    static UDP: [u8; 46] = [
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // ethernet
+        0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4
+        0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4, // udp
+    ];
+
+    /// Port 1's program over maps of its own, port 2 a redirect target.
+    struct Kernel {
+        maps: FastPathMaps,
+        xsks: XskMap,
+    }
+
+    impl Kernel {
+        /// `None` (the caller skips) without root.
+        fn new() -> Option<Kernel> {
+            if !xvs_testkit::is_root() {
+                return None;
+            }
+            let maps = FastPathMaps::new().expect("maps");
+            let lo = xvs_sys::netdev::if_nametoindex("lo").expect("lo");
+            maps.add_target(2, lo).expect("DEVMAP");
+            let xsks = XskMap::new(1, "test_xsks").expect("xskmap");
+            Some(Kernel { maps, xsks })
+        }
+
+        /// Runs the program (finishing checksums or not) on `frame` with `value` as the entry
+        /// of the frame's flow as the workers key it: the verdict and the packet left.
+        fn run(&self, finish: bool, frame: &[u8], value: KernelValue) -> (u32, Vec<u8>) {
+            let insns = program(&self.maps, self.xsks.as_fd(), 1, finish);
+            let prog = load_xdp(&insns, "xvs_fast_test").expect("load");
+            let (flow, _) = FlowKey::extract(frame, 1).expect("a frame");
+            let key = KernelKey::of(&flow);
+            self.maps.insert(&key, &value).expect("insert");
+            let mut out = vec![0u8; frame.len() + 64];
+            let (verdict, len) = prog_test_run_output(prog.as_fd(), frame, &mut out).expect("run");
+            self.maps.remove(&key);
+            out.truncate(len);
+            (verdict, out)
+        }
+    }
+
+    /// A routed hop's entry: out of port 2, MACs rewritten, TTL decremented.
+    fn routed() -> KernelValue {
+        KernelValue {
+            out_port: 2,
+            epoch: 1,
+            flags: FLAG_REWRITE_MACS | FLAG_DEC_TTL,
+            new_dst: [2, 0, 0, 0, 0, 0x22],
+            new_src: [2, 0, 0, 0, 0, 0x11],
+            ..KernelValue::default()
+        }
+    }
 
     #[test]
     fn the_verifier_accepts_the_program() {
@@ -612,9 +719,85 @@ mod tests {
         }
         let maps = FastPathMaps::new().expect("maps");
         let xsks = XskMap::new(4, "test_xsks").expect("xskmap");
-        let insns = program(&maps, xsks.as_fd(), 1);
-        if let Err(e) = load_xdp(&insns, "xvs_fast_test") {
-            panic!("{e}");
+        for finish_checksums in [true, false] {
+            let insns = program(&maps, xsks.as_fd(), 1, finish_checksums);
+            if let Err(e) = load_xdp(&insns, "xvs_fast_test") {
+                panic!("{e}");
+            }
         }
+    }
+
+    /// The checksum update of a TTL decrement writes what a full computation (and the
+    /// workers) would: 0xfeff becomes 0, not 0xffff (negative zero); others gain 0x0100 with
+    /// the end-around carry.
+    #[test]
+    fn a_decremented_ttl_never_leaves_a_negative_zero_checksum() {
+        let Some(kernel) = Kernel::new() else {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        };
+        for (before, after) in [(0xfeff, 0x0000), (0xfeaa, 0xffaa), (0xff00, 0x0001)] {
+            let mut frame = UDP;
+            frame[24..26].copy_from_slice(&u16::to_be_bytes(before));
+            let (verdict, out) = kernel.run(true, &frame, routed());
+            assert_eq!(verdict, action::XDP_REDIRECT as u32);
+            assert_eq!(out[22], 63, "TTL");
+            assert_eq!(
+                u16::from_be_bytes([out[24], out[25]]),
+                after,
+                "after {before:#06x}"
+            );
+        }
+    }
+
+    /// A UDP checksum that holds the pseudo-header sum is one left for offload on a veth,
+    /// finished on the way, and a wrong one elsewhere, left as it is (as the workers do).
+    #[test]
+    fn checksums_that_look_left_for_offload_are_finished_on_veths_only() {
+        use core::net::Ipv4Addr;
+
+        use flowtable::wire::checksum;
+
+        let Some(kernel) = Kernel::new() else {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        };
+        let pseudo = checksum::pseudo_header_v4(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            17,
+            12,
+        );
+        let mut partial = UDP;
+        partial[40..42].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        let mut finished = partial;
+        checksum::fill(&mut finished[34..], pseudo, 6, true);
+        let bridged = KernelValue {
+            out_port: 2,
+            epoch: 1,
+            ..KernelValue::default()
+        };
+        for (finish, expected) in [(true, finished), (false, partial)] {
+            let (verdict, out) = kernel.run(finish, &partial, bridged);
+            assert_eq!(verdict, action::XDP_REDIRECT as u32);
+            assert_eq!(out, expected, "finishing: {finish}");
+        }
+    }
+
+    /// Ports are read from an L4 header within the IPv4 total length, as the workers read
+    /// them: bytes after it (Ethernet padding) are no header.
+    #[test]
+    fn ports_are_read_within_the_total_length() {
+        let Some(kernel) = Kernel::new() else {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        };
+        let mut cut = UDP;
+        cut[16..18].copy_from_slice(&20u16.to_be_bytes());
+        let bridged = KernelValue {
+            out_port: 2,
+            epoch: 1,
+            ..KernelValue::default()
+        };
+        let (verdict, out) = kernel.run(true, &cut, bridged);
+        assert_eq!(verdict, action::XDP_REDIRECT as u32, "the workers' key");
+        assert_eq!(out, cut);
     }
 }

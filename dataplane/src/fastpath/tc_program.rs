@@ -20,8 +20,8 @@ use xvs_sys::bpf::asm::{self, Builder, Label};
 use super::abi::{FLAG_PEER, VlanOp, key, state, value};
 use super::maps::FastPathMaps;
 use super::program::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, KEY, emit_count, emit_dec_ttl, emit_ipv4_key, emit_lookup,
-    emit_mac_key, emit_mac_rewrite, k, v, wire16,
+    Bounds, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, KEY, emit_count, emit_dec_ttl, emit_ipv4_key,
+    emit_lookup, emit_mac_key, emit_mac_rewrite, k, v, wire16,
 };
 
 /// Bytes made linear before parsing: Ethernet, IPv4 and TCP headers without options.
@@ -175,9 +175,9 @@ fn lookup_and_apply(
     b.push([store_reg(Size::H, 10, 3, k(key::DL_TYPE))]);
     b.jmp_imm(Jmp::Ne, 3, wire16(ETH_P_IP), lookup);
     // IPv4 without options, else the workers decide. A GSO skb's total length is the whole
-    // super-packet's: only the header has to be here.
+    // super-packet's: only the headers have to be in the data.
     b.push([mov_reg(4, 7), alu_imm(Alu::Add, 4, 14)]);
-    emit_ipv4_key(b, upcall, lookup, None);
+    emit_ipv4_key(b, upcall, lookup, Bounds::Skb);
 
     b.bind(lookup);
     emit_lookup(b, maps, upcall);
@@ -243,9 +243,21 @@ fn lookup_and_apply(
 
 #[cfg(test)]
 mod tests {
-    use xvs_sys::bpf::load_sched_cls;
+    use std::os::fd::AsFd;
 
+    use flowtable::FlowKey;
+    use xvs_sys::bpf::abi::tc_action;
+    use xvs_sys::bpf::{load_sched_cls, prog_test_run_output};
+
+    use super::super::abi::{KernelKey, KernelValue};
     use super::*;
+
+    /// 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 UDP, 4 bytes of payload.
+    static UDP: [u8; 46] = [
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // ethernet
+        0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4
+        0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4, // udp
+    ];
 
     #[test]
     fn the_verifier_accepts_both_programs() {
@@ -258,5 +270,45 @@ mod tests {
                 panic!("{name}: {e}");
             }
         }
+    }
+
+    /// A header is taken only within its total length, which must be within the skb: a total
+    /// length shorter than the header is the workers' business (they key such a packet
+    /// without L3 fields), and ports after the total length are no header.
+    #[test]
+    fn the_program_reads_only_what_the_total_length_holds() {
+        if !xvs_testkit::is_root() {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        }
+        let maps = FastPathMaps::new().expect("maps");
+        let prog = load_sched_cls(&tc_program(Some(&maps), 1, 1, 1), "xvs_tc_test").expect("load");
+        let run = |frame: &[u8], key: KernelKey| {
+            let value = KernelValue {
+                out_port: 2,
+                out_ifindex: 1,
+                epoch: 1,
+                ..KernelValue::default()
+            };
+            maps.insert(&key, &value).expect("insert");
+            let mut out = vec![0u8; frame.len() + 64];
+            let (verdict, len) = prog_test_run_output(prog.as_fd(), frame, &mut out).expect("run");
+            maps.remove(&key);
+            assert_eq!(verdict, tc_action::TC_ACT_REDIRECT as u32);
+            out.truncate(len);
+            out
+        };
+        let workers_key =
+            |frame: &[u8]| KernelKey::of(&FlowKey::extract(frame, 1).expect("a frame").0);
+        let mut short = UDP;
+        short[16..18].copy_from_slice(&10u16.to_be_bytes());
+        let out = run(&short, workers_key(&UDP));
+        assert_eq!(&out[..2], &upcall::MAGIC.to_be_bytes(), "to the workers");
+        let mut cut = UDP;
+        cut[16..18].copy_from_slice(&20u16.to_be_bytes());
+        assert_eq!(
+            run(&cut, workers_key(&cut)),
+            cut,
+            "the workers' key, no ports"
+        );
     }
 }

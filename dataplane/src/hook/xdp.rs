@@ -9,10 +9,16 @@ use xvs_sys::bpf::{Insn, ProgError, XdpLink, XdpMode, XskMap, load_xdp, redirect
 
 use crate::fastpath::{self, FastPathMaps};
 
-/// The program for a port: the fast path's lookup (with `fast`) or plain steering.
-fn program(xskmap: &XskMap, port: PortId, fast: Option<&FastPathMaps>) -> Vec<Insn> {
+/// The program for a port: the fast path's lookup (with `fast`; finishing checksums left for
+/// offload with `finish_checksums`) or plain steering.
+fn program(
+    xskmap: &XskMap,
+    port: PortId,
+    fast: Option<&FastPathMaps>,
+    finish_checksums: bool,
+) -> Vec<Insn> {
     match fast {
-        Some(maps) => fastpath::program(maps, xskmap.as_fd(), port),
+        Some(maps) => fastpath::program(maps, xskmap.as_fd(), port, finish_checksums),
         None => redirect_to_xsk(xskmap.as_fd()),
     }
 }
@@ -24,7 +30,7 @@ fn program(xskmap: &XskMap, port: PortId, fast: Option<&FastPathMaps>) -> Vec<In
 /// The verifier refuses the program.
 pub(crate) fn probe_fast_path(maps: &FastPathMaps) -> Result<(), ProgError> {
     let xsks = XskMap::new(1, "xvs_probe").map_err(ProgError::Map)?;
-    load_xdp(&program(&xsks, 0, Some(maps)), "xvs_probe").map(drop)
+    load_xdp(&program(&xsks, 0, Some(maps), true), "xvs_probe").map(drop)
 }
 
 /// A port's program and XSKMAP, loaded but not attached yet: until [`LoadedXdp::attach`], the
@@ -33,10 +39,12 @@ pub(crate) fn probe_fast_path(maps: &FastPathMaps) -> Result<(), ProgError> {
 pub(crate) struct LoadedXdp {
     xskmap: XskMap,
     prog: OwnedFd,
+    finish_checksums: bool,
 }
 
 impl LoadedXdp {
-    /// Loads the program of port `port` for `queues` queues.
+    /// Loads the program of port `port` for `queues` queues; `finish_checksums` for a device
+    /// whose frames may carry TCP/UDP checksums left for offload (a veth).
     ///
     /// # Errors
     /// The XSKMAP cannot be created or the verifier refuses the program.
@@ -44,10 +52,15 @@ impl LoadedXdp {
         port: PortId,
         queues: u32,
         fast: Option<&FastPathMaps>,
+        finish_checksums: bool,
     ) -> Result<LoadedXdp, ProgError> {
         let xskmap = XskMap::new(queues, &format!("xvs_xsks_{port}")).map_err(ProgError::Map)?;
-        let prog = load_xdp(&program(&xskmap, port, fast), "xvs_port")?;
-        Ok(LoadedXdp { xskmap, prog })
+        let prog = load_xdp(&program(&xskmap, port, fast, finish_checksums), "xvs_port")?;
+        Ok(LoadedXdp {
+            xskmap,
+            prog,
+            finish_checksums,
+        })
     }
 
     /// Attaches the program to `ifindex` in `mode` (default: native, else generic).
@@ -64,6 +77,7 @@ impl LoadedXdp {
         Ok(XdpHook {
             xskmap: self.xskmap,
             prog: self.prog,
+            finish_checksums: self.finish_checksums,
             link,
             swap_pending: false,
         })
@@ -77,6 +91,7 @@ impl LoadedXdp {
         XdpHook {
             xskmap: self.xskmap,
             prog: self.prog,
+            finish_checksums: self.finish_checksums,
             link,
             swap_pending: true,
         }
@@ -89,6 +104,8 @@ pub(crate) struct XdpHook {
     xskmap: XskMap,
     /// The program the link runs (once `swap_pending` is false).
     prog: OwnedFd,
+    /// Its fast path finishes checksums left for offload.
+    finish_checksums: bool,
     link: XdpLink,
     /// An adopted link still runs its predecessor's program.
     swap_pending: bool,
@@ -135,7 +152,10 @@ impl XdpHook {
         port: PortId,
         fast: Option<&FastPathMaps>,
     ) -> Result<(), ProgError> {
-        let new = load_xdp(&program(&self.xskmap, port, fast), "xvs_port")?;
+        let new = load_xdp(
+            &program(&self.xskmap, port, fast, self.finish_checksums),
+            "xvs_port",
+        )?;
         if !self.swap_pending {
             self.link.replace(new.as_fd()).map_err(ProgError::Replace)?;
         }

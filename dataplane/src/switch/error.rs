@@ -33,6 +33,9 @@ pub enum SwitchError {
         #[source]
         source: NetlinkError,
     },
+    /// A netlink request about a device failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
     /// The UMEM could not be mapped or registered.
     #[error(
         "cannot set up a UMEM of {frames} frames ({mib} MiB): {source}; locked memory is limited \

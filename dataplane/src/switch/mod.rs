@@ -243,6 +243,8 @@ impl Switch {
                         ifindex,
                         target,
                         hook: port.hook.kind(),
+                        peer: ports::peer_elsewhere(&port.interface.name),
+                        partial_checksums: port.interface.needs_checksum_fix(),
                     })
                 }
                 None => None,

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use flowtable::{PortConfig, PortId, VlanMode};
 use xvs_sys::bpf::{TcxLink, XdpLink, XdpMode};
 use xvs_sys::frame::Frame;
+use xvs_sys::netlink::Rtnetlink;
 use xvs_sys::xsk::{BindMode, RingSizes, XskRings, XskSocket};
 
 use super::error::memlock_limit;
@@ -224,7 +225,8 @@ impl Switch {
         queues: u32,
         options: &PortOptions,
     ) -> Result<(Hook, Vec<Opened>, u16, bool), SwitchError> {
-        let loaded = LoadedXdp::load(id, queues, self.fast.as_deref())?;
+        let finish = interface.needs_checksum_fix();
+        let loaded = LoadedXdp::load(id, queues, self.fast.as_deref(), finish)?;
         self.attach_steered(loaded, interface, queues, options.xdp_mode)
     }
 
@@ -345,16 +347,64 @@ impl Switch {
         }
     }
 
+    /// Refuses, before anything is attached to it, a device that must not be a port: the
+    /// loopback device (a hook there takes the host's own traffic), one that does not carry
+    /// Ethernet frames, one that is a port of a bridge, bond or VRF already (the hook would
+    /// take its frames from under that device), and this switch's own upcall device.
+    fn check_suitable(&self, name: &str) -> Result<(), SwitchError> {
+        let unsuitable = |reason: String| {
+            Err(SwitchError::Invalid(format!(
+                "{name} cannot be a port: {reason}"
+            )))
+        };
+        let upcall = &self.options.upcall;
+        if name == upcall || name.strip_prefix(upcall.as_str()) == Some("x") {
+            return unsuitable(format!(
+                "it is this switch's upcall device (the veth pair {upcall} and {upcall}x)"
+            ));
+        }
+        let mut rtnl = Rtnetlink::open()?;
+        let link = rtnl
+            .link(name)?
+            .ok_or_else(|| SwitchError::NoSuchInterface(name.to_owned()))?;
+        if link.loopback {
+            return unsuitable(
+                "it is the loopback device (a hook there would take the host's own traffic)".into(),
+            );
+        }
+        if !link.ethernet {
+            return unsuitable(format!(
+                "it does not carry Ethernet frames ({} device)",
+                link.kind.as_deref().unwrap_or("a non-Ethernet")
+            ));
+        }
+        if let Some(master) = link.master {
+            let master = rtnl
+                .link_by_index(master)
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("ifindex {master}"), |m| m.name);
+            return unsuitable(format!(
+                "it is a port of the {} {master} (take it out first: ip link set {name} \
+                 nomaster)",
+                link.port_kind.as_deref().unwrap_or("device")
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds an interface as a port, serving all its queues (or `options.queues`), without
     /// disturbing traffic between the other ports.
     ///
     /// # Errors
-    /// No such interface, already a port, or any kernel step fails (with nothing left
-    /// behind).
+    /// No such interface, already a port, a device that must not be a port (loopback, not
+    /// Ethernet, a port of a bridge or bond, the upcall device), or any kernel step fails
+    /// (with nothing left behind).
     pub fn add_port(&mut self, name: &str, options: &PortOptions) -> Result<PortInfo, SwitchError> {
         if self.ports.values().any(|p| p.interface.name == name) {
             return Err(SwitchError::PortExists(name.to_owned()));
         }
+        self.check_suitable(name)?;
         let interface = Interface::lookup(name).map_err(|e| match e.errno() {
             Some(libc::ENODEV) | Some(libc::EINVAL) => {
                 SwitchError::NoSuchInterface(name.to_owned())
@@ -402,6 +452,8 @@ impl Switch {
                 ifindex,
                 target,
                 hook: hook.kind(),
+                peer: peer_elsewhere(name),
+                partial_checksums: finish,
             });
             self.send_fast_ports()?;
         }
@@ -440,6 +492,7 @@ impl Switch {
             name: name.to_owned(),
             mac: port.interface.mac,
             vlan: options.vlan.clone(),
+            security: Default::default(),
         });
         let info = self.port_info(&port);
         tracing::info!(
@@ -630,4 +683,14 @@ impl Switch {
             }
         }
     }
+}
+
+/// Whether interface `name` is linked to a device in another namespace (a container's veth),
+/// so that a tc program may deliver into that device's ingress directly. Unknown: no.
+pub(crate) fn peer_elsewhere(name: &str) -> bool {
+    Rtnetlink::open()
+        .and_then(|mut rtnl| rtnl.link(name))
+        .ok()
+        .flatten()
+        .is_some_and(|link| link.peer_elsewhere)
 }

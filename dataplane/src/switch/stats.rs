@@ -129,6 +129,19 @@ impl Switch {
         Ok(entries)
     }
 
+    /// How many sources the workers saw and could not learn because the MAC table was full
+    /// of live entries (each worker counts the frames it decided).
+    ///
+    /// # Errors
+    /// A worker did not answer.
+    pub fn macs_not_learned(&self) -> Result<u64, SwitchError> {
+        let mut total = 0;
+        for w in &self.workers {
+            total += w.ask(Command::PipelineStats)?.macs_not_learned;
+        }
+        Ok(total)
+    }
+
     /// Packets and bytes each rule decided, summed over the workers, by rule id.
     ///
     /// # Errors

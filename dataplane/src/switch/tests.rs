@@ -68,6 +68,7 @@ fn a_switch_without_ports_answers_and_stops() {
     ));
     switch.publish(Config::default()).expect("publish");
     assert!(switch.fdb().expect("fdb").is_empty());
+    assert_eq!(switch.macs_not_learned().expect("MAC counters"), 0);
     assert!(switch.ports().is_empty());
     assert_eq!(switch.workers().len(), 2);
     switch.stop();

@@ -105,7 +105,7 @@ impl Switch {
 
     fn attach_upcall(&mut self, name: &str, ifindex: u32, workers: u32) -> Result<(), SwitchError> {
         let far = Interface::lookup(&far_name(name))?;
-        let loaded = LoadedXdp::load(UPCALL_PORT, workers, None)?;
+        let loaded = LoadedXdp::load(UPCALL_PORT, workers, None, false)?;
         let (hook, opened, umem, _) =
             self.attach_steered(loaded, &far, workers, Some(XdpMode::Driver))?;
         let mut queues = Vec::with_capacity(opened.len());

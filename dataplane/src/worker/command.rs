@@ -47,6 +47,8 @@ pub(crate) enum Command {
     SetTxMap(Arc<TxMap>),
     Fdb(Sender<Vec<FdbEntry>>),
     FdbFlush,
+    /// The pipeline's counters.
+    PipelineStats(Sender<flowtable::PipelineStats>),
     /// Packets and bytes per rule id.
     RuleStats(Sender<HashMap<u32, (u64, u64)>>),
     /// The resolved neighbors.
@@ -198,6 +200,9 @@ impl Worker {
                     let _ = reply.send(entries);
                 }
                 Command::FdbFlush => self.pipeline.flush_mac_table(),
+                Command::PipelineStats(reply) => {
+                    let _ = reply.send(self.pipeline.stats());
+                }
                 Command::RuleStats(reply) => {
                     let _ = reply.send(self.pipeline.rule_stats());
                 }

@@ -38,15 +38,17 @@ impl Datapath {
         for step in decision.steps() {
             match *step {
                 Step::Output { port, tag } => targets.push(Target::Out(port, tag)),
+                // A port the loop guard cut off gets no floods either.
                 Step::Flood { vlan, except } => targets.extend(
                     config
                         .flood_targets(vlan, except)
+                        .filter(|(port, _)| !self.blocked.iter().any(|b| b.0 == *port))
                         .map(|(port, tag)| Target::Out(port, Some(tag))),
                 ),
                 Step::FloodAll { except } => targets.extend(
                     config
                         .ports()
-                        .filter(|p| p.id != except)
+                        .filter(|p| p.id != except && !self.blocked.iter().any(|b| b.0 == p.id))
                         .map(|p| Target::Out(p.id, None)),
                 ),
                 edit => targets.push(Target::Edit(edit)),

@@ -171,6 +171,8 @@ struct Datapath {
     /// Scratch for expanding a decision into outputs and edits.
     targets: Vec<Target>,
     events: Sender<WorkerEvent>,
+    /// Ports the loop guard blocked, with the end of each block: floods leave them out.
+    blocked: Vec<(PortId, u64)>,
 }
 
 /// A worker thread's state.
@@ -226,6 +228,7 @@ impl Worker {
                 nudge_peers: 0,
                 targets: Vec::new(),
                 events,
+                blocked: Vec::new(),
             },
             setup,
             commands,
@@ -256,7 +259,7 @@ impl Worker {
 
     /// One iteration: commands, then every queue's batch, hand-offs, sending, completions,
     /// refills and the periodic work; sleeps when there was nothing to do for a while.
-    fn step(&mut self) -> ControlFlow<()> {
+    pub(crate) fn step(&mut self) -> ControlFlow<()> {
         self.handle_commands()?;
         let now = self.now();
         if let Some(start) = self.busy_since.take() {
@@ -366,11 +369,24 @@ impl Worker {
         if finish {
             finish_partial_checksum(frame, &key, &layout);
         }
+        if !self.dp.blocked.is_empty() {
+            self.dp.blocked.retain(|&(_, until)| now < until);
+        }
         let (decision, miss) = self.pipeline.decide_detailed(&key, packet.len, now);
         if let (Some(off), Some(miss)) = (self.offloader.as_mut(), miss) {
             off.install(&key, decision, &miss, &self.config, now);
         }
         self.dp.execute(decision, &self.config, packet, in_port);
+        for blocked in self.pipeline.take_blocked() {
+            tracing::warn!(
+                worker = self.dp.shared.id,
+                port = blocked.port,
+                seconds = blocked.until.saturating_sub(now) / 1_000_000_000,
+                "a loop? broadcast or address moves coming in faster than the loop guard \
+                 allows: the port is cut off for a while"
+            );
+            self.dp.blocked.push((blocked.port, blocked.until));
+        }
     }
 
     /// Builds and sends the ARP requests and neighbor solicitations the pipeline asked for.
@@ -420,6 +436,7 @@ impl Worker {
         }
         self.pipeline.tick(now);
         self.publish_stats();
+        self.dp.top_up(self.setup.fill_budget);
         let shared = self.dp.shared.clone();
         shared.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);

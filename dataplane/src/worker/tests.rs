@@ -55,6 +55,7 @@ impl Bench {
                 name: format!("p{id}"),
                 mac: EthernetAddress([2, 0, 0, 0, 1, id as u8]),
                 vlan: vlan.clone(),
+                security: Default::default(),
             });
         }
         let setup = WorkerSetup {
@@ -287,4 +288,45 @@ fn busy_time_loops_and_table_sizes_are_published() {
     assert_eq!(stats.mac_entries, 2, "A and B learned");
     assert_eq!(stats.fast_path_entries, 0, "no fast path");
     assert_eq!(bench.worker.dp.shared.counters.loops(), 16);
+}
+
+#[test]
+fn receive_rings_are_topped_up_before_the_worker_sleeps() {
+    let mut bench = Bench::new(3);
+    bench.worker.setup.busy_poll = false;
+    bench.queue(1, Ingress::Port(1));
+    bench.queue(2, Ingress::Port(2));
+    // A queue that only sends gets nothing.
+    bench.queue(3, Ingress::None);
+    bench.run();
+    let lent = |bench: &Bench| -> Vec<u32> {
+        bench
+            .worker
+            .dp
+            .queues
+            .iter()
+            .map(|q| q.backend.lent())
+            .collect()
+    };
+    // Forwarding, every ring holds the target (64 here).
+    assert_eq!(lent(&bench), [64, 64, 0]);
+    // Idle until it sleeps: the budget (FRAMES / 2), shared by the two receiving rings, is
+    // lent, so that a burst after idle has room while the worker wakes.
+    while bench.worker.dp.shared.counters.worker().sleeps == 0 {
+        assert!(bench.worker.step().is_continue());
+    }
+    assert_eq!(lent(&bench), [FRAMES / 4, FRAMES / 4, 0]);
+    // Once traffic flows, the steady refill keeps a ring about the target again (it refills
+    // by batches of 32), not at its idle share.
+    let p1 = bench.wires[0].1.clone();
+    for _ in 0..200 {
+        Bench::receive(&p1, frame(BROADCAST, A));
+    }
+    bench.run();
+    assert!((32..=64).contains(&lent(&bench)[0]), "{:?}", lent(&bench));
+    assert_eq!(
+        Bench::sent(&bench.wires[1].1).len(),
+        200,
+        "the burst went through"
+    );
 }

@@ -129,6 +129,41 @@ impl Datapath {
         }
     }
 
+    /// Before the worker sleeps, lends every receiving ring its share of `budget` (as far as
+    /// the ring and the UMEM's pool allow): a burst that wakes the worker then has the most
+    /// room while the worker wakes up and works its way to its first refill. Nothing is in
+    /// flight while it sleeps, so the frames have no other use meanwhile; once traffic flows,
+    /// [`Datapath::refill`] lends no more until a ring is back under the target.
+    pub(super) fn top_up(&mut self, budget: u32) {
+        let receiving = self
+            .queues
+            .iter()
+            .filter(|q| !q.dead && q.ingress != Ingress::None)
+            .count() as u32;
+        if receiving == 0 {
+            return;
+        }
+        let share = budget / receiving;
+        let mut lent: u32 = self.queues.iter().map(|q| q.backend.lent()).sum();
+        for queue in &mut self.queues {
+            if queue.dead || queue.ingress == Ingress::None {
+                continue;
+            }
+            let room = share
+                .saturating_sub(queue.backend.lent())
+                .min(budget.saturating_sub(lent));
+            if room < FILL_BATCH {
+                continue;
+            }
+            let free = &mut self.free[queue.umem];
+            let missing = (room as usize).saturating_sub(free.frames.len());
+            if missing > 0 {
+                free.umem.take(&mut free.frames, missing);
+            }
+            lent += queue.backend.refill(&mut free.frames, room);
+        }
+    }
+
     /// Tops receive rings up to `target` frames each, keeping the sum under `budget` (frames
     /// lent to a ring are stuck there until packets arrive, so idle ports must not hoard them);
     /// under the budget every ring still gets [`FILL_BATCH`] frames.

@@ -12,7 +12,8 @@
 //! - [`netdev`]: interface names, indexes, ethtool queries (ioctl),
 //! - [`netlink`]: the one netlink client (rtnetlink; generic netlink for XDP features and GRO),
 //! - [`os`]: threads, CPU affinity, `poll`, `eventfd`,
-//! - [`procfs`]: what `/proc` and sysfs say (capabilities, limits, MACs, queues, counters).
+//! - [`procfs`]: what `/proc` and sysfs say (capabilities, limits, MACs, queues, counters),
+//! - [`stdio`]: stdout for the command-line tools, quiet when its reader goes (EPIPE).
 
 pub mod bpf;
 pub mod frame;
@@ -23,6 +24,7 @@ pub mod netlink;
 pub mod os;
 pub mod procfs;
 pub mod ring;
+pub mod stdio;
 pub mod xsk;
 
 use std::io;

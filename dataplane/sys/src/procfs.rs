@@ -1,9 +1,23 @@
 //! What the kernel tells through files: this process's identity, capabilities and limits
 //! (`/proc/self`), an interface's address and queues (sysfs) and its counters
-//! (`/proc/net/dev`).
+//! (`/proc/net/dev`); and the one setting xvsd writes, IPv4 forwarding.
 //!
 //! Reads never fail loudly: a file that is missing or unreadable gives `None`, and the caller
 //! decides what that means (usually: let the kernel say no later).
+
+/// Turns the IPv4 forwarding of the calling thread's network namespace on
+/// (`net.ipv4.ip_forward=1`), as masquerading and published ports need. Never turns it off:
+/// other things of the host may rely on it.
+///
+/// # Errors
+/// `/proc/sys` cannot be written (no CAP_NET_ADMIN, read-only `/proc`).
+pub fn enable_ipv4_forwarding() -> std::io::Result<()> {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(PATH).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(PATH, b"1\n")
+}
 
 /// `CAP_NET_ADMIN`.
 pub const CAP_NET_ADMIN: u32 = 12;

@@ -1,5 +1,5 @@
 //! The action list after `actions=`: each action's name and argument, and the rule that
-//! `drop` stands alone.
+//! `drop` stands alone (and an empty list is refused).
 
 use super::fields::field_names;
 use super::lex::{Token, parse_uint, resolve_port};
@@ -48,7 +48,8 @@ pub(super) fn parse_actions(
     }
     match drop_at {
         Some(offset) if !actions.is_empty() => Err(FlowSpecError::DropNotAlone { offset }),
-        _ if actions.is_empty() => Ok(vec![Action::Drop]),
+        Some(_) => Ok(vec![Action::Drop]),
+        None if actions.is_empty() => Err(FlowSpecError::EmptyActions { offset }),
         _ => Ok(actions),
     }
 }

@@ -31,7 +31,8 @@
 //! Actions: `output:PORT`, `flood`, `normal`, `drop` (alone), `mod_dl_src:MAC`,
 //! `mod_dl_dst:MAC`, `mod_vlan_vid:VID`, `strip_vlan`, `push_vlan:VID` (xvs's simplification:
 //! push an 802.1Q tag with that VID), `dec_ttl`, `route`. Action names are case-insensitive.
-//! `actions=` with nothing after it, like `actions=drop`, parses to `[Action::Drop]`.
+//! `actions=` with nothing after it is refused: a rule that drops what it matches says
+//! `actions=drop`, and parses to `[Action::Drop]`.
 //!
 //! Ports are given by name or number: parsing takes a resolver of names, printing its
 //! reverse, and numbers are always accepted as they are (a rule may name a port that does not
@@ -193,6 +194,15 @@ pub enum FlowSpecError {
         /// Where `drop` starts.
         offset: usize,
     },
+    /// `actions=` with no action after it (a drop is written `actions=drop`).
+    #[error(
+        "actions= is empty: write actions=drop to drop what the flow matches, at column {}",
+        .offset + 1
+    )]
+    EmptyActions {
+        /// Where the action list would start.
+        offset: usize,
+    },
     /// A flow for `add-flow` without `actions=`.
     #[error("no actions given (end the flow with actions=..., e.g. actions=drop)")]
     MissingActions,
@@ -219,6 +229,7 @@ impl FlowSpecError {
             | FlowSpecError::ActionsNotLast { offset, .. }
             | FlowSpecError::UnknownAction { offset, .. }
             | FlowSpecError::DropNotAlone { offset }
+            | FlowSpecError::EmptyActions { offset }
             | FlowSpecError::ActionsNotAllowed { offset, .. } => Some(*offset),
             FlowSpecError::MissingActions => None,
         }

@@ -157,17 +157,37 @@ fn shorthands_and_protocol_fields() {
 
 #[test]
 fn drop_forms() {
-    for text in [
-        "actions=drop",
-        "actions=",
-        "actions=DROP",
-        "priority=1 actions=",
-    ] {
+    for text in ["actions=drop", "actions=DROP", "priority=1 actions=drop"] {
         assert_eq!(parse(text).unwrap().actions, [Action::Drop], "{text}");
     }
+    // A drop prints back as it is written.
+    assert_eq!(
+        print(&parse("icmp,actions=drop").unwrap()),
+        "priority=32768,icmp,actions=drop"
+    );
     assert_eq!(parse("actions=NORMAL").unwrap().actions, [Action::Normal]);
     assert_eq!(parse("actions=route").unwrap().actions, [Action::Route]);
     assert_eq!(format_actions(&[], &names), "drop");
+}
+
+#[test]
+fn empty_actions_are_refused() {
+    // An empty list would silently be a rule that drops everything it matches.
+    for (text, column) in [
+        ("actions=", 9),
+        ("priority=1 actions=", 20),
+        ("tcp,actions= ", 13),
+        ("actions=,", 9),
+    ] {
+        assert_eq!(
+            err(text),
+            format!(
+                "actions= is empty: write actions=drop to drop what the flow matches, at \
+                 column {column}"
+            ),
+            "{text:?}"
+        );
+    }
 }
 
 #[test]

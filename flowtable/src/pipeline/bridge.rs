@@ -27,8 +27,18 @@ impl Pipeline {
         let Some(vlan) = in_port.vlan.ingress(key.vlan_id().filter(|&v| v != 0)) else {
             return (Decision::drop(DropReason::VlanFiltered), resolution);
         };
-        let src = EthernetAddress::from_u64(key.dl_src);
-        if src.is_unicast() {
+        // A new source on a port at its MAC limit is not learned, and its frame goes nowhere;
+        // the decision depends on how many the port has, so it is not cached.
+        if let Some(limit) = in_port.security.mac_limit
+            && self.mac_table.lookup(vlan, key.dl_src) != Some(key.in_port)
+            && self.mac_table.count_on(key.in_port) >= limit
+        {
+            self.stats.macs_over_limit += 1;
+            resolution.uncacheable = true;
+            return (Decision::drop(DropReason::MacLimit), resolution);
+        }
+        // `resolve` dropped frames whose source is no host's.
+        if EthernetAddress::from_u64(key.dl_src).is_valid_unicast() {
             self.learn_local(vlan, key.dl_src, key.in_port, now);
             resolution.depend(bucket(vlan, key.dl_src));
             resolution.learn = Some((vlan, key.dl_src, key.in_port));
@@ -92,12 +102,15 @@ impl Pipeline {
                 self.stats.macs_moved += 1;
                 self.bump(vlan, mac);
             }
-            Learned::Refreshed | Learned::Pinned | Learned::Full => {}
+            Learned::Refreshed | Learned::Pinned | Learned::Full | Learned::Invalid => {}
         }
     }
 
     fn learn_local(&mut self, vlan: u16, mac: u64, port: PortId, now: u64) {
         let learned = self.mac_table.learn(vlan, mac, port, now);
+        if learned == Learned::Full {
+            self.stats.macs_not_learned += 1;
+        }
         let requeued = self
             .mac_table
             .get(vlan, mac)
@@ -111,6 +124,9 @@ impl Pipeline {
             }));
         }
         self.note(vlan, mac, learned);
+        if matches!(learned, Learned::Moved { .. }) {
+            self.flap_check(port, now);
+        }
     }
 
     /// Refreshes the sources of the cached flows used since `since` (a hit skips learning).
@@ -135,6 +151,16 @@ impl Pipeline {
             self.bump(vlan, mac);
         }
         self.changed_scratch = expired;
+    }
+
+    /// Forgets the addresses on `port`; the decisions that looked them up become stale.
+    pub(super) fn forget_port(&mut self, port: PortId) {
+        let mut removed = std::mem::take(&mut self.changed_scratch);
+        self.mac_table.flush_port(port, &mut removed);
+        for ((vlan, mac), _) in removed.drain(..) {
+            self.bump(vlan, mac);
+        }
+        self.changed_scratch = removed;
     }
 
     /// Forgets every learned address.

@@ -4,9 +4,10 @@
 use core::net::IpAddr;
 
 use super::{MAX_DEPS, Miss, Pipeline};
-use crate::action::Decision;
+use crate::action::{Decision, DropReason};
 use crate::key::FlowKey;
 use crate::port::PortId;
+use crate::wire::EthernetAddress;
 
 /// Generation counters, each shared by the addresses that hash to it.
 pub(super) const DEP_BUCKETS: usize = 1024;
@@ -84,6 +85,18 @@ pub(super) fn ip_bucket(ip: IpAddr) -> u16 {
 impl Pipeline {
     /// Decides, and says where the decision is kept.
     pub(super) fn decide_at(&mut self, key: &FlowKey, len: u32, now: u64) -> Slot {
+        let storm = if EthernetAddress::from_u64(key.dl_dst).is_multicast() {
+            self.storm_check(key.in_port, now)
+        } else if self.port_blocked(key.in_port, now) {
+            Some(DropReason::Storm)
+        } else {
+            None
+        };
+        if let Some(reason) = storm {
+            self.last_miss = None;
+            self.uncached = Decision::drop(reason);
+            return Slot::Uncached;
+        }
         if let Some(i) = self.cache.lookup(key, now) {
             let generations = &self.generations;
             let entry = self.cache.entry_mut(i);

@@ -17,6 +17,17 @@
 //! MAC table from the entries used since the last sweep, as OVS's revalidators do. A source that
 //! moves arrives on another port, which is another key, so a move is always seen by learning.
 //!
+//! # Invalid sources
+//! A frame whose source MAC is zero, multicast or broadcast is dropped
+//! ([`DropReason::InvalidSource`]) before rules, bridge or router see it, and never learned.
+//!
+//! # Port security and storms
+//! A port locked to some source MACs drops frames from others before the rules
+//! ([`DropReason::MacLock`]); one at its MAC limit drops frames from new sources
+//! ([`DropReason::MacLimit`], never cached: room comes back as entries age). A broadcast or
+//! multicast frame is counted against the port's storm limit and the loop guard before the
+//! cache is looked at ([`DropReason::Storm`]; see `storm`).
+//!
 //! # Several workers
 //! Each worker learns what it sees and reports it as [`MacEvent`]s ([`Pipeline::take_events`])
 //! for the other workers to apply ([`Pipeline::apply_event`]); refreshes are reported at most
@@ -26,6 +37,7 @@ mod bridge;
 mod coherence;
 mod router;
 mod rules;
+mod storm;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +46,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use self::coherence::{CacheEntry, DEP_BUCKETS, Resolution, Slot};
+pub use self::storm::Blocked;
 use crate::action::{Decision, DropReason};
 use crate::cache::FlowCache;
 use crate::config::Config;
@@ -94,8 +107,14 @@ pub struct PipelineStats {
     pub macs_moved: u64,
     /// Addresses aged out or evicted.
     pub macs_expired: u64,
+    /// Sources seen here and not learned because the MAC table was full of live entries.
+    pub macs_not_learned: u64,
     /// Neighbor solicitations asked for.
     pub solicitations: u64,
+    /// Frames from new sources dropped because their port was at its MAC limit.
+    pub macs_over_limit: u64,
+    /// Times the loop guard blocked a port.
+    pub loop_guard_trips: u64,
 }
 
 /// What a decision computed from the tables depended on: for a second-level cache (the
@@ -141,6 +160,12 @@ pub struct Pipeline {
     change_seq: u64,
     last_sweep: u64,
     stats: PipelineStats,
+    /// Storm control per port.
+    storms: storm::Storms,
+    /// Ports the loop guard blocked, not yet reported.
+    blocked: Vec<Blocked>,
+    /// The latest end of a block: no port is blocked past it.
+    blocked_until_max: u64,
 }
 
 impl Pipeline {
@@ -166,6 +191,9 @@ impl Pipeline {
             change_seq: 0,
             last_sweep: 0,
             stats: PipelineStats::default(),
+            storms: storm::Storms::with_hasher(ahash::RandomState::with_seeds(5, 6, 7, 8)),
+            blocked: Vec::new(),
+            blocked_until_max: 0,
         }
     }
 
@@ -256,7 +284,27 @@ impl Pipeline {
 
     /// Computes a decision from the tables, learning on the way.
     fn resolve(&mut self, key: &FlowKey, now: u64) -> (Decision, Resolution) {
+        // As the Linux bridge (br_handle_frame), a frame whose source no host may have is
+        // dropped before anything else sees it: it is neither learned nor forwarded, whatever
+        // the rules say. The decision depends on the key alone and is cached as any other.
+        if !EthernetAddress::from_u64(key.dl_src).is_valid_unicast() {
+            return (
+                Decision::drop(DropReason::InvalidSource),
+                Resolution::default(),
+            );
+        }
         let config = self.config.clone();
+        // Port security comes before the rules too: a port locked to some sources takes
+        // nothing from others.
+        if let Some(port) = config.port(key.in_port)
+            && !port.security.mac_lock.is_empty()
+            && !port
+                .security
+                .mac_lock
+                .contains(&EthernetAddress::from_u64(key.dl_src))
+        {
+            return (Decision::drop(DropReason::MacLock), Resolution::default());
+        }
         match config.rules.lookup(key) {
             Some(rule) => self.apply_rule(&config, rule, key, now),
             // No rule, or no rule that matches: the switch is a learning bridge.

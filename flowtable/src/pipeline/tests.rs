@@ -17,6 +17,7 @@ fn config(ports: &[(PortId, VlanMode)]) -> Arc<Config> {
             name: format!("p{id}"),
             mac: EthernetAddress([2, 0, 0, 0, 0xff, *id as u8]),
             vlan: vlan.clone(),
+            security: Default::default(),
         });
     }
     Arc::new(c)
@@ -70,6 +71,225 @@ fn floods_unknown_then_forwards_learned() {
     );
     assert_eq!(p.decide_t(&key(1, A, B), 3).steps().len(), 1);
     assert!(p.stats().cache_hits >= 1);
+}
+
+/// `three_ports` with port 1's security set to `security`.
+fn secured(security: crate::config::PortSecurity, loop_guard_pps: u32) -> Arc<Config> {
+    let mut c = (*three_ports()).clone();
+    let mut port = c.port(1).unwrap().clone();
+    port.security = security;
+    c.set_port(port);
+    c.loop_guard_pps = loop_guard_pps;
+    Arc::new(c)
+}
+
+#[test]
+fn a_port_locked_to_a_mac_takes_frames_from_it_alone() {
+    let security = crate::config::PortSecurity {
+        mac_lock: vec![EthernetAddress::from_u64(A)],
+        ..Default::default()
+    };
+    let mut p = Pipeline::new(secured(security, 0), 64);
+    for now in [0, 1] {
+        let d = p.decide_t(&key(1, A, BCAST), now).clone();
+        assert_eq!(d.steps(), &[Step::Flood { vlan: 0, except: 1 }]);
+        let d = p.decide_t(&key(1, B, BCAST), now);
+        assert_eq!(d.drop_reason(), Some(DropReason::MacLock), "at {now}");
+    }
+    assert_eq!(
+        p.mac_table().lookup(0, B),
+        None,
+        "a locked-out source is not learned"
+    );
+    assert_eq!(p.mac_table().lookup(0, A), Some(1));
+    // Another port takes B as usual.
+    assert!(p.decide_t(&key(2, B, A), 2).drop_reason().is_none());
+}
+
+#[test]
+fn a_port_at_its_mac_limit_drops_new_sources_and_keeps_known_ones() {
+    let security = crate::config::PortSecurity {
+        mac_limit: Some(2),
+        ..Default::default()
+    };
+    let mut p = Pipeline::new(secured(security, 0), 64);
+    const C: u64 = 0x02_00_00_00_00_0c;
+    assert!(p.decide_t(&key(1, A, BCAST), 0).drop_reason().is_none());
+    assert!(p.decide_t(&key(1, B, BCAST), 0).drop_reason().is_none());
+    for now in [1, 2] {
+        let d = p.decide_t(&key(1, C, BCAST), now);
+        assert_eq!(d.drop_reason(), Some(DropReason::MacLimit));
+    }
+    assert_eq!(p.mac_table().lookup(0, C), None);
+    assert_eq!(p.stats().macs_over_limit, 2);
+    assert!(
+        p.decide_t(&key(1, A, 0x02_00_00_00_00_0d), 3)
+            .drop_reason()
+            .is_none(),
+        "known A forwards"
+    );
+    // Room comes back when an address ages out.
+    let age = p.mac_table().max_age();
+    p.decide_t(&key(1, A, BCAST), age / 2);
+    p.tick(age + 1);
+    assert_eq!(p.mac_table().lookup(0, B), None, "B aged out");
+    let d = p.decide_t(&key(1, C, BCAST), age + 2);
+    assert!(d.drop_reason().is_none(), "{:?}", d.drop_reason());
+    assert_eq!(p.mac_table().lookup(0, C), Some(1));
+}
+
+#[test]
+fn a_storm_limit_passes_its_rate_of_broadcast_and_drops_the_rest() {
+    let security = crate::config::PortSecurity {
+        storm_limit: Some(100),
+        ..Default::default()
+    };
+    let mut p = Pipeline::new(secured(security, 0), 64);
+    let passed = (0..1000)
+        .filter(|_| p.decide_t(&key(1, A, BCAST), 5).drop_reason().is_none())
+        .count();
+    assert_eq!(passed, 100, "a second's burst");
+    assert_eq!(
+        p.decide_t(&key(1, A, BCAST), 5).drop_reason(),
+        Some(DropReason::Storm)
+    );
+    assert!(
+        p.decide_t(&key(1, A, B), 5).drop_reason().is_none(),
+        "unicast is not limited"
+    );
+    assert!(
+        p.decide_t(&key(2, B, BCAST), 5).drop_reason().is_none(),
+        "other ports are not"
+    );
+    // 10 ms later: one more frame's worth.
+    assert!(
+        p.decide_t(&key(1, A, BCAST), 5 + 10_000_000)
+            .drop_reason()
+            .is_none()
+    );
+    assert_eq!(p.stats().loop_guard_trips, 0);
+}
+
+#[test]
+fn the_loop_guard_blocks_a_port_addresses_flap_onto() {
+    let mut p = Pipeline::new(secured(Default::default(), 1000), 64);
+    // A's own frames coming back in on ports 2 and 3, as in a loop between them.
+    let mut t = 0;
+    while p.stats().loop_guard_trips == 0 && t < 1000 {
+        p.decide_t(&key(2 + (t % 2) as PortId, A, B), t * 1000);
+        t += 1;
+    }
+    assert!(p.stats().loop_guard_trips >= 1, "no trip after {t} moves");
+    assert!(
+        t > 2 * u64::from(storm::FLAP_LIMIT),
+        "tripped early, after {t}"
+    );
+    let port = p.take_blocked().next().unwrap().port;
+    assert!(port == 2 || port == 3);
+    assert_eq!(
+        p.decide_t(&key(port, A, B), t * 1000).drop_reason(),
+        Some(DropReason::Storm),
+        "unicast in on the blocked port"
+    );
+    // One move, as a host that moved once, trips nothing.
+    let mut q = Pipeline::new(secured(Default::default(), 1000), 64);
+    q.decide_t(&key(1, A, B), 0);
+    q.decide_t(&key(2, A, B), 1);
+    assert_eq!(q.stats().loop_guard_trips, 0);
+    assert!(q.decide_t(&key(2, A, B), 2).drop_reason().is_none());
+}
+
+#[test]
+fn the_loop_guard_blocks_a_port_flooded_with_broadcast_for_a_while() {
+    let mut p = Pipeline::new(secured(Default::default(), 1000), 64);
+    // A frame circulating in a loop: far past the guard's rate.
+    let passed = (0..5000)
+        .filter(|i| {
+            p.decide_t(&key(1, A, BCAST), i * 1000)
+                .drop_reason()
+                .is_none()
+        })
+        .count();
+    assert!((1000..1100).contains(&passed), "{passed}");
+    assert_eq!(p.stats().loop_guard_trips, 1);
+    let blocked: Vec<Blocked> = p.take_blocked().collect();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].port, 1);
+    assert_eq!(
+        p.mac_table().lookup(0, A),
+        None,
+        "what was learned there is forgotten"
+    );
+    // Blocked: even a slow trickle is dropped until the block ends, unicast too.
+    let t = 5000 * 1000 + S;
+    assert_eq!(
+        p.decide_t(&key(1, A, BCAST), t).drop_reason(),
+        Some(DropReason::Storm)
+    );
+    assert_eq!(
+        p.decide_t(&key(1, A, B), t).drop_reason(),
+        Some(DropReason::Storm)
+    );
+    assert!(p.decide_t(&key(2, B, BCAST), t).drop_reason().is_none());
+    let after = blocked[0].until + 1;
+    assert!(p.decide_t(&key(1, A, BCAST), after).drop_reason().is_none());
+    assert_eq!(p.take_blocked().count(), 0);
+}
+
+#[test]
+fn invalid_sources_are_dropped_and_never_learned() {
+    let mut p = Pipeline::new(three_ports(), 64);
+    p.decide_t(&key(2, B, A), 0);
+    // Zero, broadcast and multicast sources, as the Linux bridge refuses them.
+    for (i, src) in [0, BCAST, 0x01_00_5e_00_00_01].into_iter().enumerate() {
+        for now in [1, 2] {
+            let d = p.decide_t(&key(1, src, B), now + i as u64 * 10);
+            assert_eq!(
+                d.drop_reason(),
+                Some(DropReason::InvalidSource),
+                "{src:012x} at {now}"
+            );
+            assert!(d.steps().is_empty());
+        }
+        assert_eq!(p.mac_table().lookup(0, src), None, "{src:012x} learned");
+    }
+    assert_eq!(p.mac_table().len(), 1, "only B");
+    assert_eq!(p.stats().macs_learned, 1);
+    assert!(
+        p.take_events()
+            .all(|e| matches!(e, Event::Mac(m) if m.mac == B))
+    );
+}
+
+#[test]
+fn a_full_mac_table_never_floods_known_unicast() {
+    let mut c = (*three_ports()).clone();
+    c.mac_capacity = 8;
+    let mut p = Pipeline::new(Arc::new(c), 1024);
+    p.decide_t(&key(1, A, BCAST), 0);
+    p.decide_t(&key(2, B, BCAST), 0);
+    // Port 3 floods frames to A from ever new sources, far more than the table holds.
+    for i in 0..5000u64 {
+        let src = 0x02_00_01_00_00_00 + i;
+        let d = p.decide_t(&key(3, src, A), 1 + i);
+        assert_eq!(
+            d.steps(),
+            &[Step::Output {
+                port: 1,
+                tag: Some(EgressTag::Untagged)
+            }],
+            "frame {i} to A went elsewhere"
+        );
+    }
+    assert_eq!(p.mac_table().len(), 8);
+    assert_eq!(p.mac_table().lookup(0, A), Some(1));
+    assert_eq!(p.mac_table().lookup(0, B), Some(2));
+    assert_eq!(p.stats().macs_learned, 8);
+    assert_eq!(p.stats().macs_not_learned, 5000 - 6);
+    // B still gets A's frames, from the cache and afresh.
+    for now in [6000, 6001] {
+        assert_eq!(p.decide_t(&key(1, A, B), now).steps().len(), 1);
+    }
 }
 
 #[test]
@@ -243,6 +463,16 @@ mod rules_and_routing {
             tp_src: 8,
             ..key(in_port, src, dst)
         }
+    }
+
+    #[test]
+    fn no_rule_forwards_an_invalid_source() {
+        let cfg = with_rules(&["priority=10,actions=output:2", "priority=5,actions=normal"]);
+        let mut p = Pipeline::new(cfg, 64);
+        let d = p.decide_t(&key(1, 0, B), 0);
+        assert_eq!(d.drop_reason(), Some(DropReason::InvalidSource));
+        assert_eq!(d.rule(), None);
+        assert!(p.mac_table().is_empty());
     }
 
     #[test]
@@ -554,6 +784,7 @@ mod coherence {
                                 name: format!("p{p}"),
                                 mac: EthernetAddress([2, 0, 0, 0, 0xff, p as u8]),
                                 vlan: VlanMode::All,
+                                security: Default::default(),
                             });
                             publish(&cfg, &mut cached, &mut reference);
                         }

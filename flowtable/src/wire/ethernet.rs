@@ -49,6 +49,12 @@ impl EthernetAddress {
     pub fn is_unicast(self) -> bool {
         !self.is_multicast()
     }
+
+    /// Whether a host may have this address: unicast and not 00:00:00:00:00:00 (the Linux
+    /// kernel's `is_valid_ether_addr`). Only such an address may be a frame's source.
+    pub fn is_valid_unicast(self) -> bool {
+        self.is_unicast() && self.0 != [0; 6]
+    }
 }
 
 impl fmt::Display for EthernetAddress {
@@ -328,6 +334,10 @@ mod tests {
         assert!("0a:1b:2c:3d:4e:5f:00".parse::<EthernetAddress>().is_err());
         assert!("zz:1b:2c:3d:4e:5f".parse::<EthernetAddress>().is_err());
         assert!(a.is_unicast());
+        assert!(a.is_valid_unicast());
         assert!(EthernetAddress([0x01, 0, 0x5e, 0, 0, 1]).is_multicast());
+        assert!(!EthernetAddress([0x01, 0, 0x5e, 0, 0, 1]).is_valid_unicast());
+        assert!(!EthernetAddress::BROADCAST.is_valid_unicast());
+        assert!(!EthernetAddress::default().is_valid_unicast());
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use flowtable::wire::EthernetAddress;
+use xvs_sys::{out, outln};
 use xvs_tools::count::{self, CountConfig, CountMode};
 use xvs_tools::pace::Rate;
 use xvs_tools::packet::{DEFAULT_DST_PORT, DEFAULT_SRC_PORT, SizeRange};
@@ -181,9 +182,9 @@ fn print_summary<T: serde::Serialize + std::fmt::Display>(
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        outln!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{report}");
+        out!("{report}");
     }
     Ok(())
 }

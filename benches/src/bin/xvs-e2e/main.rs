@@ -19,9 +19,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+use xvs_sys::{out, outln};
 use xvs_testkit::{have, is_root};
 
 mod cpu;
+mod egress;
 mod lab;
 mod measure;
 mod proc;
@@ -51,6 +53,11 @@ enum Part {
     Latency,
     /// iperf3 TCP: default offloads with 1 stream and with 8, and TX checksum offload off.
     Tcp,
+    /// iperf3 TCP, 1 stream, from a container through the switch and the host's masquerade
+    /// to an outside namespace (xvs: internal port with --masquerade; the bridge: gateway
+    /// address on the bridge, an nftables masquerade rule). Its own topology; not in the
+    /// default list.
+    Egress,
 }
 
 #[derive(Debug, Parser)]
@@ -392,9 +399,89 @@ struct Round<'a> {
     round: usize,
 }
 
-/// One round on one switch: build, measure every part once, tear down. Trial failures are
-/// recorded and the round goes on; a failed setup or a dead switch ends the round (error).
+/// One round on one switch: the parts on the source/sink topology, then the egress scenario
+/// on its own (each built, measured once and torn down).
 fn run_round(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result<Value> {
+    let mut details = if r.args.figures.iter().any(|&p| p != Part::Egress) {
+        run_standard(r, kind, sw)?
+    } else {
+        json!({ "round": r.round + 1 })
+    };
+    if r.args.wants(Part::Egress) {
+        details["egress"] = run_egress(r, kind, sw)?;
+    }
+    Ok(details)
+}
+
+/// The egress scenario on one switch: TCP container → outside through the host's masquerade,
+/// and (xvs) how much of it the kernel fast path forwarded.
+fn run_egress(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result<Value> {
+    let (args, ctx, round) = (r.args, &r.ctx, r.round);
+    if !egress::measures(kind) {
+        return Ok(json!(
+            "not measured: the scenario compares xvs with the bridge"
+        ));
+    }
+    eprintln!("  egress: TCP (iperf3) container -> outside through the host's masquerade");
+    let keys = [key::EGRESS, key::EGRESS_FAST_PATH];
+    if !have("iperf3") || !have("nft") {
+        let e = anyhow::anyhow!("the egress scenario needs iperf3 and nft");
+        attempt::<()>(sw, round, &keys, Err(e))?;
+        return Ok(json!({ "error": "iperf3 or nft is not installed" }));
+    }
+    let Some(mut lab) = attempt(sw, round, &keys, egress::Egress::create(kind, &r.env))? else {
+        return Ok(json!({ "error": "setup failed" }));
+    };
+    let mut details = json!({
+        "id": lab.id,
+        "namespaces": [lab.host_ns, lab.container_ns, lab.outside_ns],
+        "setup": lab.setup(),
+    });
+    let before = lab.port_counters();
+    let ends = measure::TcpEnds {
+        client_ns: &lab.container_ns,
+        server_ns: &lab.outside_ns,
+        server_ip: egress::OUTSIDE_IP,
+    };
+    let t = measure::tcp_between(ctx, &ends, args.tcp_duration, 1);
+    let after = lab.port_counters();
+    if let Some(t) = attempt(sw, round, &[key::EGRESS], t)? {
+        eprintln!(
+            "    {:.2} Gbit/s ({} retransmits)",
+            t.gbps,
+            t.retransmits.unwrap_or(0)
+        );
+        sw.set(key::EGRESS, t.gbps);
+        details["tcp"] = serde_json::to_value(&t)?;
+    }
+    if let (Some(b), Some(a)) = (&before, &after) {
+        let at =
+            |v: &Value, path: &[&str]| path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0);
+        let delta = |path: &[&str]| at(a, path).saturating_sub(at(b, path));
+        // The container's port received `rx` packets, `kernel` of them forwarded by the fast
+        // path (the rest went up to the workers).
+        let rx = delta(&["rx_packets"]);
+        let kernel = delta(&["fast_path", "rx_packets"]);
+        if rx > 0 {
+            let pct = 100.0 * kernel as f64 / rx as f64;
+            eprintln!(
+                "    fast path: {kernel} of the {rx} packets the container sent ({pct:.1} %)"
+            );
+            sw.set(key::EGRESS_FAST_PATH, pct);
+        }
+        details["container_port"] = json!({ "before": b, "after": a,
+                                            "rx_packets": rx, "fast_path_rx_packets": kernel });
+    }
+    details["host_offloads"] = lab.host_offloads();
+    lab.check()?;
+    drop(lab);
+    proc::sleep(Duration::from_secs_f64(args.settle))?;
+    Ok(details)
+}
+
+/// The parts on the source/sink topology. Trial failures are recorded and the round goes on;
+/// a failed setup or a dead switch ends the round (error).
+fn run_standard(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result<Value> {
     let (args, ctx, round) = (r.args, &r.ctx, r.round);
     // The switch is declared after the topology, so it is dropped (torn down) first.
     let mut topo = Topology::create()?;
@@ -642,6 +729,7 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         switch_cpu: args.switch_cpu,
         latency_pps: args.latency_rate,
         tolerance_pct: args.loss_tolerance,
+        egress: args.wants(Part::Egress),
     };
     let figures: Vec<Figure> = report::figures(&naming);
     let kinds: Vec<Kind> = Kind::ALL
@@ -749,8 +837,8 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let ratios = report::ratios(&switches, &figures);
     let table = report::table(&switches, &figures, &ratios);
 
-    println!();
-    println!(
+    outln!();
+    outln!(
         "xvs-e2e: {} CPUs ({}), Linux {}; {} trial(s) per figure{}",
         cpus,
         host["cpu_model"].as_str().unwrap_or("?"),
@@ -758,8 +846,8 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         args.trials,
         if interrupted { "; INTERRUPTED" } else { "" }
     );
-    println!("pinning: {pinning}");
-    println!(
+    outln!("pinning: {pinning}");
+    outln!(
         "cells: median (min-max) over the trials; xvs/peer: ratio of the medians (rates: \
          higher is better for xvs; latency and CPU: lower is). CPU rows: CPU-seconds per \
          million forwarded packets (= us per packet) during the 64 B 1-flow max-load trials. \
@@ -767,11 +855,11 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     );
     for sw in &switches {
         if let Some(reason) = &sw.reason {
-            println!("{}: {:?}: {reason}", sw.name, sw.status);
+            outln!("{}: {:?}: {reason}", sw.name, sw.status);
         }
     }
-    println!();
-    print!("{table}");
+    outln!();
+    out!("{table}");
 
     if let Some(path) = &args.json {
         let config = json!({
@@ -845,6 +933,8 @@ mod tests {
             [Kind::Xvs, Kind::Bridge, Kind::Ovs, Kind::Xdp]
         );
         assert!(default.wants(Part::Tcp) && default.wants(Part::Latency));
+        assert!(!default.wants(Part::Egress), "egress is opt-in");
+        assert_eq!(parse(&["--figures", "egress"]).figures, [Part::Egress]);
         let a = parse(&[
             "--only",
             "xvs,xvs-xdp,xvs-tc,bridge,ovs-afxdp",

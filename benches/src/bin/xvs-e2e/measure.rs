@@ -331,12 +331,42 @@ pub(crate) fn tcp(
     seconds: f64,
     streams: u32,
 ) -> anyhow::Result<TcpTrial> {
-    let mut s = in_ns(Some(&topo.sink_ns), Some(ctx.gen_cpu), Path::new("iperf3"));
-    s.args(["-s", "-1", "-B", SINK_IP, "-p", IPERF_PORT]);
+    let ends = TcpEnds {
+        client_ns: &topo.src_ns,
+        server_ns: &topo.sink_ns,
+        server_ip: SINK_IP,
+    };
+    tcp_between(ctx, &ends, seconds, streams)
+}
+
+/// Where an iperf3 run goes: client in one namespace, server in another on one address.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TcpEnds<'a> {
+    /// The client's namespace.
+    pub(crate) client_ns: &'a str,
+    /// The server's namespace.
+    pub(crate) server_ns: &'a str,
+    /// The server's address (it binds to it; the client connects to it).
+    pub(crate) server_ip: &'a str,
+}
+
+/// One iperf3 run of `seconds` between `ends`, with `streams` parallel streams; both on the
+/// generator's CPU.
+///
+/// # Errors
+/// As [`tcp`].
+pub(crate) fn tcp_between(
+    ctx: &Ctx<'_>,
+    ends: &TcpEnds<'_>,
+    seconds: f64,
+    streams: u32,
+) -> anyhow::Result<TcpTrial> {
+    let mut s = in_ns(Some(ends.server_ns), Some(ctx.gen_cpu), Path::new("iperf3"));
+    s.args(["-s", "-1", "-B", ends.server_ip, "-p", IPERF_PORT]);
     let mut server = Proc::spawn("iperf3-server", s, ctx.dir)?;
     let mut listening = false;
     for _ in 0..100 {
-        let mut ss = in_ns(Some(&topo.sink_ns), None, Path::new("ss"));
+        let mut ss = in_ns(Some(ends.server_ns), None, Path::new("ss"));
         ss.args(["-Hltn", &format!("sport = :{IPERF_PORT}")]);
         let ss = output(ss)?;
         if !ss.stdout.is_empty() {
@@ -351,10 +381,10 @@ pub(crate) fn tcp(
     if !listening {
         bail!("the iperf3 server did not listen within 5 s");
     }
-    let mut c = in_ns(Some(&topo.src_ns), Some(ctx.gen_cpu), Path::new("iperf3"));
+    let mut c = in_ns(Some(ends.client_ns), Some(ctx.gen_cpu), Path::new("iperf3"));
     c.args([
         "-c",
-        SINK_IP,
+        ends.server_ip,
         "-p",
         IPERF_PORT,
         "-t",

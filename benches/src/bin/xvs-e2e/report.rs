@@ -67,6 +67,11 @@ pub(crate) mod key {
     pub(crate) const TCP_8_STREAMS: &str = "tcp_8streams_gbps";
     /// iperf3, TX checksum offload off, one stream.
     pub(crate) const TCP_NO_CSUM: &str = "tcp_tx_csum_off_gbps";
+    /// iperf3, 1 stream, container → outside through the host's masquerade.
+    pub(crate) const EGRESS: &str = "egress_tcp_gbps";
+    /// Of the packets the container sent in the egress run, the share the kernel fast path
+    /// forwarded (xvs only).
+    pub(crate) const EGRESS_FAST_PATH: &str = "egress_fast_path_pct";
     /// UDP round trip, median.
     pub(crate) const RTT_P50: &str = "rtt_p50_us";
     /// UDP round trip, 99th percentile.
@@ -101,6 +106,8 @@ pub(crate) struct Naming {
     pub(crate) latency_pps: f64,
     /// The zero-loss tolerance, percent.
     pub(crate) tolerance_pct: f64,
+    /// Whether the egress scenario runs (its rows are shown only then).
+    pub(crate) egress: bool,
 }
 
 /// Every figure, in the table's order.
@@ -164,6 +171,22 @@ pub(crate) fn figures(n: &Naming) -> Vec<Figure> {
             "Gbit/s",
             Higher,
         ),
+    ];
+    if n.egress {
+        f.push(Figure::new(
+            key::EGRESS,
+            "egress: TCP container -> outside via masquerade, 1 stream",
+            "Gbit/s",
+            Higher,
+        ));
+        f.push(Figure::new(
+            key::EGRESS_FAST_PATH,
+            "  container's packets forwarded by the kernel fast path",
+            "%",
+            Neither,
+        ));
+    }
+    f.extend([
         Figure::new(
             key::RTT_P50,
             format!("UDP round trip p50 at {} req/s", n.latency_pps),
@@ -183,7 +206,7 @@ pub(crate) fn figures(n: &Naming) -> Vec<Figure> {
             "s/Mpkt",
             Lower,
         ),
-    ];
+    ]);
     for cpu in 0..n.cpus {
         let role = if cpu == n.gen_cpu {
             " (generator)"
@@ -481,6 +504,7 @@ mod tests {
             switch_cpu: 1,
             latency_pps: 10_000.0,
             tolerance_pct: 0.001,
+            egress: false,
         }
     }
 

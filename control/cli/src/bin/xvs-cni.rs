@@ -9,6 +9,7 @@ use std::io::Read;
 use xvs_cli::cni::plugin::Failure;
 use xvs_cli::cni::types::{CniError, LATEST, SUPPORTED_VERSIONS, code};
 use xvs_cli::cni::{Outcome, run};
+use xvs_sys::outln;
 
 const ABOUT: &str = "xvs-cni: CNI plugin for the xvs userspace switch (xvsd)";
 
@@ -40,7 +41,7 @@ fn main() {
     };
     match outcome {
         Ok(Outcome::Print(result)) => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&result).expect("JSON values serialize")
             );
@@ -48,7 +49,7 @@ fn main() {
         Ok(Outcome::Silent) => {}
         Err(failure) => {
             eprintln!("xvs-cni: {}", failure.error);
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&failure.error.to_json(&failure.version))
                     .expect("JSON values serialize")

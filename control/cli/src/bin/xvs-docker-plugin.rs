@@ -45,6 +45,12 @@ struct Args {
     /// MTU of the veths (default: the kernel's, 1500).
     #[arg(long)]
     mtu: Option<u32>,
+    /// Leave the networks' gateway addresses alone: no internal port per network (by default
+    /// the host gets each network's IPAM gateway on an internal port of its VLAN, which
+    /// masquerades unless the network was created with -o
+    /// com.docker.network.bridge.enable_ip_masquerade=false).
+    #[arg(long)]
+    no_gateway: bool,
 }
 
 fn main() {
@@ -55,7 +61,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Args::parse()) {
-        tracing::error!("{e:#}");
+        tracing::error!("{}", xvs_cli::message::one_line(&e));
         std::process::exit(1);
     }
 }
@@ -80,6 +86,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         state_path: Some(args.state),
         vlans: args.vlans,
         mtu: args.mtu,
+        gateway: !args.no_gateway,
     })?;
     let listener = bind(&args.socket)?;
     let server = tiny_http::Server::from_listener(listener, None)

@@ -19,9 +19,10 @@ use xvs_proto::ports::{AddPortParams, PortName, SetPortParams};
 use xvs_proto::router::{
     AddrParams, RouteEntry, RouteParams, ShowAddrsResult, ShowNeighborsResult, ShowRoutesResult,
 };
-use xvs_proto::state::DesiredState;
+use xvs_proto::state::{DesiredState, Internal};
 use xvs_proto::status::ShowResult;
 use xvs_proto::{DEFAULT_SOCKET, Empty, Method, VlanSpec};
+use xvs_sys::outln;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Program a running xvsd", propagate_version = true)]
@@ -43,10 +44,27 @@ enum Cmd {
     /// The desired state xvsd keeps, saves and restores at start: ports by name (present
     /// or absent), rules, router addresses, routes, the fast path.
     ShowConfig,
-    /// Switch an interface (hot add).
+    /// Switch an interface (hot add), or with `--type internal` give the host an interface
+    /// of that name on the switch (xvsd makes it, with the `--ip` addresses; its switch side
+    /// is NAME-sw).
     AddPort {
         /// The interface.
         name: String,
+        /// `internal`: xvsd makes the interface, for the host's own traffic.
+        #[arg(long = "type", value_name = "TYPE", value_parser = ["internal"])]
+        kind: Option<String>,
+        /// The internal port's addresses (ADDR/LEN, comma-separated or repeated).
+        #[arg(
+            long = "ip",
+            value_name = "CIDR",
+            value_delimiter = ',',
+            requires = "kind"
+        )]
+        ips: Vec<String>,
+        /// Masquerade what the internal port's IPv4 subnets send out of the host's other
+        /// interfaces (the host's kernel NATs; forwarding is turned on).
+        #[arg(long, requires = "kind")]
+        masquerade: bool,
         /// Serve only the first N queues (default: all).
         #[arg(long)]
         queues: Option<u32>,
@@ -57,7 +75,7 @@ enum Cmd {
         #[arg(long, value_parser = ["drv", "skb"])]
         xdp_mode: Option<String>,
         /// Put the port in VLAN N as an access port.
-        #[arg(long, value_name = "N")]
+        #[arg(long, visible_alias = "vlan", value_name = "N")]
         tag: Option<u16>,
     },
     /// Give an interface back to the kernel (hot remove).
@@ -65,11 +83,15 @@ enum Cmd {
         /// The interface.
         name: String,
     },
-    /// Change a port's settings: `set-port IF vlan all|access N|trunk LIST [native N]`.
+    /// Change a port's settings: `set-port IF vlan all|access N|trunk LIST [native N]`,
+    /// `mac-limit N|none` (most MACs learned on it; frames from new sources past it are
+    /// dropped), `mac-lock MAC[,MAC]|none` (frames from other sources dropped),
+    /// `storm-limit PPS|none` (broadcast and multicast frames per second it takes in),
+    /// `masquerade on|off` (an internal port's subnets NATed going out).
     SetPort {
         /// The interface.
         name: String,
-        /// What to set: `vlan` followed by the mode.
+        /// What to set, followed by its value.
         #[arg(num_args = 1.., required = true)]
         setting: Vec<String>,
     },
@@ -188,7 +210,7 @@ enum FdbCmd {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("xvsctl: {e:#}");
+        eprintln!("xvsctl: {}", xvs_cli::message::one_line(&e));
         std::process::exit(1);
     }
 }
@@ -206,7 +228,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -260,6 +282,49 @@ fn vlan_cell(vlan: &VlanSpec) -> String {
     }
 }
 
+/// `set-port IF SETTING VALUE...`: one setting.
+fn parse_set_port(name: String, setting: &[String]) -> anyhow::Result<SetPortParams> {
+    let (what, rest) = setting.split_first().expect("clap requires one");
+    let mut params = SetPortParams {
+        name,
+        ..SetPortParams::default()
+    };
+    // A count, or `none` (0 on the wire) for no limit.
+    let limit =
+        |what: &str| -> anyhow::Result<u32> {
+            match rest {
+                [n] if n == "none" => Ok(0),
+                [n] => n.parse::<u32>().ok().filter(|&n| n > 0).with_context(|| {
+                    format!("{what} takes a positive number or `none`, not {n:?}")
+                }),
+                _ => bail!("{what} takes one value: a positive number or `none`"),
+            }
+        };
+    match what.as_str() {
+        "vlan" => params.vlan = Some(parse_vlan(rest)?),
+        "mac-limit" => params.mac_limit = Some(limit("mac-limit")?),
+        "storm-limit" => params.storm_limit = Some(limit("storm-limit")?),
+        "mac-lock" => {
+            params.mac_lock = Some(match rest {
+                [macs] if macs == "none" => Vec::new(),
+                [macs] => macs.split(',').map(str::to_owned).collect(),
+                _ => bail!("mac-lock takes MAC[,MAC...] or `none`"),
+            });
+        }
+        "masquerade" => {
+            params.masquerade = Some(match rest {
+                [v] if v == "on" => true,
+                [v] if v == "off" => false,
+                _ => bail!("masquerade takes `on` or `off`"),
+            });
+        }
+        other => bail!(
+            "set-port knows vlan, mac-limit, mac-lock, storm-limit and masquerade, not {other:?}"
+        ),
+    }
+    Ok(params)
+}
+
 fn print_config(r: &DesiredState) {
     println!("fast path {}", if r.fast_path { "on" } else { "off" });
     for (name, port) in &r.ports {
@@ -272,6 +337,33 @@ fn print_config(r: &DesiredState) {
         }
         if let Some(queues) = port.queues {
             line += &format!(", queues {queues}");
+        }
+        if !port.mac_lock.is_empty() {
+            line += &format!(", mac-lock {}", port.mac_lock.join(","));
+        }
+        if let Some(limit) = port.mac_limit {
+            line += &format!(", mac-limit {limit}");
+        }
+        if let Some(limit) = port.storm_limit {
+            line += &format!(", storm-limit {limit}");
+        }
+        if let Some(internal) = &port.internal {
+            line += ", internal";
+            if !internal.addrs.is_empty() {
+                line += &format!(" {}", internal.addrs.join(","));
+            }
+            if internal.masquerade {
+                line += ", masquerade";
+            }
+        }
+        for p in &port.publish {
+            line += &format!(
+                ", publish {}:{}:{}/{}",
+                p.host_port,
+                p.addr,
+                p.port,
+                p.proto.as_str()
+            );
         }
         if !port.external_ids.is_empty() {
             let ids: Vec<String> = port
@@ -304,7 +396,7 @@ fn print_config(r: &DesiredState) {
 }
 
 fn print_show(r: &ShowResult) {
-    println!(
+    outln!(
         "xvsd {} up {:.0}s, {} worker(s), fast path {}",
         r.version,
         r.uptime_s,
@@ -400,13 +492,21 @@ fn print_fdb(r: &FdbShowResult) {
         })
         .collect();
     print_table(&["MAC", "VLAN", "PORT", "AGE(s)", "TYPE"], &rows);
+    outln!(
+        "{} of at most {} entries; {} source(s) not learned for lack of room",
+        r.entries.len(),
+        r.capacity,
+        r.not_learned
+    );
 }
 
 fn print_flows(r: &DumpFlowsResult) {
     for f in &r.flows {
-        println!(
+        outln!(
             " n_packets={}, n_bytes={}, {}",
-            f.n_packets, f.n_bytes, f.flow
+            f.n_packets,
+            f.n_bytes,
+            f.flow
         );
     }
 }
@@ -432,9 +532,9 @@ fn print_routes(r: &ShowRoutesResult) {
     for route in &r.routes {
         match route {
             RouteEntry::Static { prefix, via, dev } => {
-                println!("{prefix} via {via} dev {}", or_dash(dev.as_ref()));
+                outln!("{prefix} via {via} dev {}", or_dash(dev.as_ref()));
             }
-            RouteEntry::Connected { prefix, dev } => println!("{prefix} dev {dev} connected"),
+            RouteEntry::Connected { prefix, dev } => outln!("{prefix} dev {dev} connected"),
         }
     }
 }
@@ -458,7 +558,7 @@ fn print_neighbors(r: &ShowNeighborsResult) {
 
 fn print_fast_path(r: &DumpFastPathResult) {
     if !r.enabled {
-        println!("fast path off");
+        outln!("fast path off");
         return;
     }
     let rows: Vec<Vec<String>> = r
@@ -495,7 +595,7 @@ fn print_fast_path(r: &DumpFastPathResult) {
 }
 
 fn print_version(r: &VersionResult) {
-    println!("xvsd {} (protocol {})", r.version, r.protocol);
+    outln!("xvsd {} (protocol {})", r.version, r.protocol);
 }
 
 #[expect(
@@ -548,7 +648,7 @@ fn print_ports(r: &DumpPortsResult) {
         ],
         &rows,
     );
-    println!();
+    outln!();
     let rows: Vec<Vec<String>> = r
         .workers
         .iter()
@@ -597,7 +697,7 @@ fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
     if json_out {
         print_json(report);
     } else {
-        println!("{}", report["summary"].as_str().unwrap_or_default());
+        outln!("{}", report["summary"].as_str().unwrap_or_default());
     }
     Ok(())
 }
@@ -605,7 +705,7 @@ fn print_report(report: &Value, json_out: bool) -> anyhow::Result<()> {
 /// Prints JSON as the daemon sent it: keys in order, pretty.
 fn print_json(r: &impl Serialize) {
     let value = serde_json::to_value(r).expect("results serialize");
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&value).expect("JSON values serialize")
     );
@@ -642,6 +742,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::ShowConfig => call::<ShowConfig>(socket, &Empty, json, print_config),
         Cmd::AddPort {
             name,
+            kind,
+            ips,
+            masquerade,
             queues,
             hook,
             xdp_mode,
@@ -653,18 +756,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 hook,
                 xdp_mode,
                 vlan: tag.map(|tag| VlanSpec::Access { tag }),
+                internal: kind.map(|_| Internal {
+                    addrs: ips,
+                    masquerade,
+                }),
                 ..AddPortParams::default()
             };
             call::<AddPort>(socket, &params, json, quiet)
         }
         Cmd::DelPort { name } => call::<DelPort>(socket, &PortName { name }, json, quiet),
         Cmd::SetPort { name, setting } => {
-            let (what, rest) = setting.split_first().expect("clap requires one");
-            if what != "vlan" {
-                bail!("set-port knows `vlan`, not {what:?}");
-            }
-            let vlan = parse_vlan(rest)?;
-            call::<SetPort>(socket, &SetPortParams { name, vlan }, json, quiet)
+            let params = parse_set_port(name, &setting)?;
+            call::<SetPort>(socket, &params, json, quiet)
         }
         Cmd::DumpPorts {
             name,
@@ -674,8 +777,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let params = DumpPortsParams { name };
             if rate {
-                let mut client = Client::connect(socket)?;
-                return dump_rates(&mut client, &params, interval, count, json);
+                return dump_rates(socket, &params, interval, count, json);
             }
             call::<DumpPorts>(socket, &params, json, print_ports)
         }
@@ -747,8 +849,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Samples the counters every `interval` seconds, each time on a new connection: xvsd
+/// disconnects a client silent for long, or idle the longest when it has too many.
 fn dump_rates(
-    client: &mut Client,
+    socket: &Path,
     params: &DumpPortsParams,
     interval: f64,
     count: Option<u64>,
@@ -769,12 +873,17 @@ fn dump_rates(
             })
             .collect()
     };
-    let mut last = counters(client.call::<DumpPorts>(params)?);
+    let sample = || -> anyhow::Result<_> {
+        Ok(counters(
+            Client::connect(socket)?.call::<DumpPorts>(params)?,
+        ))
+    };
+    let mut last = sample()?;
     let mut last_at = Instant::now();
     let mut shown = 0;
     loop {
         std::thread::sleep(Duration::from_secs_f64(interval));
-        let now = counters(client.call::<DumpPorts>(params)?);
+        let now = sample()?;
         let secs = last_at.elapsed().as_secs_f64();
         last_at = Instant::now();
         let rates: Vec<(String, [f64; 5])> = now
@@ -796,7 +905,7 @@ fn dump_rates(
                            "tx_pps": r[2], "tx_bps": r[3] * 8.0, "drops_ps": r[4]})
                 })
                 .collect();
-            println!("{}", json!({"interval_s": secs, "ports": ports}));
+            outln!("{}", json!({"interval_s": secs, "ports": ports}));
         } else {
             let rows: Vec<Vec<String>> = rates
                 .iter()
@@ -815,7 +924,7 @@ fn dump_rates(
                 &["PORT", "RX_PPS", "RX_MBPS", "TX_PPS", "TX_MBPS", "DROPS/S"],
                 &rows,
             );
-            println!();
+            outln!();
         }
         last = now;
         shown += 1;

@@ -1,14 +1,19 @@
 //! Running the delegated IPAM plugin (spec section 4): found through `CNI_PATH`, given the
 //! whole network configuration and our parameters, its stderr passed through to ours.
 //!
+//! A plugin need not read its input: the reference plugins' `skel` never reads it for
+//! `VERSION`, and any plugin that fails on its environment exits before reading. So writing
+//! the configuration may fail with EPIPE; that says nothing, and what the plugin printed and
+//! how it exited are what is reported (its error object, its exit status, its stderr).
+//!
 //! The plugin may be older than the configuration: Debian's host-local 1.1.1 speaks up to
 //! 1.0.0 while a configuration may say 1.1.0. So each call first asks the plugin's `VERSION`
 //! and, when it lacks the configuration's version, speaks the newest older one it has; the
 //! addresses it returns do not depend on the version.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
+use std::process::{Command as Process, Output, Stdio};
 
 use serde_json::{Value, json};
 
@@ -46,6 +51,14 @@ pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
                     .join(", ")
             ))
         })
+}
+
+/// The last `n` characters of `text` (the end of a long stderr is where the reason is).
+fn last_chars(text: &str, n: usize) -> &str {
+    let skip = text.chars().count().saturating_sub(n);
+    text.char_indices()
+        .nth(skip)
+        .map_or(text, |(i, _)| &text[i..])
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -146,16 +159,26 @@ impl Ipam {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| fail("running", e))?;
         let input = serde_json::to_vec(stdin).expect("JSON values serialize");
-        if let Some(mut pipe) = child.stdin.take() {
-            pipe.write_all(&input).map_err(|e| fail("writing to", e))?;
-        }
-        let output = child
-            .wait_with_output()
-            .map_err(|e| fail("waiting for", e))?;
+        let pipe = child.stdin.take();
+        // The input is written while the plugin's output is read, so that neither side waits
+        // for the other whatever their sizes.
+        let (output, written) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || match pipe {
+                Some(mut pipe) => pipe.write_all(&input),
+                None => Ok(()),
+            });
+            let output = child.wait_with_output();
+            (output, writer.join().unwrap_or(Ok(())))
+        });
+        let output = output.map_err(|e| fail("waiting for", e))?;
+        // Its stderr still reaches ours, as when it was inherited.
+        let _ = std::io::stderr().write_all(&output.stderr);
+        // EPIPE only means that the plugin did not read its input; what it did says why.
+        let unwritten = written.err().filter(|e| e.kind() != ErrorKind::BrokenPipe);
         let text = String::from_utf8_lossy(&output.stdout);
         let parsed: Option<Value> = if text.trim().is_empty() {
             None
@@ -176,19 +199,46 @@ impl Ipam {
                 .details(text.into_owned())),
             };
         }
-        let error = parsed.unwrap_or(Value::Null);
-        let code = error["code"]
-            .as_u64()
+        Err(self.failure(&output, parsed.as_ref(), unwritten))
+    }
+
+    /// The error of a plugin that exited with a failure: its own error object if it printed
+    /// one, with its exit status, its stderr, and our failure to give it its input if any.
+    fn failure(
+        &self,
+        output: &Output,
+        error: Option<&Value>,
+        unwritten: Option<std::io::Error>,
+    ) -> CniError {
+        let text = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let code = error
+            .and_then(|e| e["code"].as_u64())
             .and_then(|c| u32::try_from(c).ok())
             .unwrap_or(code::INTERNAL);
-        let msg = error["msg"].as_str().map_or_else(
-            || format!("failed ({}): {}", output.status, text.trim()),
-            str::to_owned,
-        );
-        Err(
-            CniError::new(code, format!("IPAM plugin {}: {msg}", self.name))
-                .details(error["details"].as_str().unwrap_or_default()),
+        let said = match error.and_then(|e| e["msg"].as_str()) {
+            Some(msg) => msg.to_owned(),
+            None if text.trim().is_empty() => "failed and printed nothing".to_owned(),
+            None => format!("failed: {}", text.trim()),
+        };
+        let mut details = Vec::new();
+        if let Some(d) = error
+            .and_then(|e| e["details"].as_str())
+            .filter(|d| !d.is_empty())
+        {
+            details.push(d.to_owned());
+        }
+        if !stderr.trim().is_empty() {
+            details.push(format!("its stderr: {}", last_chars(stderr.trim(), 2000)));
+        }
+        if let Some(e) = unwritten {
+            details.push(format!("writing its input failed: {e}"));
+        }
+        CniError::new(
+            code,
+            format!("IPAM plugin {}: {said} ({})", self.name, output.status),
         )
+        .details(details.join("; "))
     }
 
     fn run(
@@ -264,5 +314,105 @@ impl Ipam {
             return Ok(());
         }
         self.run(inv, command, conf, None).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A directory of its own with an executable `script` in it, removed on drop.
+    struct FakePlugin {
+        dir: PathBuf,
+        ipam: Ipam,
+    }
+
+    impl FakePlugin {
+        fn new(script: &str) -> FakePlugin {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "xvs-fake-ipam-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let binary = dir.join("fake-ipam");
+            std::fs::write(&binary, format!("#!/bin/sh\n{script}")).unwrap();
+            std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+            FakePlugin {
+                ipam: Ipam {
+                    name: "fake-ipam".into(),
+                    binary,
+                    version: "1.0.0".into(),
+                },
+                dir,
+            }
+        }
+    }
+
+    impl Drop for FakePlugin {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A configuration too big for a pipe's buffer: writing it fails with EPIPE whenever
+    /// the plugin exits without reading it.
+    fn big_config() -> Value {
+        json!({"cniVersion": "1.0.0", "padding": "x".repeat(1 << 20)})
+    }
+
+    #[test]
+    fn a_plugin_that_answers_without_reading_is_heard() {
+        // As the reference plugins do for VERSION: they never read their input.
+        let fake = FakePlugin::new(
+            "echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}'\n",
+        );
+        let answer = fake
+            .ipam
+            .exec(&[("CNI_COMMAND", "VERSION".into())], &big_config())
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer["supportedVersions"][1], "1.0.0");
+    }
+
+    #[test]
+    fn a_plugin_that_fails_without_reading_says_why() {
+        let fake = FakePlugin::new(
+            "echo 'host-local: range 10.9.0.0/30 is full' >&2\n\
+             echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"no IP addresses available\",\
+             \"details\":\"range set 10.9.0.0/30\"}'\n\
+             exit 3\n",
+        );
+        let e = fake
+            .ipam
+            .exec(&[("CNI_COMMAND", "ADD".into())], &big_config())
+            .unwrap_err();
+        assert_eq!(e.code, 11, "{e}");
+        let text = e.to_string();
+        for needle in [
+            "IPAM plugin fake-ipam: no IP addresses available",
+            "exit status: 3",
+            "range set 10.9.0.0/30",
+            "host-local: range 10.9.0.0/30 is full",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from {text}");
+        }
+        assert!(!text.contains("Broken pipe"), "{text}");
+    }
+
+    #[test]
+    fn a_plugin_that_dies_without_a_word_is_reported_with_its_status() {
+        let fake = FakePlugin::new("kill -TERM $$\n");
+        let e = fake
+            .ipam
+            .exec(&[("CNI_COMMAND", "ADD".into())], &big_config())
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("signal: 15"), "{text}");
+        assert!(text.contains("printed nothing"), "{text}");
     }
 }

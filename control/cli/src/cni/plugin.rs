@@ -7,17 +7,21 @@
 
 use std::path::Path;
 
+use ipnet::IpNet;
 use serde_json::{Value, json};
 use xvs_proto::Empty;
+use xvs_proto::VlanSpec;
 use xvs_proto::client::{Client, ClientError};
-use xvs_proto::methods::Version;
+use xvs_proto::methods::{AddPort, SetPort, ShowConfig, Version};
+use xvs_proto::ports::{AddPortParams, SetPortParams};
+use xvs_proto::state::{Internal, MAX_INTERNAL_NAME};
 use xvs_sys::netlink::{NetlinkError, Rtnetlink};
 
 use super::env::{Command, Invocation};
 use super::ipam::Ipam;
 use super::types::{
-    CniError, CniResult, Interface, LATEST, NetConf, SUPPORTED_VERSIONS, at_least, check_version,
-    code,
+    CniError, CniResult, Interface, LATEST, NetConf, RouteEntry, SUPPORTED_VERSIONS, at_least,
+    check_version, code,
 };
 use crate::attach::{
     AttachError, AttachSpec, ContainerSide, ExternalIds, HOST_PREFIX, Netns, OWNER_KEY, Route,
@@ -198,6 +202,10 @@ fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
         Some(ipam) => ipam.add(inv, conf)?,
         None => CniResult::default(),
     };
+    let mut addresses = addresses;
+    if conf.is_gateway {
+        gateway(conf, &mut addresses)?;
+    }
     let attached = attach_with(inv, conf, &netns, &host, mac, &addresses).inspect_err(|_| {
         if let Some(ipam) = &ipam
             && let Err(e) = ipam.del(inv, conf, None)
@@ -230,6 +238,96 @@ fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
         result.dns = addresses.dns;
     }
     Ok(result.to_json(&conf.cni_version))
+}
+
+/// The internal port that carries network `conf`'s gateway addresses (`isGateway`):
+/// `xvsg` and 8 hex digits of the network's name, which fits an internal port's 12.
+fn gateway_port(conf: &NetConf) -> String {
+    derived_ifname("xvsg", &format!("cni/{}", conf.name))[..MAX_INTERNAL_NAME].to_owned()
+}
+
+/// `isGateway`: makes sure the network's internal port is there with the gateway of every
+/// address IPAM gave (the host is the gateway; masquerading with `ipMasq`), and with
+/// `isDefaultGateway` gives the container a default route through it. The port stays when
+/// the container goes, as the bridge plugin's bridge does.
+fn gateway(conf: &NetConf, addresses: &mut CniResult) -> Result<(), CniError> {
+    let mut gateways = Vec::new();
+    for ip in &addresses.ips {
+        let Some(gw) = ip.gateway else {
+            continue;
+        };
+        let net = IpNet::new(gw, ip.address.prefix_len())
+            .map_err(|e| CniError::new(code::INVALID_CONFIG, format!("gateway {gw}: {e}")))?;
+        gateways.push(net);
+        if conf.is_default_gateway {
+            let default: IpNet = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
+                .parse()
+                .expect("constant");
+            if !addresses.routes.iter().any(|r| r.dst == default) {
+                addresses.routes.push(RouteEntry {
+                    dst: default,
+                    gw: Some(gw),
+                    extra: Default::default(),
+                });
+            }
+        }
+    }
+    if gateways.is_empty() {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            "isGateway: IPAM gave no gateway (set ipam.ranges[].gateway or ipam.gateway)",
+        ));
+    }
+    let name = gateway_port(conf);
+    let mut client = Client::connect(&conf.socket).map_err(client_error)?;
+    let config = client.call::<ShowConfig>(&Empty).map_err(client_error)?;
+    let internal = Internal {
+        addrs: gateways.iter().map(ToString::to_string).collect(),
+        masquerade: conf.ip_masq,
+    };
+    match config.ports.get(&name) {
+        None => {
+            let mut external_ids = ExternalIds::new();
+            external_ids.insert(OWNER_KEY.to_owned(), OWNER.to_owned());
+            external_ids.insert("cni_network".to_owned(), conf.name.clone());
+            client
+                .call::<AddPort>(&AddPortParams {
+                    name,
+                    vlan: conf.vlan.map(|tag| VlanSpec::Access { tag }),
+                    external_ids,
+                    internal: Some(internal),
+                    ..AddPortParams::default()
+                })
+                .map_err(client_error)?;
+        }
+        Some(port) => {
+            let have = port.internal.as_ref();
+            let missing = internal
+                .addrs
+                .iter()
+                .any(|a| !have.is_some_and(|h| h.addrs.contains(a)));
+            if missing {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!(
+                        "the gateway port {name} of network {} has other addresses than {}",
+                        conf.name,
+                        internal.addrs.join(",")
+                    ),
+                ));
+            }
+            if have.is_some_and(|h| h.masquerade != conf.ip_masq) {
+                client
+                    .call::<SetPort>(&SetPortParams {
+                        name,
+                        masquerade: Some(conf.ip_masq),
+                        ..SetPortParams::default()
+                    })
+                    .map_err(client_error)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn attach_with(
@@ -276,6 +374,8 @@ fn attach_with(
         mtu: conf.mtu,
         vlan: conf.vlan,
         external_ids,
+        mac_lock: conf.mac_lock,
+        publish: Vec::new(),
     })
     .map_err(attach_error)
 }

@@ -148,6 +148,15 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `runtimeConfig.mac` (the `mac` capability).
     pub runtime_mac: Option<String>,
+    /// `macLock` (default true): the port takes frames from the container's MAC only.
+    pub mac_lock: bool,
+    /// `isGateway` (as the bridge plugin's; `isDefaultGateway` implies it): the IPAM
+    /// gateway's address lives on an internal port of the network, the host's.
+    pub is_gateway: bool,
+    /// `isDefaultGateway`: also a default route through the gateway in the container.
+    pub is_default_gateway: bool,
+    /// `ipMasq`: the network's internal port masquerades what leaves the host.
+    pub ip_masq: bool,
     /// The whole configuration.
     pub raw: Value,
 }
@@ -220,6 +229,17 @@ impl NetConf {
             Some(Value::String(_)) => None,
             Some(_) => return Err(invalid("runtimeConfig.mac must be a string")),
         };
+        let flag = |key: &str, default: bool| -> Result<bool, CniError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(invalid(format!("{key} must be true or false, not {other}"))),
+            }
+        };
+        let mac_lock = flag("macLock", true)?;
+        let is_default_gateway = flag("isDefaultGateway", false)?;
+        let is_gateway = flag("isGateway", false)? || is_default_gateway;
+        let ip_masq = flag("ipMasq", false)?;
         Ok(NetConf {
             cni_version,
             name,
@@ -229,6 +249,10 @@ impl NetConf {
             ipam_type,
             prev_result,
             runtime_mac,
+            mac_lock,
+            is_gateway,
+            is_default_gateway,
+            ip_masq,
             raw,
         })
     }
@@ -479,6 +503,16 @@ mod tests {
     }
 
     #[test]
+    fn mac_lock_is_on_unless_the_configuration_turns_it_off() {
+        let conf = |text: &[u8]| NetConf::parse(text);
+        assert!(conf(br#"{"name":"n"}"#).unwrap().mac_lock);
+        assert!(!conf(br#"{"name":"n","macLock":false}"#).unwrap().mac_lock);
+        let err = conf(br#"{"name":"n","macLock":"no"}"#).unwrap_err();
+        assert_eq!(err.code, code::INVALID_CONFIG);
+        assert!(err.msg.contains("macLock"), "{}", err.msg);
+    }
+
+    #[test]
     fn config_errors_have_the_spec_codes() {
         assert_eq!(NetConf::parse(b"{nope").unwrap_err().code, code::DECODE);
         assert_eq!(NetConf::parse(b"[1]").unwrap_err().code, code::DECODE);
@@ -509,6 +543,7 @@ mod tests {
         assert_eq!(conf.ipam_type.as_deref(), Some("host-local"));
         assert_eq!(conf.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(conf.runtime_mac.as_deref(), Some("02:00:00:00:00:09"));
+        assert!(conf.mac_lock, "locked unless told otherwise");
         assert_eq!(
             NetConf::parse(br#"{"name":"n"}"#).unwrap().cni_version,
             "0.1.0"

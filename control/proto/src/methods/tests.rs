@@ -69,19 +69,41 @@ fn every_method_round_trips_in_todays_json() {
                 "vlan": {"mode": "trunk", "trunks": [10, 20], "native": null},
                 "external_ids": {"owner": "xvsctl"},
             }],
+            "absent": [{"name": "veth9", "reason": "the interface disappeared",
+                        "vlan": {"mode": "all"}, "external_ids": {}}],
             "workers": [{"id": 0, "cpu": 1, "tid": 4242}, {"id": 1, "cpu": null, "tid": 4243}],
+        }),
+    );
+    check::<ShowConfig>(
+        s,
+        json!({}),
+        json!({
+            "ports": {
+                "veth1": {"vlan": {"mode": "access", "tag": 10}, "external_ids": {"owner": "xvs-cni"},
+                          "mac_lock": ["02:00:00:00:00:01"], "mac_limit": 4, "storm_limit": 100},
+                "veth2": {"hook": "xdp", "vlan": {"mode": "all"}},
+            },
+            "rules": [{"id": 3, "priority": 100, "flow": "priority=100,in_port=veth1,actions=drop"}],
+            "interfaces": [{"on": {"vlan": 10}, "addrs": ["10.1.0.254/24"]}],
+            "routes": [{"prefix": "10.9.0.0/16", "via": "10.1.0.1"}],
+            "fast_path": true,
         }),
     );
     check::<AddPort>(
         s,
         json!({"name": "veth1", "queues": 2, "xdp_mode": "skb", "vlan": {"mode": "access", "tag": 10},
-               "external_ids": {"owner": "xvs-cni"}}),
+               "external_ids": {"owner": "xvs-cni"}, "mac_lock": ["02:00:00:00:00:01"]}),
         json!({"id": 1, "name": "veth1"}),
     );
     check::<DelPort>(s, json!({"name": "veth1"}), json!({}));
     check::<SetPort>(
         s,
         json!({"name": "veth1", "vlan": {"mode": "all"}}),
+        json!({}),
+    );
+    check::<SetPort>(
+        s,
+        json!({"name": "veth1", "mac_limit": 4, "mac_lock": ["02:00:00:00:00:01"], "storm_limit": 0}),
         json!({}),
     );
     check::<DumpPorts>(
@@ -113,7 +135,8 @@ fn every_method_round_trips_in_todays_json() {
         s,
         json!({}),
         json!({"entries": [{"mac": "02:00:00:00:00:01", "vlan": 0, "port": "veth1",
-                            "age_s": 1.25, "static": false}]}),
+                            "age_s": 1.25, "static": false}],
+               "capacity": 8192, "not_learned": 3}),
     );
     check::<FdbFlush>(s, json!({}), json!({}));
     check::<AddFlow>(
@@ -191,6 +214,7 @@ fn every_method_round_trips_in_todays_json() {
     check::<SetFastPath>(s, json!({"on": false}), json!({"fast_path": false}));
 
     let table: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+    seen.dedup();
     assert_eq!(
         seen, table,
         "every method of the table is checked here, in order"

@@ -520,3 +520,30 @@ pub fn prog_test_run(
         duration_ns: attr.duration,
     })
 }
+
+/// Runs a program once on `data` and copies the packet as the program left it into `out`:
+/// its return value and the packet's length. An XDP program sees `data` as a frame, a tc
+/// program as an skb made of it (no VLAN tag held apart, no GSO).
+///
+/// # Errors
+/// `BPF_PROG_TEST_RUN` fails: EINVAL for a bad frame size, ENOSPC when the packet left is
+/// longer than `out`.
+pub fn prog_test_run_output(
+    prog: BorrowedFd<'_>,
+    data: &[u8],
+    out: &mut [u8],
+) -> Result<(u32, usize), SyscallError> {
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: data.len() as u32,
+        data_in: data.as_ptr() as u64,
+        data_size_out: out.len() as u32,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: data_in points to data_size_in readable bytes and data_out to data_size_out
+    // writable bytes, which the kernel writes at most; both outlive the call.
+    unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr, "bpf(BPF_PROG_TEST_RUN)") }?;
+    Ok((attr.retval, (attr.data_size_out as usize).min(out.len())))
+}

@@ -13,7 +13,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -37,6 +37,20 @@ pub struct Link {
     pub mtu: Option<u32>,
     /// Whether it is administratively up.
     pub up: bool,
+    /// Whether it is a loopback device (`IFF_LOOPBACK`).
+    pub loopback: bool,
+    /// Whether it carries Ethernet frames (`ARPHRD_ETHER`: veths, NICs, bridges, bonds, ...;
+    /// not loopback, tun, wireguard or IP tunnels).
+    pub ethernet: bool,
+    /// Its kind (`veth`, `bridge`, `bond`, ...), if it is not a plain device.
+    pub kind: Option<String>,
+    /// The ifindex of the device it is a port of (a bridge, a bond, a VRF), if any.
+    pub master: Option<u32>,
+    /// What it is a port of (`bridge`, `bond`, ...), when it has a master.
+    pub port_kind: Option<String>,
+    /// Whether the device it is linked to (a veth's peer) is in another network namespace
+    /// (`IFLA_LINK_NETNSID` is present).
+    pub peer_elsewhere: bool,
 }
 
 /// A veth pair to create.
@@ -121,6 +135,23 @@ impl Rtnetlink {
         message
             .attributes
             .push(LinkAttribute::IfName(name.to_owned()));
+        match self.request("get link", RouteNetlinkMessage::GetLink(message), 0) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(link) => Some(link_of(&link)),
+                _ => None,
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The link with ifindex `index`, or `None` if there is none.
+    ///
+    /// # Errors
+    /// A socket or kernel error other than "no such device".
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>, NetlinkError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
         match self.request("get link", RouteNetlinkMessage::GetLink(message), 0) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
                 RouteNetlinkMessage::NewLink(link) => Some(link_of(&link)),
@@ -336,14 +367,68 @@ fn link_of(message: &LinkMessage) -> Link {
         mac: None,
         mtu: None,
         up: message.header.flags.contains(LinkFlags::Up),
+        loopback: message.header.flags.contains(LinkFlags::Loopback),
+        ethernet: message.header.link_layer_type == LinkLayerType::Ether,
+        kind: None,
+        master: None,
+        port_kind: None,
+        peer_elsewhere: false,
     };
     for attr in &message.attributes {
         match attr {
             LinkAttribute::IfName(name) => link.name.clone_from(name),
             LinkAttribute::Address(bytes) => link.mac = bytes.as_slice().try_into().ok(),
             LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
+            LinkAttribute::Controller(index) => link.master = Some(*index),
+            LinkAttribute::LinkNetNsId(_) => link.peer_elsewhere = true,
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                        LinkInfo::PortKind(kind) => link.port_kind = Some(kind.to_string()),
+                        _ => {}
+                    }
+                }
+            }
             _ => {}
         }
     }
     link
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::link::InfoPortKind;
+
+    use super::*;
+
+    #[test]
+    fn a_link_says_what_it_is_and_whose_port() {
+        let mut message = LinkMessage::default();
+        message.header.index = 7;
+        message.header.flags = LinkFlags::Up | LinkFlags::Loopback;
+        message.header.link_layer_type = LinkLayerType::Loopback;
+        message
+            .attributes
+            .push(LinkAttribute::IfName("lo".to_owned()));
+        let lo = link_of(&message);
+        assert!(lo.up && lo.loopback && !lo.ethernet);
+        assert_eq!((lo.master, lo.kind), (None, None));
+
+        let mut message = LinkMessage::default();
+        message.header.link_layer_type = LinkLayerType::Ether;
+        message.attributes.extend([
+            LinkAttribute::IfName("veth0".to_owned()),
+            LinkAttribute::Controller(4),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+            ]),
+        ]);
+        let port = link_of(&message);
+        assert!(port.ethernet && !port.loopback && !port.up);
+        assert_eq!(port.master, Some(4));
+        assert_eq!(port.kind.as_deref(), Some("veth"));
+        assert_eq!(port.port_kind.as_deref(), Some("bridge"));
+    }
 }
