@@ -469,11 +469,29 @@ fn the_cni_plugin_makes_the_host_the_gateway_and_masquerades() {
         });
         let (success, out) = cni(&host, &portmap, &cni_env("ADD", &netns), &chained);
         assert!(success, "portmap ADD: {out}");
+        // Then the firewall plugin, as podman's default conflist has it.
+        let firewall = Path::new(CNI_PATH).join("firewall");
+        let walled = json!({
+            "cniVersion": "1.0.0",
+            "name": "natnet",
+            "type": "firewall",
+            "backend": "iptables",
+            "prevResult": if out.is_object() { out.clone() } else { result.clone() },
+        });
+        let firewalled = firewall.exists();
+        if firewalled {
+            let (success, out) = cni(&host, &firewall, &cni_env("ADD", &netns), &walled);
+            assert!(success, "firewall ADD: {out}");
+        }
         assert_eq!(
             fetch(&outside, "http://10.99.0.1:8082/hello").as_deref(),
             Ok("from the container\n"),
             "outside → portmap → container"
         );
+        if firewalled {
+            let (success, out) = cni(&host, &firewall, &cni_env("DEL", &netns), &walled);
+            assert!(success, "firewall DEL: {out}");
+        }
         let (success, out) = cni(&host, &portmap, &cni_env("DEL", &netns), &chained);
         assert!(success, "portmap DEL: {out}");
     }

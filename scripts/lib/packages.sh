@@ -29,6 +29,7 @@ setpriv                     util-linux                   test
 arping                      arping                       test
 tcpdump                     tcpdump                      test
 /usr/lib/cni/host-local     containernetworking-plugins  test
+iptables                    iptables                     test
 nft                         nftables                     test,demo
 curl                        curl                         test
 ovs-vswitchd                openvswitch-switch           bench

@@ -9,12 +9,11 @@ use std::path::Path;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
-use xvs_proto::Empty;
-use xvs_proto::VlanSpec;
 use xvs_proto::client::{Client, ClientError};
 use xvs_proto::methods::{AddPort, SetPort, ShowConfig, Version};
 use xvs_proto::ports::{AddPortParams, SetPortParams};
 use xvs_proto::state::{Internal, MAX_INTERNAL_NAME};
+use xvs_proto::{Empty, VlanSpec};
 use xvs_sys::netlink::{NetlinkError, Rtnetlink};
 
 use super::env::{Command, Invocation};

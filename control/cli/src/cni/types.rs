@@ -597,7 +597,13 @@ mod tests {
     fn the_example_conflist_parses() {
         let list: Value =
             serde_json::from_str(include_str!("../../../../docs/cni/xvs.conflist")).unwrap();
-        for plugin in list["plugins"].as_array().unwrap() {
+        let plugins = list["plugins"].as_array().unwrap();
+        let chained: Vec<&str> = plugins[1..]
+            .iter()
+            .map(|p| p["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(chained, ["portmap", "firewall", "tuning"], "podman's chain");
+        for plugin in plugins.iter().filter(|p| p["type"] == "xvs-cni") {
             // What a runtime derives from the list for each plugin.
             let mut conf = plugin.clone();
             conf["cniVersion"] = list["cniVersion"].clone();
