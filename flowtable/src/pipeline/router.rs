@@ -60,7 +60,6 @@ impl Pipeline {
         mut resolution: Resolution,
     ) -> (Decision, Resolution) {
         let router_mac = iface.map(|i| config.interfaces()[i].mac);
-        let for_router = |reason| (Decision::drop(reason), Resolution::default());
         match key.dl_type {
             EtherType::ARP => {
                 resolution.uncacheable = true;
@@ -82,14 +81,15 @@ impl Pipeline {
                 return (Decision::drop(DropReason::ToRouter), resolution);
             }
             EtherType::IPV4 | EtherType::IPV6 => {}
-            _ => return for_router(DropReason::NoRoute),
+            // Dropped, but the source was learned: the decision keeps depending on it.
+            _ => return (Decision::drop(DropReason::NoRoute), resolution),
         }
         let Some(dst) = key.ip_dst() else {
-            return for_router(DropReason::NoRoute);
+            return (Decision::drop(DropReason::NoRoute), resolution);
         };
         if config.is_router_ip(dst) {
             let Some(mac) = router_mac else {
-                return for_router(DropReason::ToRouter);
+                return (Decision::drop(DropReason::ToRouter), resolution);
             };
             let icmp_type = key.tp_src as u8;
             let echo = match dst {

@@ -622,6 +622,29 @@ mod rules_and_routing {
     }
 
     #[test]
+    fn frames_the_router_drops_still_teach_where_their_source_is() {
+        // Found by the frame_pipeline fuzz target: a frame to a router MAC that the router
+        // drops (here an EtherType it does not route) was cached without the source it
+        // learned, so after the host moved away and back, a cache hit skipped learning and
+        // the table kept the old port.
+        let (cfg, _, m20) = routed();
+        let mut p = Pipeline::new(cfg, 64);
+        let odd = |in_port| FlowKey {
+            dl_type: 0x88b5,
+            ..key(in_port, B, m20.to_u64())
+        };
+        for now in [0, 1] {
+            let d = p.decide(&odd(2), 60, now);
+            assert_eq!(d.drop_reason(), Some(DropReason::NoRoute));
+        }
+        assert_eq!(p.mac_table().lookup(20, B), Some(2));
+        p.decide(&key(3, B, BCAST), 60, 2);
+        assert_eq!(p.mac_table().lookup(20, B), Some(3), "moved");
+        p.decide(&odd(2), 60, 3);
+        assert_eq!(p.mac_table().lookup(20, B), Some(2), "moved back");
+    }
+
+    #[test]
     fn static_routes_go_through_their_next_hop() {
         let (cfg, m10, m20) = routed();
         let mut c = (*cfg).clone();
