@@ -10,6 +10,7 @@ pub mod action;
 pub mod cache;
 pub mod classifier;
 pub mod config;
+pub mod conntrack;
 pub mod edit;
 pub mod flow_spec;
 #[doc(hidden)]
