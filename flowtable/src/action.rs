@@ -52,6 +52,21 @@ pub enum Step {
     /// Turn a neighbor solicitation for a router address into the advertisement of this MAC
     /// (the executor checks that the solicited target is a router address).
     NeighborAdvert(EthernetAddress),
+    /// Rewrite the IPv4 or IPv6 source address (mod_nw_src, set_field ->ipv6_src); a family
+    /// that does not match the packet's is a no-op.
+    SetIpSrc(core::net::IpAddr),
+    /// Rewrite the destination address.
+    SetIpDst(core::net::IpAddr),
+    /// Rewrite the TCP/UDP/SCTP-less (TCP and UDP only) source port.
+    SetTpSrc(u16),
+    /// Rewrite the TCP/UDP destination port.
+    SetTpDst(u16),
+    /// Set the DSCP (the top six bits of the IPv4 TOS / IPv6 traffic class), value 0..=63.
+    SetIpDscp(u8),
+    /// Set the ECN bits (the low two), value 0..=3.
+    SetIpEcn(u8),
+    /// Set the IPv4 TTL / IPv6 hop limit.
+    SetIpTtl(u8),
 }
 
 /// Why a packet was dropped. Counted per cause.

@@ -10,6 +10,10 @@ use crate::wire::ethernet::{self, HEADER_LEN, VLAN_TAG_LEN};
 use crate::wire::ipv4::Protocol;
 use crate::wire::{EtherType, EthernetAddress, WireError, arp, checksum, ipv4, ipv6, l4};
 
+mod rewrite;
+#[cfg(test)]
+mod rewrite_tests;
+
 /// Why an edit could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EditError {

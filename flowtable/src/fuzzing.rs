@@ -4,18 +4,19 @@
 //!
 //! Each function takes arbitrary bytes and panics when the property it checks does not hold.
 
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use crate::action::Step;
 use crate::config::{Binding, Config, PortConfig, PortSecurity};
-use crate::edit::FrameBuf;
+use crate::edit::{EditError, FrameBuf};
 use crate::flow_spec::{format_flow, format_match, parse_flow, parse_match};
 use crate::key::{FlowKey, L3, finish_partial_checksum};
 use crate::pipeline::Pipeline;
 use crate::port::{EgressTag, PortId, VlanMode};
-use crate::wire::ethernet::{HEADER_LEN, VLAN_TAG_LEN};
-use crate::wire::{EthernetAddress, upcall};
+use crate::wire::ethernet::{self, HEADER_LEN, VLAN_TAG_LEN};
+use crate::wire::ipv4::Protocol;
+use crate::wire::{EtherType, EthernetAddress, checksum, ipv4, ipv6, upcall};
 
 /// Room in front of a frame, as a UMEM chunk has it (for pushed tags and popped prefixes).
 const HEADROOM: usize = 256;
@@ -189,6 +190,9 @@ fn records(mut data: &[u8]) -> impl Iterator<Item = Record<'_>> {
 /// - the decision of a pipeline with a flow cache equals that of the reference pipeline
 ///   without one, for the frame and for the same frame again right after it (a cache hit),
 ///   until a MAC address ages out or is evicted (see `forgotten`);
+/// - every header rewrite (addresses of both families, ports, DSCP, ECN, TTL, with values
+///   taken from the frame's last bytes) fails only as `Truncated` and then leaves the frame
+///   alone, and keeps every checksum that verified before verifying (see `check_rewrites`);
 /// - carrying the decision out (edits, copies for each output, each output's tag) never
 ///   panics, and neither do the solicitations the pipeline asks for.
 ///
@@ -237,6 +241,7 @@ pub fn frame_pipeline(data: &[u8]) {
         };
         check_layout(frame.len(), &layout);
         finish_partial_checksum(frame, &key, &layout);
+        check_rewrites(frame);
         let mut decision = None;
         for repeat in 0..2 {
             let time = now + repeat;
@@ -332,11 +337,148 @@ fn execute(steps: &[Step], config: &Config, buffer: &mut [u8], offset: usize, le
             Step::NeighborAdvert(mac) => {
                 frame.neighbor_advert(mac, |t| config.is_router_ip(IpAddr::V6(t)))
             }
+            rewrite => apply_rewrite(&mut frame, rewrite),
         };
         if edited.is_err() {
             return;
         }
     }
+}
+
+/// Carries out a header-rewrite step (any other step is not one: nothing happens).
+fn apply_rewrite(frame: &mut FrameBuf<'_>, step: Step) -> Result<(), EditError> {
+    match step {
+        Step::SetIpSrc(addr) => frame.set_ip_src(addr),
+        Step::SetIpDst(addr) => frame.set_ip_dst(addr),
+        Step::SetTpSrc(port) => frame.set_tp_src(port),
+        Step::SetTpDst(port) => frame.set_tp_dst(port),
+        Step::SetIpDscp(dscp) => frame.set_ip_dscp(dscp),
+        Step::SetIpEcn(ecn) => frame.set_ip_ecn(ecn),
+        Step::SetIpTtl(ttl) => frame.set_ip_ttl(ttl),
+        _ => Ok(()),
+    }
+}
+
+/// Every header rewrite on a copy of `frame`, with values from its last 16 bytes (which a
+/// fuzzer steers): an error is `Truncated` and leaves the copy as it was; after a success,
+/// each checksum that verified before still verifies, computed from scratch.
+fn check_rewrites(frame: &[u8]) {
+    let mut tail = [0u8; 16];
+    let n = frame.len().min(16);
+    tail[..n].copy_from_slice(&frame[frame.len() - n..]);
+    let word = u16::from_be_bytes([tail[0], tail[1]]);
+    let v4 = IpAddr::V4(Ipv4Addr::new(tail[0], tail[1], tail[2], tail[3]));
+    let v6 = IpAddr::V6(Ipv6Addr::from(tail));
+    let steps = [
+        Step::SetIpSrc(v4),
+        Step::SetIpDst(v4),
+        Step::SetIpSrc(v6),
+        Step::SetIpDst(v6),
+        Step::SetTpSrc(word),
+        Step::SetTpDst(!word),
+        Step::SetIpDscp(tail[2]),
+        Step::SetIpEcn(tail[3]),
+        Step::SetIpTtl(tail[4]),
+    ];
+    let before = checksums(frame);
+    for step in steps {
+        let mut copy = frame.to_vec();
+        let mut edited = FrameBuf::new(&mut copy, 0, frame.len()).expect("the whole buffer");
+        match apply_rewrite(&mut edited, step) {
+            Ok(()) => {
+                let after = checksums(edited.bytes());
+                if before.ipv4_header == Some(true) {
+                    assert_eq!(after.ipv4_header, Some(true), "{step:?} on {frame:02x?}");
+                }
+                if before.l4 == Some(true) {
+                    assert_eq!(after.l4, Some(true), "{step:?} on {frame:02x?}");
+                }
+            }
+            Err(e) => {
+                assert_eq!(e, EditError::Truncated, "{step:?} on {frame:02x?}");
+                assert_eq!(copy, frame, "a failed {step:?} changed the frame");
+            }
+        }
+    }
+}
+
+/// What a from-scratch computation says of a frame's checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checksums {
+    /// Whether the IPv4 header checksum verifies; `None` for a frame with no whole IPv4
+    /// header.
+    pub ipv4_header: Option<bool>,
+    /// Whether the TCP, UDP, ICMP (on IPv4) or ICMPv6 (on IPv6) checksum verifies over the
+    /// segment and, but for ICMP, the pseudo-header; `None` where there is no checksum to
+    /// check: other protocols, fragments (the checksum covers the whole datagram), IPv6
+    /// packets with extension headers, UDP with a zero checksum (none computed), a segment
+    /// shorter than its checksum field.
+    pub l4: Option<bool>,
+}
+
+/// Computes every checksum of `frame` from scratch, to check what edits did incrementally.
+pub fn checksums(frame: &[u8]) -> Checksums {
+    let mut result = Checksums::default();
+    let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+        return result;
+    };
+    let packet = &frame[eth.header_len()..];
+    let (protocol, segment, pseudo) = match eth.payload_ethertype() {
+        EtherType::IPV4 => {
+            let Ok(ip) = ipv4::Packet::new_checked(packet) else {
+                return result;
+            };
+            result.ipv4_header = Some(ip.verify_checksum());
+            let segment = &packet[ip.header_len()..usize::from(ip.total_len())];
+            let protocol = ip.protocol();
+            if ip.is_fragment() {
+                return result;
+            }
+            let pseudo = match protocol {
+                Protocol::ICMP => 0,
+                _ => checksum::pseudo_header_v4(
+                    ip.src_addr(),
+                    ip.dst_addr(),
+                    protocol,
+                    segment.len() as u16,
+                ),
+            };
+            (protocol, segment, pseudo)
+        }
+        EtherType::IPV6 => {
+            let Ok(ip) = ipv6::Packet::new_checked(packet) else {
+                return result;
+            };
+            let segment =
+                &packet[ipv6::HEADER_LEN..ipv6::HEADER_LEN + usize::from(ip.payload_len())];
+            let protocol = ip.next_header();
+            let pseudo = checksum::pseudo_header_v6(
+                ip.src_addr(),
+                ip.dst_addr(),
+                protocol,
+                segment.len() as u32,
+            );
+            match protocol {
+                Protocol::TCP | Protocol::UDP | Protocol::ICMPV6 => (protocol, segment, pseudo),
+                _ => return result,
+            }
+        }
+        _ => return result,
+    };
+    let at = match protocol {
+        Protocol::TCP => 16,
+        Protocol::UDP => 6,
+        Protocol::ICMP | Protocol::ICMPV6 => 2,
+        _ => return result,
+    };
+    let Some(field) = segment.get(at..at + 2) else {
+        return result;
+    };
+    if protocol == Protocol::UDP && field == [0, 0] {
+        return result;
+    }
+    result.l4 = Some(checksum::verify(segment, pseudo));
+    result
 }
 
 /// Ports by name in [`flow_spec`] inputs.

@@ -63,6 +63,29 @@ pub fn update(checksum: u16, old: u16, new: u16) -> u16 {
     !fold(total)
 }
 
+/// The checksum field after the bytes `old`, which it covers, became `new` (RFC 1624,
+/// equation 3, over several words at once: the sum of the complements of the old words is the
+/// complement of their sum). Both start at an even offset of what the checksum covers and have
+/// the same, even, length (an address, a port, the two bytes around a changed one).
+pub fn update_bytes(checksum: u16, old: &[u8], new: &[u8]) -> u16 {
+    debug_assert_eq!(old.len(), new.len(), "a field of one length");
+    let total = u32::from(!checksum) + u32::from(!fold(sum(old))) + u32::from(fold(sum(new)));
+    !fold(total)
+}
+
+/// [`update_bytes`] for a TCP, UDP or ICMPv6 checksum field: a UDP field of 0 (the sender
+/// computed no checksum) stays 0, and a UDP checksum that comes out 0 is written 0xffff, since
+/// 0 would say "none" (RFC 768).
+pub fn update_l4(checksum: u16, old: &[u8], new: &[u8], is_udp: bool) -> u16 {
+    if is_udp && checksum == 0 {
+        return 0;
+    }
+    match update_bytes(checksum, old, new) {
+        0 if is_udp => 0xffff,
+        updated => updated,
+    }
+}
+
 /// What [`finish_partial`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {

@@ -106,6 +106,70 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// Extension headers [`upper_layer`] walks past.
+mod extension {
+    pub(super) const HOP_BY_HOP: u8 = 0;
+    pub(super) const ROUTING: u8 = 43;
+    pub(super) const FRAGMENT: u8 = 44;
+    pub(super) const AUTHENTICATION: u8 = 51;
+    pub(super) const NO_NEXT_HEADER: u8 = 59;
+    pub(super) const DESTINATION_OPTIONS: u8 = 60;
+}
+
+/// Where the upper-layer (L4) header of an IPv6 packet is, past its extension headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpperLayer {
+    /// Its protocol.
+    pub protocol: u8,
+    /// Its offset in the payload.
+    pub offset: usize,
+    /// A routing header with segments left comes before it: the destination of the L4
+    /// pseudo-header is the route's last address, not the one in the fixed header.
+    pub routed: bool,
+}
+
+/// Walks the extension headers (hop-by-hop and destination options, routing, fragment,
+/// authentication) of a payload whose first header is `next_header`, to the upper-layer
+/// header. `None` for a fragment other than the first (its payload continues another's) and
+/// for a packet that says no header follows.
+///
+/// # Errors
+/// [`WireError::Truncated`] if an extension header runs past the payload.
+pub fn upper_layer(mut next_header: u8, payload: &[u8]) -> Result<Option<UpperLayer>, WireError> {
+    let mut offset = 0;
+    let mut routed = false;
+    loop {
+        let header = payload.get(offset..).unwrap_or_default();
+        let len = match next_header {
+            extension::HOP_BY_HOP | extension::ROUTING | extension::DESTINATION_OPTIONS => {
+                header.get(1).map(|&units| (usize::from(units) + 1) * 8)
+            }
+            extension::FRAGMENT => Some(8),
+            extension::AUTHENTICATION => header.get(1).map(|&units| (usize::from(units) + 2) * 4),
+            extension::NO_NEXT_HEADER => return Ok(None),
+            protocol => {
+                return Ok(Some(UpperLayer {
+                    protocol,
+                    offset,
+                    routed,
+                }));
+            }
+        };
+        let Some(len) = len.filter(|&len| len <= header.len()) else {
+            return Err(WireError::Truncated);
+        };
+        match next_header {
+            extension::ROUTING => routed |= header[3] != 0,
+            extension::FRAGMENT if u16::from_be_bytes([header[2], header[3]]) >> 3 != 0 => {
+                return Ok(None);
+            }
+            _ => {}
+        }
+        next_header = header[0];
+        offset += len;
+    }
+}
+
 /// Writes a fixed header.
 ///
 /// # Panics
