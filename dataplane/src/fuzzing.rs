@@ -2,6 +2,8 @@
 //! it on generated input (`dataplane/fuzz`), and `tests/fuzz_corpus.rs` replays the
 //! checked-in corpus through it on stable.
 
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use flowtable::wire::{EtherType, EthernetAddress};
 use flowtable::{Decision, DropReason, EgressTag, FlowKey, Step};
 
@@ -21,7 +23,8 @@ use crate::fastpath::policy::{KernelAction, Output, offload};
 ///   `flowtable::fuzzing::fuzz_config`, with the rules one byte
 ///   chooses) is an action consistent with the decision and the
 ///   flow's tag, and its map value encodes and decodes back to itself, with the action at the
-///   generator's offsets.
+///   generator's offsets; it is never one with a header rewrite (IP addresses, ports, DSCP,
+///   ECN, TTL), which userspace alone carries out.
 ///
 /// # Panics
 /// When one of those does not hold.
@@ -160,6 +163,10 @@ fn check_action(flow: &FlowKey, decision: &Decision, action: &KernelAction) {
         return;
     };
     assert!(decision.drop_reason().is_none(), "{decision:?}");
+    assert!(
+        !decision.steps().iter().any(is_header_rewrite),
+        "{decision:?}: the kernel rewrites no IP or L4 header"
+    );
     match decision.steps().last() {
         Some(Step::Output { port: out, .. }) => assert_eq!(*out, port),
         Some(Step::Flood { .. }) => {}
@@ -178,6 +185,20 @@ fn check_action(flow: &FlowKey, decision: &Decision, action: &KernelAction) {
             "{action:?} of {flow:?}"
         ),
     }
+}
+
+/// A step that rewrites an IP or L4 header, which only userspace carries out.
+fn is_header_rewrite(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::SetIpSrc(_)
+            | Step::SetIpDst(_)
+            | Step::SetTpSrc(_)
+            | Step::SetTpDst(_)
+            | Step::SetIpDscp(_)
+            | Step::SetIpEcn(_)
+            | Step::SetIpTtl(_)
+    )
 }
 
 fn field<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
@@ -211,6 +232,14 @@ impl Input<'_> {
 
     fn u32(&mut self) -> u32 {
         u32::from_be_bytes(self.array())
+    }
+
+    fn ip(&mut self) -> IpAddr {
+        if self.byte() & 1 == 0 {
+            IpAddr::V4(Ipv4Addr::from(self.u32()))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.array::<16>()))
+        }
     }
 
     fn mac(&mut self) -> EthernetAddress {
@@ -250,7 +279,7 @@ impl Input<'_> {
             return Decision::drop(reason).with_rule(rule);
         }
         let steps: Vec<Step> = (0..shape % 7)
-            .map(|_| match self.byte() % 13 {
+            .map(|_| match self.byte() % 20 {
                 0 | 1 => Step::Output {
                     port: self.u16() % 8,
                     tag: self.tag(),
@@ -270,7 +299,14 @@ impl Input<'_> {
                 9 => Step::DecTtl,
                 10 => Step::ArpReply(self.mac()),
                 11 => Step::EchoReply(self.mac()),
-                _ => Step::NeighborAdvert(self.mac()),
+                12 => Step::NeighborAdvert(self.mac()),
+                13 => Step::SetIpSrc(self.ip()),
+                14 => Step::SetIpDst(self.ip()),
+                15 => Step::SetTpSrc(self.u16()),
+                16 => Step::SetTpDst(self.u16()),
+                17 => Step::SetIpDscp(self.byte() & 0x3f),
+                18 => Step::SetIpEcn(self.byte() & 0x03),
+                _ => Step::SetIpTtl(self.byte()),
             })
             .collect();
         Decision::from_steps(&steps).with_rule(rule)

@@ -256,6 +256,59 @@ mod tests {
         assert!(offload(&v4, &Decision::drop(DropReason::SamePort), &config).is_none());
     }
 
+    /// Header rewrites (IP addresses, ports, DSCP, ECN, TTL) stay in userspace, wherever
+    /// they come in the decision: the kernel programs rewrite no IP or L4 header.
+    #[test]
+    fn header_rewrites_stay_in_userspace() {
+        let mut config = flowtable::Config::default();
+        config.loop_guard_pps = 0;
+        for id in 1..=2 {
+            config.set_port(flowtable::PortConfig {
+                id,
+                name: format!("p{id}"),
+                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
+                vlan: flowtable::VlanMode::All,
+                security: Default::default(),
+            });
+        }
+        let key = FlowKey {
+            in_port: 1,
+            dl_type: EtherType::IPV4,
+            nw_proto: 6,
+            dl_src: 0x02_00_00_00_00_0a,
+            dl_dst: 0x02_00_00_00_00_0b,
+            ..FlowKey::default()
+        };
+        let output = Step::Output { port: 2, tag: None };
+        assert!(offload(&key, &Decision::from_steps(&[output]), &config).is_some());
+        let address = core::net::IpAddr::V4(core::net::Ipv4Addr::new(10, 0, 0, 9));
+        let rewrites = [
+            Step::SetIpSrc(address),
+            Step::SetIpDst(address),
+            Step::SetTpSrc(80),
+            Step::SetTpDst(8080),
+            Step::SetIpDscp(46),
+            Step::SetIpEcn(1),
+            Step::SetIpTtl(9),
+        ];
+        for rewrite in rewrites {
+            for steps in [
+                vec![rewrite, output],
+                vec![
+                    Step::SetEthSrc(EthernetAddress([2; 6])),
+                    Step::SetEthDst(EthernetAddress([4; 6])),
+                    Step::DecTtl,
+                    rewrite,
+                    output,
+                ],
+                vec![output, rewrite],
+            ] {
+                let decision = Decision::from_steps(&steps);
+                assert!(offload(&key, &decision, &config).is_none(), "{steps:?}");
+            }
+        }
+    }
+
     /// With a router, an ARP request or neighbor solicitation flooded to the one other port
     /// of its VLAN stays in userspace: its kernel key (L2 fields) would also take the
     /// sender's next request, for the router's address, which the router answers.

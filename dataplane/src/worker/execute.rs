@@ -113,6 +113,16 @@ impl Datapath {
             Step::NeighborAdvert(mac) => {
                 frame.neighbor_advert(mac, |t| config.is_router_ip(std::net::IpAddr::V6(t)))?;
             }
+            // These update checksums incrementally, so they need complete ones: `forward`
+            // finished any the sender left partial (on queues that may carry them) before the
+            // decision was taken.
+            Step::SetIpSrc(addr) => frame.set_ip_src(addr)?,
+            Step::SetIpDst(addr) => frame.set_ip_dst(addr)?,
+            Step::SetTpSrc(port) => frame.set_tp_src(port)?,
+            Step::SetTpDst(port) => frame.set_tp_dst(port)?,
+            Step::SetIpDscp(dscp) => frame.set_ip_dscp(dscp)?,
+            Step::SetIpEcn(ecn) => frame.set_ip_ecn(ecn)?,
+            Step::SetIpTtl(ttl) => frame.set_ip_ttl(ttl)?,
             Step::Output { .. } | Step::Flood { .. } | Step::FloodAll { .. } => {}
         }
         packet.offset = frame.offset() as u32;

@@ -175,6 +175,24 @@ struct Datapath {
     blocked: Vec<(PortId, u64)>,
 }
 
+impl Datapath {
+    /// The flow key of a received packet; with `finish` (a queue whose frames may carry
+    /// them), a TCP or UDP checksum the sender left partial for offload is finished first.
+    /// Every step of a decision thus meets complete checksums, which the header rewrites
+    /// update incrementally. `None` for a packet that does not parse.
+    fn parse(&mut self, packet: &mut Packet, in_port: PortId, finish: bool) -> Option<FlowKey> {
+        let area = &self.areas[usize::from(packet.frame.umem())];
+        let start = packet.offset as usize;
+        let end = start + packet.len as usize;
+        let frame = area.bytes_mut(&mut packet.frame).get_mut(start..end)?;
+        let (key, layout) = FlowKey::extract(frame, in_port).ok()?;
+        if finish {
+            finish_partial_checksum(frame, &key, &layout);
+        }
+        Some(key)
+    }
+}
+
 /// A worker thread's state.
 pub(crate) struct Worker {
     setup: WorkerSetup,
@@ -353,22 +371,11 @@ impl Worker {
     }
 
     fn forward(&mut self, mut packet: Packet, in_port: PortId, finish: bool, now: u64) {
-        let area = &self.dp.areas[usize::from(packet.frame.umem())];
-        let start = packet.offset as usize;
-        let end = start + packet.len as usize;
-        let Some(frame) = area.bytes_mut(&mut packet.frame).get_mut(start..end) else {
+        let Some(key) = self.dp.parse(&mut packet, in_port, finish) else {
             self.dp
                 .drop(in_port, DropCause::Pipeline(DropReason::Malformed), packet);
             return;
         };
-        let Ok((key, layout)) = FlowKey::extract(frame, in_port) else {
-            self.dp
-                .drop(in_port, DropCause::Pipeline(DropReason::Malformed), packet);
-            return;
-        };
-        if finish {
-            finish_partial_checksum(frame, &key, &layout);
-        }
         if !self.dp.blocked.is_empty() {
             self.dp.blocked.retain(|&(_, until)| now < until);
         }

@@ -1,10 +1,11 @@
 //! The worker's loop over memory queues: no root, no kernel object but anonymous memory.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use flowtable::wire::{EthernetAddress, upcall};
-use flowtable::{Config, PortConfig, VlanMode};
+use flowtable::{Config, Decision, PortConfig, Step, VlanMode};
 
 use super::*;
 use crate::backend::memory::{MemoryQueue, Wire};
@@ -329,4 +330,97 @@ fn receive_rings_are_topped_up_before_the_worker_sleeps() {
         200,
         "the burst went through"
     );
+}
+
+/// An IPv4 TCP frame from A to B, 10.0.0.1:1000 -> 10.0.0.2:80, with a complete checksum or,
+/// with `partial`, the pseudo-header sum that Linux leaves for offload (as a container's veth
+/// delivers it).
+fn tcp_frame(partial: bool) -> Vec<u8> {
+    use flowtable::wire::{checksum, ipv4};
+
+    let (src, dst) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    let mut segment = vec![0u8; 20];
+    segment[0..2].copy_from_slice(&1000u16.to_be_bytes());
+    segment[2..4].copy_from_slice(&80u16.to_be_bytes());
+    segment[12] = 0x50;
+    segment.extend_from_slice(b"GET / HTTP/1.1\r\n");
+    let len = segment.len() as u16;
+    let pseudo = checksum::pseudo_header_v4(src, dst, 6, len);
+    if partial {
+        segment[16..18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+    } else {
+        checksum::fill(&mut segment, pseudo, 16, false);
+    }
+    let mut f = frame(B, A)[..12].to_vec();
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut header = [0u8; 20];
+    ipv4::emit(&mut header, src, dst, 6, len, 64);
+    f.extend_from_slice(&header);
+    f.extend_from_slice(&segment);
+    f
+}
+
+/// `bytes` in a frame of the worker's UMEM, as a queue hands it over.
+fn received(bench: &mut Bench, bytes: &[u8]) -> Packet {
+    let mut frame = bench.worker.dp.free[0].pop().expect("a free frame");
+    let head = FRAME_HEADROOM as usize;
+    bench.worker.dp.areas[0].bytes_mut(&mut frame)[head..head + bytes.len()].copy_from_slice(bytes);
+    Packet {
+        frame,
+        offset: FRAME_HEADROOM,
+        len: bytes.len() as u32,
+    }
+}
+
+/// A decision that rewrites the destination address and port reaches the output with both
+/// rewritten and every checksum valid (computed from scratch), also for a frame whose TCP
+/// checksum the sender left partial: the worker finishes it on receipt, before the
+/// incremental updates. Without that finishing the updated checksum would be wrong, which the
+/// last case shows.
+#[test]
+fn header_rewrites_reach_the_output_with_valid_checksums() {
+    use flowtable::fuzzing::{Checksums, checksums};
+
+    let mut bench = Bench::new(2);
+    let _p1 = bench.queue(1, Ingress::Port(1));
+    let p2 = bench.queue(2, Ingress::Port(2));
+    bench.run();
+    let new_dst = Ipv4Addr::new(10, 0, 0, 99);
+    let decision = Decision::from_steps(&[
+        Step::SetIpDst(IpAddr::V4(new_dst)),
+        Step::SetTpDst(8080),
+        Step::Output { port: 2, tag: None },
+    ]);
+    let valid = Checksums {
+        ipv4_header: Some(true),
+        l4: Some(true),
+    };
+    for (partial, finish) in [(false, false), (false, true), (true, true), (true, false)] {
+        let bytes = tcp_frame(partial);
+        assert_eq!(checksums(&bytes).l4, Some(!partial));
+        let mut packet = received(&mut bench, &bytes);
+        bench
+            .worker
+            .dp
+            .parse(&mut packet, 1, finish)
+            .expect("a TCP frame parses");
+        let config = bench.worker.config.clone();
+        bench.worker.dp.execute(&decision, &config, packet, 1);
+        bench.run();
+        let sent = Bench::sent(&p2);
+        assert_eq!(sent.len(), 1, "partial {partial}, finish {finish}");
+        let out = &sent[0];
+        assert_eq!(out[30..34], new_dst.octets());
+        assert_eq!(out[36..38], 8080u16.to_be_bytes());
+        assert_eq!(out[14 + 20 + 20..], bytes[14 + 20 + 20..], "the payload");
+        if partial && !finish {
+            assert_eq!(
+                checksums(out).l4,
+                Some(false),
+                "a partial checksum, updated"
+            );
+        } else {
+            assert_eq!(checksums(out), valid, "partial {partial}, finish {finish}");
+        }
+    }
 }
