@@ -71,6 +71,9 @@ mod key;
 mod packet;
 mod tcp;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 
 pub use key::ConnKey;
