@@ -72,6 +72,8 @@ mod packet;
 mod tcp;
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

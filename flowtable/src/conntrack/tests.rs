@@ -192,12 +192,11 @@ fn tuple(zone: u16, proto: u8, src: u128, dst: u128, sport: u16, dport: u16) -> 
     }
 }
 
+/// A TCP segment from `(address, port)` to `(address, port)`, window 65535, no payload.
 fn tcp(
     zone: u16,
-    src: u128,
-    dst: u128,
-    sport: u16,
-    dport: u16,
+    (src, sport): (u128, u16),
+    (dst, dport): (u128, u16),
     flags: u8,
     seq: u32,
     ack: u32,
@@ -232,11 +231,11 @@ struct Flow {
 
 impl Flow {
     fn a(&self, flags: u8) -> CtPacket {
-        tcp(self.zone, A, B, 1000, 80, flags, self.a_seq, self.b_seq)
+        tcp(self.zone, (A, 1000), (B, 80), flags, self.a_seq, self.b_seq)
     }
 
     fn b(&self, flags: u8) -> CtPacket {
-        tcp(self.zone, B, A, 80, 1000, flags, self.b_seq, self.a_seq)
+        tcp(self.zone, (B, 80), (A, 1000), flags, self.b_seq, self.a_seq)
     }
 }
 
@@ -376,7 +375,12 @@ fn fin_both_ways_closes_and_syn_reopens() {
     assert!(v.changed);
     assert_eq!(ct.get(&f.a(SYN).tuple).unwrap().state, "CLOSED");
     // A new SYN on the same ports ends it and starts a new one.
-    let v = ct.process(&tcp(0, A, B, 1000, 80, SYN, 90_000, 0), true, None, 2 * S);
+    let v = ct.process(
+        &tcp(0, (A, 1000), (B, 80), SYN, 90_000, 0),
+        true,
+        None,
+        2 * S,
+    );
     assert_eq!(v.state, state::TRK | state::NEW);
     assert!(v.changed);
     assert_eq!(ct.get(&f.a(SYN).tuple).unwrap().state, "SYN_SENT");
@@ -391,7 +395,7 @@ fn rst_closes_and_a_syn_after_it_is_new() {
     assert!(v.changed);
     assert_eq!(ct.get(&f.a(SYN).tuple).unwrap().state, "CLOSED");
     // Without commit the old one is gone and nothing new is stored.
-    let v = ct.process(&tcp(0, A, B, 1000, 80, SYN, 7, 0), false, None, S);
+    let v = ct.process(&tcp(0, (A, 1000), (B, 80), SYN, 7, 0), false, None, S);
     assert_eq!(
         (v.state, v.conn, v.changed),
         (state::TRK | state::NEW, None, true)
@@ -403,7 +407,7 @@ fn rst_closes_and_a_syn_after_it_is_new() {
 fn rst_out_of_sequence_is_invalid() {
     let mut ct = Conntrack::new(CtConfig::default());
     let f = handshake(&mut ct, 0, 0);
-    let blind = tcp(0, B, A, 80, 1000, RST, f.b_seq + 40_000, 0);
+    let blind = tcp(0, (B, 80), (A, 1000), RST, f.b_seq + 40_000, 0);
     assert_eq!(
         ct.process(&blind, false, None, S).state,
         state::TRK | state::INV
@@ -416,7 +420,7 @@ fn out_of_window_segment_is_invalid_and_changes_nothing() {
     let mut ct = Conntrack::new(CtConfig::default());
     let f = handshake(&mut ct, 0, 0);
     let far = with_payload(
-        tcp(0, A, B, 1000, 80, ACK, f.a_seq + 1_000_000, f.b_seq),
+        tcp(0, (A, 1000), (B, 80), ACK, f.a_seq + 1_000_000, f.b_seq),
         10,
     );
     let v = ct.process(&far, false, None, S);
@@ -434,8 +438,8 @@ fn out_of_window_segment_is_invalid_and_changes_nothing() {
 #[test]
 fn window_scale_widens_the_window() {
     let mut ct = Conntrack::new(CtConfig::default());
-    let mut syn = tcp(0, A, B, 1000, 80, SYN, 100, 0);
-    let mut synack = tcp(0, B, A, 80, 1000, SYN | ACK, 5000, 101);
+    let mut syn = tcp(0, (A, 1000), (B, 80), SYN, 100, 0);
+    let mut synack = tcp(0, (B, 80), (A, 1000), SYN | ACK, 5000, 101);
     for p in [&mut syn, &mut synack] {
         if let CtL4::Tcp(seg) = &mut p.l4 {
             seg.wscale = Some(7);
@@ -444,18 +448,18 @@ fn window_scale_widens_the_window() {
     }
     ct.process(&syn, true, None, 0);
     ct.process(&synack, true, None, 0);
-    let mut ack = tcp(0, A, B, 1000, 80, ACK, 101, 5001);
+    let mut ack = tcp(0, (A, 1000), (B, 80), ACK, 101, 5001);
     if let CtL4::Tcp(seg) = &mut ack.l4 {
         seg.window = 1000;
     }
     ct.process(&ack, false, None, 0);
     // B may send 1000 << 7 bytes past what A acked; without scaling 1000 would be the limit.
-    let big = with_payload(tcp(0, B, A, 80, 1000, ACK, 5001, 101), 100_000);
+    let big = with_payload(tcp(0, (B, 80), (A, 1000), ACK, 5001, 101), 100_000);
     assert_eq!(
         ct.process(&big, false, None, 0).state,
         state::TRK | state::EST | state::RPL
     );
-    let too_big = with_payload(tcp(0, B, A, 80, 1000, ACK, 105_001, 101), 100_000);
+    let too_big = with_payload(tcp(0, (B, 80), (A, 1000), ACK, 105_001, 101), 100_000);
     assert_eq!(
         ct.process(&too_big, false, None, 0).state,
         state::TRK | state::INV
@@ -475,10 +479,8 @@ fn liberal_after_refresh() {
     let far = with_payload(
         tcp(
             0,
-            A,
-            B,
-            1000,
-            80,
+            (A, 1000),
+            (B, 80),
             ACK,
             f.a_seq + 50_000_000,
             f.b_seq + 9_000_000,
@@ -490,7 +492,7 @@ fn liberal_after_refresh() {
         state::TRK | state::EST
     );
     // The state machine still runs: a RST closes.
-    let rst = tcp(0, B, A, 80, 1000, RST, 1, 0);
+    let rst = tcp(0, (B, 80), (A, 1000), RST, 1, 0);
     let v = ct.process(&rst, false, None, 12 * S);
     assert!(v.changed);
     assert_eq!(ct.get(&key).unwrap().state, "CLOSED");
@@ -500,7 +502,7 @@ fn liberal_after_refresh() {
 fn expiry_by_state_timeout() {
     let config = CtConfig::default();
     let mut ct = Conntrack::new(config.clone());
-    let syn = tcp(0, A, B, 1, 2, SYN, 1, 0);
+    let syn = tcp(0, (A, 1), (B, 2), SYN, 1, 0);
     ct.process(&syn, true, None, 0);
     let mut out = Vec::new();
     ct.expire(config.tcp_syn_sent - 1, &mut out);
@@ -526,7 +528,7 @@ fn size_cap_refuses_commits() {
         ..CtConfig::default()
     });
     for port in 1..=3 {
-        let v = ct.process(&tcp(0, A, B, port, 80, SYN, 1, 0), true, None, 0);
+        let v = ct.process(&tcp(0, (A, port), (B, 80), SYN, 1, 0), true, None, 0);
         assert_eq!(v.state, state::TRK | state::NEW);
         assert_eq!(v.conn.is_some(), port <= 2);
     }
@@ -548,14 +550,14 @@ fn mark_set_and_kept() {
     let v = ct.process(&f.b(SYN | ACK), false, Some((0x1, 0xffff_ffff)), 0);
     assert_eq!(v.mark, 0xab, "set_mark without commit is ignored");
     let v = ct.process(
-        &tcp(0, A, B, 1000, 80, ACK, 101, 5001),
+        &tcp(0, (A, 1000), (B, 80), ACK, 101, 5001),
         true,
         Some((0xcd00, 0xff00)),
         0,
     );
     assert_eq!((v.mark, v.changed), (0xcdab, true));
     let v = ct.process(
-        &tcp(0, A, B, 1000, 80, ACK, 101, 5001),
+        &tcp(0, (A, 1000), (B, 80), ACK, 101, 5001),
         true,
         Some((0xcd00, 0xff00)),
         0,
