@@ -1,7 +1,8 @@
 //! flowtable: what xvs decides for each packet. Layers: `control` → `dataplane` → this, never back.
 //! It owns packet views ([`wire`]), flow [`key`]s, [`rule`]s and their text ([`flow_spec`]), the
 //! [`classifier`], the flow [`cache`], the [`mac_table`], [`route`]s, [`neighbor`]s, [`port`]s,
-//! [`config`], and the [`pipeline`]: (packet, in-port, now) → [`Decision`], applied by [`edit`].
+//! [`config`], the connection tracker ([`conntrack`]), and the [`pipeline`]: (packet, in-port,
+//! now) → [`Decision`], applied by [`edit`].
 //! It never makes syscalls, reads a clock (`now` is an argument), spawns threads or uses `unsafe`.
 
 #![forbid(unsafe_code)]

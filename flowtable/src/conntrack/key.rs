@@ -30,7 +30,7 @@ pub struct ConnKey {
 }
 
 /// Fixed seeds: the hash must be the same in every process and every run (sans-IO, deterministic).
-const HASH_SEEDS: (u64, u64, u64, u64) = (0xc0_22ec_7, 0x7ac4, 0x5eed_5, 0x2);
+const HASH_SEEDS: (u64, u64, u64, u64) = (0x0c02_2ec7, 0x7ac4, 0x0005_eed5, 0x2);
 
 impl ConnKey {
     /// The key of the same connection seen from the other direction (addresses and ports

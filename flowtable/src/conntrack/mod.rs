@@ -71,6 +71,11 @@ mod key;
 mod packet;
 mod tcp;
 
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 
 pub use key::ConnKey;

@@ -330,10 +330,8 @@ fn window_scale(mut options: &[u8]) -> Option<u8> {
             TCPOPT_NOP => options = rest,
             _ => {
                 let [len, ..] = rest else { break };
-                if *kind == TCPOPT_WINDOW {
-                    if let (3.., Some(shift)) = (*len, rest.get(1)) {
-                        wscale = Some((*shift).min(TCP_MAX_WSCALE));
-                    }
+                if let (TCPOPT_WINDOW, 3.., Some(shift)) = (*kind, *len, rest.get(1)) {
+                    wscale = Some((*shift).min(TCP_MAX_WSCALE));
                 }
                 let len = usize::from(*len).max(2);
                 options = options.get(len..).unwrap_or(&[]);
