@@ -72,6 +72,7 @@ fn classifier(rules: usize, masks: usize) -> (Classifier, Vec<FlowKey>) {
         let packet = random_packet(&mut rng);
         origins.push(packet);
         c.insert(Rule {
+            table: 0,
             id: id as u32,
             priority: rng.below(1000) as u16,
             pattern: Match::new(packet, mask(id % masks)),

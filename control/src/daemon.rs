@@ -1,11 +1,11 @@
 //! The control thread: owns the switch and answers requests, one at a time.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use dataplane::{HookKind, PortOptions, Switch, SwitchError, XdpMode};
 use flowtable::Config;
 use flowtable::flow_spec::{parse_flow, parse_match};
-use flowtable::rule::Rule;
 use serde_json::Value;
 use xvs_proto::fast_path::{SetFastPathParams, SetFastPathResult};
 use xvs_proto::flows::{
@@ -17,11 +17,12 @@ use xvs_proto::ports::{AddPortParams, AddPortResult, ExternalIds, PortName, SetP
 use xvs_proto::state::{self, DesiredState};
 use xvs_proto::{Call, Empty, METHODS, Method, RpcError, code};
 
+use crate::expiry::{FlowExpiry, Timeouts};
 use crate::internal::{self, desired_name, switch_name};
 use crate::nat::Nat;
 use crate::reconcile::{bad_spec, derive_config};
 use crate::router;
-use crate::rules::{Rules, port_ids};
+use crate::rules::{Rules, compile, port_ids};
 use crate::store::Store;
 use crate::vlan::to_mode;
 
@@ -146,6 +147,8 @@ pub struct Daemon {
     pub(crate) absent: BTreeMap<String, String>,
     /// The host's NAT for internal ports and published ports (`None`: not managed yet).
     nat: Option<Nat>,
+    /// Flow timeouts.
+    expiry: FlowExpiry,
 }
 
 impl Daemon {
@@ -163,6 +166,7 @@ impl Daemon {
             store,
             absent: BTreeMap::new(),
             nat: None,
+            expiry: FlowExpiry::default(),
         }
     }
 
@@ -263,6 +267,7 @@ impl Daemon {
     /// Periodic work: the ports whose interface went away (the switch drops them) become
     /// absent, their learned MACs gone; their rules and addresses wait for them.
     pub fn tick(&mut self) {
+        self.expire_flows();
         let gone = self.switch.check_ports();
         if gone.is_empty() {
             return;
@@ -275,6 +280,71 @@ impl Daemon {
             }
         }
         self.republish("ports vanished");
+    }
+
+    /// Removes the rules whose idle or hard timeout passed (see `expiry`).
+    fn expire_flows(&mut self) {
+        if !self.expiry.due(Instant::now()) {
+            return;
+        }
+        let live = self.switch.config().clone();
+        let mut timed = Vec::new();
+        let mut flows = BTreeMap::new();
+        for rule in &self.desired.rules {
+            let Ok(compiled) = compile(rule, &live) else {
+                continue;
+            };
+            let spec = &compiled.spec;
+            if spec.idle_timeout > 0 || spec.hard_timeout > 0 {
+                timed.push(Timeouts {
+                    id: rule.id,
+                    idle: spec.idle_timeout,
+                    hard: spec.hard_timeout,
+                    added: rule.added,
+                });
+                flows.insert(rule.id, (rule.flow.clone(), spec.send_flow_rem));
+            }
+        }
+        if timed.is_empty() {
+            return;
+        }
+        let stats = match self.switch.rule_stats() {
+            Ok(stats) => stats,
+            Err(e) => {
+                tracing::warn!("flow timeouts: rule counters unreadable: {e}");
+                return;
+            }
+        };
+        let packets = |id| stats.get(&id).map_or(0, |s| s.0);
+        let gone = self
+            .expiry
+            .expired(&timed, packets, Instant::now(), unix_now());
+        if gone.is_empty() {
+            return;
+        }
+        let ids: Vec<u32> = gone.iter().map(|(id, _)| *id).collect();
+        let removed = self.change(|d, _| {
+            d.rules.retain(|r| !ids.contains(&r.id));
+            Ok(())
+        });
+        match removed {
+            Ok(()) => {
+                for (id, reason) in gone {
+                    let (flow, send_flow_rem) = &flows[&id];
+                    if *send_flow_rem {
+                        tracing::info!(
+                            id,
+                            reason = reason.name(),
+                            packets = packets(id),
+                            "flow removed: {flow}"
+                        );
+                    } else {
+                        tracing::debug!(id, reason = reason.name(), "flow removed: {flow}");
+                    }
+                }
+            }
+            Err(e) => tracing::error!("flow timeouts: {e}"),
+        }
     }
 
     /// Publishes the configuration the desired state asks for the ports the switch has now.
@@ -361,7 +431,10 @@ impl Daemon {
             Call::AddFlow(p) => answer::<AddFlow>(self.add_flow(p)),
             Call::AddFlows(p) => answer::<AddFlows>(self.add_flows(p)),
             Call::DelFlows(p) => answer::<DelFlows>(self.del_flows(p)),
-            Call::DumpFlows(Empty) => answer::<DumpFlows>(self.dump_flows()),
+            Call::DumpFlows(p) => answer::<DumpFlows>(self.dump_flows(p)),
+            Call::Trace(p) => answer::<Trace>(self.trace(p)),
+            Call::DumpConntrack(p) => answer::<DumpConntrack>(Ok(self.dump_conntrack(p))),
+            Call::FlushConntrack(p) => answer::<FlushConntrack>(self.flush_conntrack(p)),
             Call::AddAddr(p) => answer::<AddAddr>(self.edit(|d| router::add_addr(d, p))),
             Call::DelAddr(p) => answer::<DelAddr>(self.edit(|d| router::del_addr(d, &p))),
             Call::ShowAddrs(Empty) => answer::<ShowAddrs>(Ok(self.show_addrs())),
@@ -627,9 +700,10 @@ impl Daemon {
         self.with_rule_ids(|d, live, next_id| {
             let spec = parse_flow(&p.flow, &port_ids(live)).map_err(bad_spec)?;
             let id = next_id();
-            let replaced = Rules::open(&mut d.rules, live)
-                .map_err(bad_spec)?
-                .add(spec, id);
+            let replaced =
+                Rules::open(&mut d.rules, live)
+                    .map_err(bad_spec)?
+                    .add(spec, id, unix_now());
             Ok(AddFlowResult { id, replaced })
         })
     }
@@ -643,7 +717,7 @@ impl Daemon {
                 let spec = parse_flow(flow, &port_ids(live))
                     .map_err(|e| bad_spec(format!("flow {}: {e}", n + 1)))?;
                 let id = next_id();
-                rules.add(spec, id);
+                rules.add(spec, id, unix_now());
                 ids.push(id);
             }
             Ok(AddFlowsResult { ids })
@@ -658,14 +732,20 @@ impl Daemon {
                 Some(text) => {
                     let spec = parse_match(text, &port_ids(live)).map_err(bad_spec)?;
                     if p.strict {
-                        let priority = spec.priority.unwrap_or(Rule::DEFAULT_PRIORITY);
-                        rules.delete(|c| c.is_strictly(&spec.pattern, priority))
+                        rules.delete(|c| c.strictly_selected_by(&spec))
                     } else {
-                        rules.delete(|c| c.covered_by(&spec.pattern))
+                        rules.delete(|c| c.selected_by(&spec))
                     }
                 }
             };
             Ok(DelFlowsResult { deleted })
         })
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

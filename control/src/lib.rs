@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+mod expiry;
 mod internal;
 pub mod metrics;
 pub mod nat;

@@ -152,6 +152,7 @@ mod tests {
             id,
             priority,
             flow: flow.to_owned(),
+            added: 0,
         }
     }
 

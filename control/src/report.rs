@@ -3,15 +3,20 @@
 use std::collections::BTreeMap;
 
 use dataplane::DropCause;
+use flowtable::Step;
 use flowtable::config::RouteTarget;
-use flowtable::flow_spec::format_flow;
+use flowtable::flow_spec::{FlowSpec, format_rule, parse_match};
+use flowtable::wire::EthernetAddress;
 use xvs_proto::counters::{
     DumpPortsParams, DumpPortsResult, FastPathCounters, KernelCounters, PortCounters,
     WorkerCounters, WorkerPortCounters,
 };
 use xvs_proto::fast_path::{DumpFastPathResult, FastPathEntry};
 use xvs_proto::fdb::{FdbEntry, FdbShowResult};
-use xvs_proto::flows::{DumpFlowsResult, FlowEntry};
+use xvs_proto::flows::{
+    ConnInfo, ConntrackParams, DumpConntrackResult, DumpFlowsParams, DumpFlowsResult, FlowEntry,
+    FlushConntrackResult, TraceLine, TraceParams, TraceResult,
+};
 use xvs_proto::router::{
     InterfaceInfo, Neighbor, RouteEntry, ShowAddrsResult, ShowNeighborsResult, ShowRoutesResult,
 };
@@ -22,7 +27,7 @@ use xvs_proto::{RpcError, VlanSpec, code};
 
 use crate::daemon::{Daemon, switch_error};
 use crate::reconcile::bad_spec;
-use crate::rules::{compile, port_names};
+use crate::rules::{compile, port_ids, port_names};
 use crate::vlan::spec_of;
 
 impl Daemon {
@@ -195,39 +200,162 @@ impl Daemon {
         })
     }
 
-    /// The rules of the desired state, highest priority first, then by id. A rule whose
-    /// ports all exist prints as the switch runs it; one naming a missing port, as it was
-    /// given.
-    pub(crate) fn dump_flows(&self) -> Result<DumpFlowsResult, RpcError> {
+    /// The rules of the desired state (those `p`'s match selects), by table, highest priority
+    /// first, then by id. A rule whose ports all exist prints as the switch runs it; one
+    /// naming a missing port, as it was given.
+    pub(crate) fn dump_flows(&self, p: DumpFlowsParams) -> Result<DumpFlowsResult, RpcError> {
         let config = self.switch.config().clone();
+        let filter = p
+            .pattern
+            .map(|text| parse_match(&text, &port_ids(&config)))
+            .transpose()
+            .map_err(bad_spec)?;
         let stats = self.switch.rule_stats().map_err(switch_error)?;
         let names = port_names(&config);
-        let mut flows = self
-            .desired
-            .rules
-            .iter()
-            .map(|rule| {
-                let compiled = compile(rule, &config).map_err(bad_spec)?;
-                let r = &compiled.rule;
-                let (n_packets, n_bytes) = stats.get(&rule.id).copied().unwrap_or_default();
-                Ok(FlowEntry {
-                    id: rule.id,
-                    priority: rule.priority,
-                    flow: if compiled.complete {
-                        format_flow(r.priority, &r.pattern, &r.actions, &names)
-                    } else {
-                        rule.flow.clone()
-                    },
-                    n_packets,
-                    n_bytes,
-                })
-            })
-            .collect::<Result<Vec<_>, RpcError>>()?;
-        flows.sort_unstable_by_key(|f| (std::cmp::Reverse(f.priority), f.id));
+        let mut flows = Vec::new();
+        for rule in &self.desired.rules {
+            let compiled = compile(rule, &config).map_err(bad_spec)?;
+            if filter.as_ref().is_some_and(|f| !compiled.selected_by(f)) {
+                continue;
+            }
+            let r = &compiled.rule;
+            let (n_packets, n_bytes) = stats.get(&rule.id).copied().unwrap_or_default();
+            flows.push(FlowEntry {
+                id: rule.id,
+                table: r.table,
+                cookie: compiled.spec.cookie,
+                priority: rule.priority,
+                flow: if compiled.complete {
+                    format_rule(
+                        &FlowSpec {
+                            pattern: r.pattern,
+                            actions: r.actions.clone(),
+                            ..compiled.spec.clone()
+                        },
+                        &names,
+                    )
+                } else {
+                    rule.flow.clone()
+                },
+                n_packets,
+                n_bytes,
+            });
+        }
+        flows.sort_unstable_by_key(|f| (f.table, std::cmp::Reverse(f.priority), f.id));
         Ok(DumpFlowsResult {
             flows,
             table_miss: "normal".into(),
         })
+    }
+
+    /// `trace`: the packet `p` describes, through a worker's pipeline, changing nothing.
+    pub(crate) fn trace(&self, p: TraceParams) -> Result<TraceResult, RpcError> {
+        let config = self.switch.config().clone();
+        let spec = parse_match(&p.flow, &port_ids(&config)).map_err(bad_spec)?;
+        let mask = spec.pattern.mask();
+        if mask.in_port == 0 {
+            return Err(bad_spec("trace needs the packet's in_port"));
+        }
+        if mask.ct_state != 0 || mask.ct_zone != 0 || mask.ct_mark != 0 {
+            return Err(bad_spec(
+                "ct_state, ct_zone and ct_mark are set by ct actions, not by the packet",
+            ));
+        }
+        let mut key = *spec.pattern.value();
+        let mut assumed = Vec::new();
+        if mask.dl_src == 0 {
+            // A zero source is no host's and would be dropped before any rule.
+            let stand_in = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+            key.dl_src = stand_in.to_u64();
+            assumed.push(format!("dl_src={stand_in}"));
+        }
+        if (key.is_ipv4() || key.is_ipv6()) && mask.nw_ttl == 0 {
+            key.nw_ttl = 64;
+            assumed.push("nw_ttl=64".to_string());
+        }
+        let report = self.switch.trace(key).map_err(switch_error)?;
+        let names = port_names(&config);
+        let lines = report
+            .trace
+            .events
+            .iter()
+            .map(|e| TraceLine {
+                depth: e.depth,
+                kind: e.kind.name().to_string(),
+                rule: e.rule,
+                text: e.text.clone(),
+            })
+            .collect();
+        let decision = &report.trace.decision;
+        let decision = match decision.drop_reason() {
+            Some(reason) => format!("drop ({})", reason.name()),
+            None => decision
+                .steps()
+                .iter()
+                .map(|s| step_text(s, &names))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        Ok(TraceResult {
+            flow: flowtable::flow_spec::format_match(&flowtable::Match::exact(&key), &names),
+            assumed,
+            lines,
+            decision,
+            cached: report.cached,
+            kernel: report.kernel,
+        })
+    }
+
+    pub(crate) fn dump_conntrack(&self, p: ConntrackParams) -> DumpConntrackResult {
+        let stats = self.switch.conntrack_stats();
+        let connections = self
+            .switch
+            .connections()
+            .into_iter()
+            .filter(|c| p.zone.is_none_or(|z| z == c.key.zone))
+            .map(|c| {
+                let k = &c.key;
+                let ip = |a: u128| {
+                    if k.ipv6 {
+                        std::net::Ipv6Addr::from(a).to_string()
+                    } else {
+                        std::net::Ipv4Addr::from(a as u32).to_string()
+                    }
+                };
+                let proto = match k.proto {
+                    6 => "tcp".to_string(),
+                    17 => "udp".to_string(),
+                    1 => "icmp".to_string(),
+                    58 => "icmp6".to_string(),
+                    p => p.to_string(),
+                };
+                let ports = match k.proto {
+                    1 | 58 => format!("id={}", k.icmp_id),
+                    _ => format!("sport={},dport={}", k.src_port, k.dst_port),
+                };
+                ConnInfo {
+                    zone: k.zone,
+                    proto,
+                    orig: format!("src={},dst={},{ports}", ip(k.src), ip(k.dst)),
+                    state: c.state.to_string(),
+                    mark: c.mark,
+                }
+            })
+            .collect();
+        DumpConntrackResult {
+            connections,
+            created: stats.created,
+            invalid: stats.invalid,
+            full: stats.full,
+        }
+    }
+
+    pub(crate) fn flush_conntrack(
+        &mut self,
+        p: ConntrackParams,
+    ) -> Result<FlushConntrackResult, RpcError> {
+        let flushed = self.switch.flush_conntrack(p.zone).map_err(switch_error)?;
+        Ok(FlushConntrackResult { flushed })
     }
 
     pub(crate) fn show_addrs(&self) -> ShowAddrsResult {
@@ -316,5 +444,31 @@ impl Daemon {
             enabled: self.switch.fast_path(),
             entries,
         })
+    }
+}
+
+/// A decision's step as the final actions of a trace say it.
+fn step_text(step: &Step, names: &dyn Fn(flowtable::PortId) -> Option<String>) -> String {
+    let port = |p: flowtable::PortId| names(p).unwrap_or_else(|| p.to_string());
+    match *step {
+        Step::Output { port: p, .. } => format!("output:{}", port(p)),
+        Step::Flood { vlan, .. } => format!("flood(vlan {vlan})"),
+        Step::FloodAll { .. } => "flood".to_string(),
+        Step::SetEthSrc(m) => format!("mod_dl_src:{m}"),
+        Step::SetEthDst(m) => format!("mod_dl_dst:{m}"),
+        Step::SetVlanVid(v) => format!("mod_vlan_vid:{v}"),
+        Step::StripVlan => "strip_vlan".to_string(),
+        Step::PushVlan(v) => format!("push_vlan:{v}"),
+        Step::DecTtl => "dec_ttl".to_string(),
+        Step::ArpReply(_) => "arp_reply".to_string(),
+        Step::EchoReply(_) => "echo_reply".to_string(),
+        Step::NeighborAdvert(_) => "neighbor_advert".to_string(),
+        Step::SetIpSrc(ip) => format!("set_field:{ip}->ip_src"),
+        Step::SetIpDst(ip) => format!("set_field:{ip}->ip_dst"),
+        Step::SetTpSrc(p) => format!("mod_tp_src:{p}"),
+        Step::SetTpDst(p) => format!("mod_tp_dst:{p}"),
+        Step::SetIpDscp(d) => format!("set_field:{d}->ip_dscp"),
+        Step::SetIpEcn(e) => format!("set_field:{e}->nw_ecn"),
+        Step::SetIpTtl(t) => format!("set_field:{t}->nw_ttl"),
     }
 }

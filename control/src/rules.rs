@@ -10,7 +10,7 @@
 
 use std::cell::Cell;
 
-use flowtable::flow_spec::{FlowSpec, FlowSpecError, format_flow, parse_flow};
+use flowtable::flow_spec::{FlowSpec, FlowSpecError, MatchSpec, format_rule, parse_flow};
 use flowtable::{Config, Match, PortId, Rule};
 use xvs_proto::state;
 
@@ -28,26 +28,51 @@ pub(crate) struct Compiled {
     pub(crate) dormant: bool,
     /// It names no missing port.
     pub(crate) complete: bool,
+    /// The flow as parsed (cookie, timeouts), ports as in `rule`.
+    pub(crate) spec: FlowSpec,
 }
 
 impl Compiled {
     /// Whether this is the rule that `pattern` at `priority` names exactly: the one `add-flow`
     /// replaces and `del-flows --strict` deletes. A match from a person names present ports
     /// only, so it never names a dormant rule.
-    pub(crate) fn is_strictly(&self, pattern: &Match, priority: u16) -> bool {
-        !self.dormant && self.rule.is_strictly(pattern, priority)
+    pub(crate) fn is_strictly(&self, table: u8, pattern: &Match, priority: u16) -> bool {
+        !self.dormant && self.rule.is_strictly(table, pattern, priority)
     }
 
-    /// Whether `del-flows` with `pattern` deletes it: the pattern covers its match (a dormant
-    /// rule only by a pattern that does not constrain `in_port`).
-    pub(crate) fn covered_by(&self, pattern: &Match) -> bool {
-        (!self.dormant || pattern.mask().in_port == 0) && pattern.covers(&self.rule.pattern)
+    /// Whether `del-flows --strict` with `spec` deletes it: the same match and priority, in
+    /// the spec's table (every table without one), with a cookie the spec selects.
+    pub(crate) fn strictly_selected_by(&self, spec: &MatchSpec) -> bool {
+        let priority = spec.priority.unwrap_or(Rule::DEFAULT_PRIORITY);
+        spec.selects(self.rule.table, self.spec.cookie)
+            && self.is_strictly(self.rule.table, &spec.pattern, priority)
+    }
+
+    /// Whether `del-flows` (or `dump-flows`) with `spec` selects it: its table and cookie,
+    /// and a pattern that covers its match (a dormant rule only by a pattern that does not
+    /// constrain `in_port`).
+    pub(crate) fn selected_by(&self, spec: &MatchSpec) -> bool {
+        spec.selects(self.rule.table, self.spec.cookie)
+            && (!self.dormant || spec.pattern.mask().in_port == 0)
+            && spec.pattern.covers(&self.rule.pattern)
     }
 }
 
-/// The port of each name in `live`.
+/// The port of each name in `live`. `LOCAL` (OpenFlow's name for the bridge's own port) is
+/// the internal port, when the switch has exactly one.
 pub(crate) fn port_ids(live: &Config) -> impl Fn(&str) -> Option<PortId> + '_ {
-    |name| live.port_by_name(name).map(|p| p.id)
+    |name| {
+        if name.eq_ignore_ascii_case("LOCAL") && live.port_by_name(name).is_none() {
+            let mut internal = live
+                .ports()
+                .filter(|p| p.name.ends_with(state::INTERNAL_SUFFIX));
+            return match (internal.next(), internal.next()) {
+                (Some(p), None) => Some(p.id),
+                _ => None,
+            };
+        }
+        live.port_by_name(name).map(|p| p.id)
+    }
 }
 
 /// The name of each port of `live`.
@@ -73,9 +98,10 @@ pub(crate) fn compile(rule: &state::Rule, live: &Config) -> Result<Compiled, Flo
     let first = parse(MISSING[0])?;
     if !missing.get() {
         return Ok(Compiled {
-            rule: first.into_rule(rule.id),
+            rule: first.clone().into_rule(rule.id),
             dormant: false,
             complete: true,
+            spec: first,
         });
     }
     let second = parse(MISSING[1])?;
@@ -89,12 +115,14 @@ pub(crate) fn compile(rule: &state::Rule, live: &Config) -> Result<Compiled, Flo
     Ok(Compiled {
         rule: Rule {
             id: rule.id,
+            table: first.table,
             priority: first.priority,
             pattern: first.pattern,
             actions,
         },
         dormant: first.pattern != second.pattern,
         complete: false,
+        spec: first,
     })
 }
 
@@ -126,32 +154,30 @@ impl<'a> Rules<'a> {
         })
     }
 
-    /// Adds `spec` (parsed against the same ports) as rule `id`, replacing the rule of the
-    /// same match and priority; returns the replaced rule's id.
-    pub(crate) fn add(&mut self, spec: FlowSpec, id: u32) -> Option<u32> {
+    /// Adds `spec` (parsed against the same ports) as rule `id`, added at `added` (Unix
+    /// seconds), replacing the rule of the same table, match and priority; returns the
+    /// replaced rule's id.
+    pub(crate) fn add(&mut self, spec: FlowSpec, id: u32, added: u64) -> Option<u32> {
         let replaced = self
             .compiled
             .iter()
-            .find(|c| c.is_strictly(&spec.pattern, spec.priority))
+            .find(|c| c.is_strictly(spec.table, &spec.pattern, spec.priority))
             .map(|c| c.rule.id);
         if let Some(old) = replaced {
             self.retain(|c| c.rule.id != old);
         }
-        let flow = format_flow(
-            spec.priority,
-            &spec.pattern,
-            &spec.actions,
-            &port_names(self.live),
-        );
+        let flow = format_rule(&spec, &port_names(self.live));
         self.desired.push(state::Rule {
             id,
             priority: spec.priority,
             flow,
+            added,
         });
         self.compiled.push(Compiled {
-            rule: spec.into_rule(id),
+            rule: spec.clone().into_rule(id),
             dormant: false,
             complete: true,
+            spec,
         });
         replaced
     }
@@ -196,6 +222,7 @@ pub(crate) fn live(ports: &[(&str, PortId)]) -> Config {
 
 #[cfg(test)]
 mod tests {
+    use flowtable::flow_spec::parse_match;
     use flowtable::rule::Action;
 
     use super::*;
@@ -206,6 +233,7 @@ mod tests {
             id,
             priority,
             flow: flow.to_owned(),
+            added: 0,
         }
     }
 
@@ -220,6 +248,18 @@ mod tests {
         let c = compile(&r, &live(&[("b", 1), ("a", 5)])).unwrap();
         assert_eq!(c.rule.pattern.value().in_port, 5);
         assert_eq!(c.rule.actions, [Action::Output(1)]);
+    }
+
+    #[test]
+    fn local_is_the_one_internal_port() {
+        let one = live(&[("a", 1), ("host0-sw", 2)]);
+        assert_eq!(port_ids(&one)("LOCAL"), Some(2));
+        let spec = parse_flow("in_port=LOCAL,actions=output:a", &port_ids(&one)).unwrap();
+        assert_eq!(spec.pattern.value().in_port, 2);
+        let none = live(&[("a", 1)]);
+        assert_eq!(port_ids(&none)("LOCAL"), None);
+        let two = live(&[("h1-sw", 1), ("h2-sw", 2)]);
+        assert_eq!(port_ids(&two)("LOCAL"), None, "ambiguous");
     }
 
     #[test]
@@ -252,26 +292,22 @@ mod tests {
         let mut rules = Rules::open(&mut desired, &ports).unwrap();
         let spec = parse_flow("priority=10,icmp,actions=output:2", &port_ids(&ports)).unwrap();
         assert_eq!(
-            rules.add(spec, 3),
+            rules.add(spec, 3, 0),
             Some(2),
             "same match and priority replaces"
         );
         let spec =
             parse_flow("priority=10,in_port=a,icmp,actions=drop", &port_ids(&ports)).unwrap();
         assert_eq!(
-            rules.add(spec, 4),
+            rules.add(spec, 4, 0),
             None,
             "a dormant rule is never the same rule"
         );
         // del-flows in_port=a covers rule 4 only; icmp covers the dormant one too.
-        let in_a = parse_flow("in_port=a,actions=drop", &port_ids(&ports))
-            .unwrap()
-            .pattern;
-        assert_eq!(rules.delete(|c| c.covered_by(&in_a)), 1);
-        let icmp = parse_flow("icmp,actions=drop", &port_ids(&ports))
-            .unwrap()
-            .pattern;
-        assert_eq!(rules.delete(|c| c.covered_by(&icmp)), 2);
+        let in_a = parse_match("in_port=a", &port_ids(&ports)).unwrap();
+        assert_eq!(rules.delete(|c| c.selected_by(&in_a)), 1);
+        let icmp = parse_match("icmp", &port_ids(&ports)).unwrap();
+        assert_eq!(rules.delete(|c| c.selected_by(&icmp)), 2);
         assert_eq!(rules.clear(), 0);
         drop(rules);
         assert!(desired.is_empty());
@@ -279,7 +315,7 @@ mod tests {
         let mut desired = vec![rule(1, "icmp,actions=drop")];
         let mut rules = Rules::open(&mut desired, &ports).unwrap();
         let spec = parse_flow("in_port=1,actions=output:b", &port_ids(&ports)).unwrap();
-        rules.add(spec, 2);
+        rules.add(spec, 2, 0);
         assert_eq!(rules.compiled.len(), 2);
         drop(rules);
         assert_eq!(

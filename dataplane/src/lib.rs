@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod conntrack;
 pub mod counters;
 pub mod fastpath;
 #[doc(hidden)]
@@ -25,5 +26,5 @@ pub use counters::{DropCause, PortStats, WorkerStats};
 pub use hook::{HookChoice, HookKind};
 pub use port::{PortInfo, QueueInfo};
 pub use switch::{PortCounters, PortOptions, Switch, SwitchError, SwitchOptions, WorkerInfo};
-pub use worker::{FdbEntry, NeighborEntry};
+pub use worker::{FdbEntry, NeighborEntry, TraceReport};
 pub use xvs_sys::bpf::XdpMode;

@@ -147,12 +147,21 @@ enum Steps {
     Shared(Arc<[Step]>),
 }
 
+const INLINE_RULES: usize = 3;
+
+/// The ids of the rules a decision went through, in the order met (one per table visited).
+#[derive(Debug, Clone)]
+enum Rules {
+    Inline(u8, [u32; INLINE_RULES]),
+    Shared(Arc<[u32]>),
+}
+
 /// A resolved decision for one flow.
 #[derive(Debug, Clone)]
 pub struct Decision {
     steps: Steps,
     drop: Option<DropReason>,
-    rule: Option<u32>,
+    rules: Rules,
 }
 
 impl Decision {
@@ -161,7 +170,7 @@ impl Decision {
         Decision {
             steps: Steps::Inline(0, [FILLER; INLINE_STEPS]),
             drop: Some(reason),
-            rule: None,
+            rules: Rules::Inline(0, [0; INLINE_RULES]),
         }
     }
 
@@ -184,7 +193,7 @@ impl Decision {
         Decision {
             steps: stored,
             drop: (!has_output).then_some(DropReason::Rule),
-            rule: None,
+            rules: Rules::Inline(0, [0; INLINE_RULES]),
         }
     }
 
@@ -194,8 +203,19 @@ impl Decision {
     }
 
     /// Records the rule that made this decision (for its counters).
-    pub fn with_rule(mut self, rule: Option<u32>) -> Decision {
-        self.rule = rule;
+    pub fn with_rule(self, rule: Option<u32>) -> Decision {
+        self.with_rules(rule.as_slice())
+    }
+
+    /// Records the rules this decision went through, one per table (for their counters).
+    pub fn with_rules(mut self, rules: &[u32]) -> Decision {
+        self.rules = if rules.len() <= INLINE_RULES {
+            let mut inline = [0; INLINE_RULES];
+            inline[..rules.len()].copy_from_slice(rules);
+            Rules::Inline(rules.len() as u8, inline)
+        } else {
+            Rules::Shared(rules.into())
+        };
         self
     }
 
@@ -212,9 +232,17 @@ impl Decision {
         self.drop
     }
 
-    /// The id of the rule that decided, if a rule did.
+    /// The id of the first rule that decided (table 0's), if a rule did.
     pub fn rule(&self) -> Option<u32> {
-        self.rule
+        self.rules().first().copied()
+    }
+
+    /// Every rule the decision went through, in the order met; each counts the packet.
+    pub fn rules(&self) -> &[u32] {
+        match &self.rules {
+            Rules::Inline(len, ids) => &ids[..usize::from(*len)],
+            Rules::Shared(ids) => ids,
+        }
     }
 }
 

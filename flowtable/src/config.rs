@@ -8,10 +8,10 @@ use core::fmt;
 use core::net::IpAddr;
 use std::collections::BTreeMap;
 
-use crate::classifier::Classifier;
 use crate::mac_table;
 use crate::port::{EgressTag, NO_VLAN, PortId, VlanMode};
 use crate::route::{RouteError, RouteTable};
+use crate::tables::Tables;
 use crate::wire::EthernetAddress;
 
 /// The default loop guard: far above what hosts send (ARP, ND, mDNS come in tens per second)
@@ -170,8 +170,9 @@ pub struct Config {
     pub mac_capacity: usize,
     /// Age limit of learned MAC addresses, in nanoseconds.
     pub mac_max_age_ns: u64,
-    /// The flow rules, consulted before the L2 pipeline; a miss means `normal`.
-    pub rules: Classifier,
+    /// The flow rules by table, consulted before the L2 pipeline; a miss in table 0 means
+    /// `normal`, in a later table drop.
+    pub rules: Tables,
     /// Loop protection: a port whose broadcast and multicast frames come in faster than this
     /// (per second) has them blocked for [`LOOP_GUARD_BLOCK_NS`] (0: off).
     pub loop_guard_pps: u32,
@@ -186,7 +187,7 @@ impl Default for Config {
             ports: BTreeMap::new(),
             mac_capacity: mac_table::DEFAULT_CAPACITY,
             mac_max_age_ns: mac_table::DEFAULT_MAX_AGE_NS,
-            rules: Classifier::new(),
+            rules: Tables::new(),
             loop_guard_pps: DEFAULT_LOOP_GUARD_PPS,
             interfaces: Vec::new(),
             static_routes: BTreeMap::new(),

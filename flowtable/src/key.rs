@@ -14,11 +14,14 @@ use crate::wire::{EtherType, WireError, arp, ethernet, ipv4, ipv6, l4};
 /// Set in [`FlowKey::vlan`] when the frame carried an 802.1Q tag (OVS's CFI convention).
 pub const VLAN_PRESENT: u16 = 0x1000;
 
-/// The fields a decision may depend on. Packs into 64 bytes; hashed whole by the caches.
+/// The fields a decision may depend on; hashed whole by the caches.
 ///
 /// IPv4 addresses are stored as the low 32 bits of `nw_src`/`nw_dst`; ARP's sender and target
 /// protocol addresses go there too, and its opcode into `nw_proto`, as OVS does. ICMP type and
 /// code go into `tp_src` and `tp_dst`.
+///
+/// The `ct_*` fields are not read from the packet: they are zero when a packet arrives and set
+/// by the pipeline's `ct` action (connection tracking) for the tables it continues in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
     /// Ingress port.
@@ -29,8 +32,20 @@ pub struct FlowKey {
     pub dl_type: u16,
     /// IP protocol, or the ARP opcode.
     pub nw_proto: u8,
-    /// IP TTL / hop limit (not matched by rules; kept for the routing decision).
+    /// IP TTL / hop limit.
     pub nw_ttl: u8,
+    /// The IPv4 TOS byte or IPv6 traffic class: DSCP in the top six bits, ECN in the low two.
+    pub nw_tos: u8,
+    /// TCP flags, the low 12 bits of the header's 13th and 14th bytes (FIN 0x001 … NS 0x100).
+    pub tcp_flags: u16,
+    /// IPv6 flow label (20 bits).
+    pub ipv6_label: u32,
+    /// Connection tracking state bits (`flowtable::conntrack::state`), 0 before `ct`.
+    pub ct_state: u8,
+    /// The conntrack zone the packet was last tracked in.
+    pub ct_zone: u16,
+    /// The mark of the packet's connection.
+    pub ct_mark: u32,
     /// Source MAC (low 48 bits).
     pub dl_src: u64,
     /// Destination MAC (low 48 bits).
@@ -101,6 +116,7 @@ impl FlowKey {
                     key.nw_dst = u128::from(u32::from(ip.dst_addr()));
                     key.nw_proto = ip.protocol();
                     key.nw_ttl = ip.ttl();
+                    key.nw_tos = ip.tos();
                     layout.l3 = L3::Ipv4;
                     layout.l3_end = (l3_offset + usize::from(ip.total_len())) as u16;
                     if !ip.is_later_fragment() {
@@ -114,6 +130,8 @@ impl FlowKey {
                     key.nw_dst = u128::from(ip.dst_addr());
                     key.nw_proto = ip.next_header();
                     key.nw_ttl = ip.hop_limit();
+                    key.nw_tos = ip.traffic_class();
+                    key.ipv6_label = ip.flow_label();
                     layout.l3 = L3::Ipv6;
                     layout.l3_end =
                         (l3_offset + ipv6::HEADER_LEN + usize::from(ip.payload_len())) as u16;
@@ -138,6 +156,7 @@ impl FlowKey {
         if let Ok(h) = l4::Header::new_checked(segment, self.nw_proto) {
             self.tp_src = h.src_port();
             self.tp_dst = h.dst_port();
+            self.tcp_flags = h.tcp_flags();
             layout.l4_offset = offset as u16;
         }
     }
@@ -187,8 +206,56 @@ impl FlowKey {
             nw_dst: self.nw_dst & mask.nw_dst,
             tp_src: self.tp_src & mask.tp_src,
             tp_dst: self.tp_dst & mask.tp_dst,
+            nw_tos: self.nw_tos & mask.nw_tos,
+            tcp_flags: self.tcp_flags & mask.tcp_flags,
+            ipv6_label: self.ipv6_label & mask.ipv6_label,
+            ct_state: self.ct_state & mask.ct_state,
+            ct_zone: self.ct_zone & mask.ct_zone,
+            ct_mark: self.ct_mark & mask.ct_mark,
         }
     }
+
+    /// Every bit of every field set: the mask of an exact match.
+    pub const ALL_BITS: FlowKey = FlowKey {
+        in_port: u16::MAX,
+        vlan: u16::MAX,
+        dl_type: u16::MAX,
+        nw_proto: u8::MAX,
+        nw_ttl: u8::MAX,
+        dl_src: u64::MAX,
+        dl_dst: u64::MAX,
+        nw_src: u128::MAX,
+        nw_dst: u128::MAX,
+        tp_src: u16::MAX,
+        tp_dst: u16::MAX,
+        nw_tos: u8::MAX,
+        tcp_flags: u16::MAX,
+        ipv6_label: u32::MAX,
+        ct_state: u8::MAX,
+        ct_zone: u16::MAX,
+        ct_mark: u32::MAX,
+    };
+
+    /// No bit set: the key of [`Default`], usable in constants.
+    pub const ZERO: FlowKey = FlowKey {
+        in_port: 0,
+        vlan: 0,
+        dl_type: 0,
+        nw_proto: 0,
+        nw_ttl: 0,
+        dl_src: 0,
+        dl_dst: 0,
+        nw_src: 0,
+        nw_dst: 0,
+        tp_src: 0,
+        tp_dst: 0,
+        nw_tos: 0,
+        tcp_flags: 0,
+        ipv6_label: 0,
+        ct_state: 0,
+        ct_zone: 0,
+        ct_mark: 0,
+    };
 }
 
 /// Finishes a TCP or UDP checksum that the sender left for offload (see

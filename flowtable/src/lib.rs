@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod port;
 pub mod route;
 pub mod rule;
+pub mod tables;
 pub mod wire;
 
 pub use action::{Decision, DropReason, Step};
@@ -32,4 +33,5 @@ pub use key::{FlowKey, Layout};
 pub use pipeline::{Event, MacEvent, Miss, Pipeline, PipelineStats};
 pub use port::{EgressTag, PortId, VlanMode};
 pub use route::{Route, RouteTable};
-pub use rule::{Action, Match, Rule};
+pub use rule::{Action, CtAction, Match, Rule};
+pub use tables::Tables;

@@ -5,6 +5,8 @@
 //! [`Action`]s are OpenFlow-level: `normal` and `route` still have to be resolved by the
 //! pipeline into the concrete [`crate::action::Step`]s of a decision.
 
+use core::net::IpAddr;
+
 use crate::key::FlowKey;
 use crate::port::PortId;
 use crate::wire::EthernetAddress;
@@ -14,8 +16,6 @@ use crate::wire::EthernetAddress;
 /// A bit set in the mask must match; a clear bit is a wildcard. A field whose mask is zero is
 /// absent from the rule. The value never has bits outside the mask ([`Match::new`] clears
 /// them), so two matches that accept the same packets compare equal.
-///
-/// TTL is never matched: `nw_ttl` is always clear in both value and mask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Match {
     value: FlowKey,
@@ -25,58 +25,28 @@ pub struct Match {
 impl Match {
     /// The match that accepts every packet (all fields wildcarded).
     pub const ANY: Match = Match {
-        value: FlowKey {
-            in_port: 0,
-            vlan: 0,
-            dl_type: 0,
-            nw_proto: 0,
-            nw_ttl: 0,
-            dl_src: 0,
-            dl_dst: 0,
-            nw_src: 0,
-            nw_dst: 0,
-            tp_src: 0,
-            tp_dst: 0,
-        },
-        mask: FlowKey {
-            in_port: 0,
-            vlan: 0,
-            dl_type: 0,
-            nw_proto: 0,
-            nw_ttl: 0,
-            dl_src: 0,
-            dl_dst: 0,
-            nw_src: 0,
-            nw_dst: 0,
-            tp_src: 0,
-            tp_dst: 0,
-        },
+        value: FlowKey::ZERO,
+        mask: FlowKey::ZERO,
     };
 
     /// The match of the packets whose key masked by `mask` equals `value` masked by `mask`.
-    /// Bits of `value` outside `mask` are cleared, as is the TTL.
+    /// Bits of `value` outside `mask` are cleared.
     pub fn new(value: FlowKey, mask: FlowKey) -> Match {
-        let mask = FlowKey { nw_ttl: 0, ..mask };
         Match {
             value: value.masked(&mask),
             mask,
         }
     }
 
-    /// The match of exactly this key (every field but the TTL).
+    /// The match of exactly this key's packet fields: every field but the TTL and the
+    /// conntrack fields (which are not the packet's).
     pub fn exact(key: &FlowKey) -> Match {
         let full = FlowKey {
-            in_port: u16::MAX,
-            vlan: u16::MAX,
-            dl_type: u16::MAX,
-            nw_proto: u8::MAX,
             nw_ttl: 0,
-            dl_src: u64::MAX,
-            dl_dst: u64::MAX,
-            nw_src: u128::MAX,
-            nw_dst: u128::MAX,
-            tp_src: u16::MAX,
-            tp_dst: u16::MAX,
+            ct_state: 0,
+            ct_zone: 0,
+            ct_mark: 0,
+            ..FlowKey::ALL_BITS
         };
         Match::new(*key, full)
     }
@@ -140,6 +110,51 @@ pub enum Action {
     DecTtl,
     /// Hand to the L3 pipeline: route by destination IP (`route`).
     Route,
+    /// Send back out of the ingress port (`output:in_port`, or `in_port`).
+    OutputInPort,
+    /// Look the packet up again (`resubmit:PORT`, `resubmit(PORT,TABLE)`): in `table` (the
+    /// current table when `None`), as if it came in on `port` (its own when `None`), run the
+    /// actions of the rule found there, then go on with the rest of this rule's actions.
+    Resubmit {
+        /// The ingress port to look up with.
+        port: Option<PortId>,
+        /// The table to look in.
+        table: Option<u8>,
+    },
+    /// After this rule's other actions, continue in this table (`goto_table:N`, an
+    /// OpenFlow instruction; the table must come after the rule's own).
+    GotoTable(u8),
+    /// Connection tracking (`ct(...)`).
+    Ct(CtAction),
+    /// Rewrite the IPv4 or IPv6 source (`mod_nw_src:IP`, `set_field:IP->nw_src`/`ipv6_src`).
+    SetNwSrc(IpAddr),
+    /// Rewrite the destination address.
+    SetNwDst(IpAddr),
+    /// Rewrite the TCP/UDP source port (`mod_tp_src:PORT`, `set_field:PORT->tp_src`).
+    SetTpSrc(u16),
+    /// Rewrite the TCP/UDP destination port.
+    SetTpDst(u16),
+    /// Set the DSCP, 0-63 (`set_field:V->ip_dscp`; `mod_nw_tos:TOS` sets it from a TOS byte).
+    SetDscp(u8),
+    /// Set the ECN bits, 0-3 (`set_field:V->nw_ecn`, `mod_nw_ecn:V`).
+    SetEcn(u8),
+    /// Set the TTL or hop limit (`set_field:V->nw_ttl`, `mod_nw_ttl:V`).
+    SetTtl(u8),
+}
+
+/// What a `ct` action does: `ct(commit,zone=N,table=N,exec(set_field:V/M->ct_mark))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CtAction {
+    /// Remember the connection (`commit`); without it a new connection is only looked at.
+    pub commit: bool,
+    /// The zone to track in (`zone=N`, default 0).
+    pub zone: u16,
+    /// Continue in this table with the `ct_*` fields set (`table=N`); without it the rest of
+    /// the actions run with the fields as they were, as in OVS.
+    pub table: Option<u8>,
+    /// Set the connection's mark, (value, mask), with `commit` only
+    /// (`exec(set_field:V[/M]->ct_mark)`).
+    pub mark: Option<(u32, u32)>,
 }
 
 /// A flow rule.
@@ -149,6 +164,8 @@ pub struct Rule {
     /// rules of equal priority (the lowest id wins) and names the rule in decisions and
     /// counters.
     pub id: u32,
+    /// The table the rule is in (0-254); a packet starts in table 0.
+    pub table: u8,
     /// Higher wins.
     pub priority: u16,
     /// The packets the rule applies to.
@@ -161,10 +178,13 @@ impl Rule {
     /// The default priority of OpenFlow rules (`ovs-ofctl` uses it when none is given).
     pub const DEFAULT_PRIORITY: u16 = 32768;
 
-    /// Whether this rule is selected by a strict match (`ovs-ofctl --strict`): the same match
-    /// and the same priority.
-    pub fn is_strictly(&self, pattern: &Match, priority: u16) -> bool {
-        self.priority == priority && self.pattern == *pattern
+    /// The highest table number (OpenFlow's 255 means "all tables" in requests).
+    pub const MAX_TABLE: u8 = 254;
+
+    /// Whether this rule is selected by a strict match (`ovs-ofctl --strict`): the same table,
+    /// match and priority.
+    pub fn is_strictly(&self, table: u8, pattern: &Match, priority: u16) -> bool {
+        self.table == table && self.priority == priority && self.pattern == *pattern
     }
 
     /// Whether this rule beats `other` for a packet both match: higher priority, then lower
@@ -216,7 +236,7 @@ mod tests {
         assert_eq!(m.value().nw_dst, 0x0a00_0000);
         assert_eq!(
             (m.value().tp_src, m.value().nw_ttl, m.mask().nw_ttl),
-            (0, 0, 0)
+            (0, 64, 0xff)
         );
     }
 
@@ -282,6 +302,7 @@ mod tests {
     fn priority_then_lowest_id_wins() {
         let rule = |id, priority| Rule {
             id,
+            table: 0,
             priority,
             pattern: Match::ANY,
             actions: vec![],
@@ -289,7 +310,7 @@ mod tests {
         assert!(rule(9, 10).beats(&rule(1, 5)));
         assert!(rule(1, 10).beats(&rule(2, 10)));
         assert!(!rule(2, 10).beats(&rule(2, 10)));
-        assert!(rule(1, 10).is_strictly(&Match::ANY, 10));
-        assert!(!rule(1, 10).is_strictly(&Match::ANY, 11));
+        assert!(rule(1, 10).is_strictly(0, &Match::ANY, 10));
+        assert!(!rule(1, 10).is_strictly(0, &Match::ANY, 11));
     }
 }

@@ -10,8 +10,9 @@ use crate::envelope::RpcError;
 use crate::fast_path::{DumpFastPathResult, SetFastPathParams, SetFastPathResult};
 use crate::fdb::FdbShowResult;
 use crate::flows::{
-    AddFlowResult, AddFlowsResult, DelFlowsParams, DelFlowsResult, DumpFlowsResult, FlowParams,
-    FlowsParams,
+    AddFlowResult, AddFlowsResult, ConntrackParams, DelFlowsParams, DelFlowsResult,
+    DumpConntrackResult, DumpFlowsParams, DumpFlowsResult, FlowParams, FlowsParams,
+    FlushConntrackResult, TraceParams, TraceResult,
 };
 use crate::meta::{CommandInfo, VersionResult};
 use crate::method::{Empty, Method, MethodInfo, methods, read_params};
@@ -51,7 +52,16 @@ methods! {
         FlowsParams => AddFlowsResult;
     DelFlows = "del-flows" ("match?, strict?", "delete the rules a match covers (all without one)"):
         DelFlowsParams => DelFlowsResult;
-    DumpFlows = "dump-flows" ("", "the rules with their counters"): Empty => DumpFlowsResult;
+    DumpFlows = "dump-flows" ("match?", "the rules with their counters (table=, cookie=V/M filter)"):
+        DumpFlowsParams => DumpFlowsResult;
+    Trace = "trace" (
+        "flow",
+        "what the switch does with a packet: tables, rules, conntrack, bridge, router, caching"
+    ): TraceParams => TraceResult;
+    DumpConntrack = "dump-conntrack" ("zone?", "the tracked connections"):
+        ConntrackParams => DumpConntrackResult;
+    FlushConntrack = "flush-conntrack" ("zone?", "forget tracked connections"):
+        ConntrackParams => FlushConntrackResult;
     AddAddr = "add-addr" (
         "name (port or vlanN), addr (ip/len), mac?",
         "give the switch a router address"

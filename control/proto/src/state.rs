@@ -174,6 +174,14 @@ pub struct Rule {
     /// The rule in canonical ovs-ofctl syntax, ports by name (a port the rule was given by a
     /// number that named no port stays a number).
     pub flow: String,
+    /// When it was added (seconds since the Unix epoch), for a `hard_timeout` that outlives
+    /// a restart; 0 when unknown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub added: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where a router interface lives.
@@ -265,6 +273,7 @@ mod tests {
                 id: 3,
                 priority: 100,
                 flow: "priority=100,in_port=veth1,actions=output:veth2".into(),
+                added: 1_700_000_000,
             }],
             interfaces: vec![
                 RouterInterface {

@@ -24,7 +24,10 @@ pub(crate) struct KernelKey {
     pub(crate) dl_type: [u8; 2],
     /// IPv4 protocol; 0 for other EtherTypes.
     pub(crate) nw_proto: u8,
-    pub(crate) pad: u8,
+    /// A TCP segment's FIN, SYN and RST flags (`TCP_CONTROL`); 0 for other packets. The
+    /// segments that open and close connections are thus other flows than the ones that carry
+    /// data: an entry for established traffic never takes them.
+    pub(crate) tcp_control: u8,
     /// TCP/UDP source port (wire), or ICMP type and code.
     pub(crate) tp_src: [u8; 2],
     /// TCP/UDP destination port (wire); 0 for ICMP.
@@ -34,6 +37,9 @@ pub(crate) struct KernelKey {
     /// IPv4 destination (wire).
     pub(crate) nw_dst: [u8; 4],
 }
+
+/// The TCP flags a kernel key holds: FIN, SYN and RST.
+pub(crate) const TCP_CONTROL: u8 = 0x07;
 
 /// Bytes of a [`KernelKey`]: eight words for the map's hash.
 pub(crate) const KEY_LEN: usize = size_of::<KernelKey>();
@@ -47,6 +53,7 @@ pub(crate) mod key {
     pub(crate) const DL_DST: usize = offset_of!(KernelKey, dl_dst);
     pub(crate) const DL_TYPE: usize = offset_of!(KernelKey, dl_type);
     pub(crate) const NW_PROTO: usize = offset_of!(KernelKey, nw_proto);
+    pub(crate) const TCP_CONTROL: usize = offset_of!(KernelKey, tcp_control);
     pub(crate) const TP_SRC: usize = offset_of!(KernelKey, tp_src);
     pub(crate) const NW_SRC: usize = offset_of!(KernelKey, nw_src);
     pub(crate) const NW_DST: usize = offset_of!(KernelKey, nw_dst);
@@ -65,6 +72,9 @@ impl KernelKey {
         };
         if flow.dl_type == EtherType::IPV4 {
             k.nw_proto = flow.nw_proto;
+            if flow.nw_proto == 6 {
+                k.tcp_control = flow.tcp_flags as u8 & TCP_CONTROL;
+            }
             match flow.nw_proto {
                 1 => k.tp_src = [flow.tp_src as u8, flow.tp_dst as u8],
                 _ => {
@@ -87,6 +97,7 @@ impl KernelKey {
         put(&mut b, offset_of!(KernelKey, dl_src), &self.dl_src);
         put(&mut b, key::DL_TYPE, &self.dl_type);
         b[key::NW_PROTO] = self.nw_proto;
+        b[key::TCP_CONTROL] = self.tcp_control;
         put(&mut b, key::TP_SRC, &self.tp_src);
         put(&mut b, offset_of!(KernelKey, tp_dst), &self.tp_dst);
         put(&mut b, key::NW_SRC, &self.nw_src);
@@ -103,7 +114,7 @@ impl KernelKey {
             dl_src: get(b, offset_of!(KernelKey, dl_src)),
             dl_type: get(b, key::DL_TYPE),
             nw_proto: b[key::NW_PROTO],
-            pad: 0,
+            tcp_control: b[key::TCP_CONTROL],
             tp_src: get(b, key::TP_SRC),
             tp_dst: get(b, offset_of!(KernelKey, tp_dst)),
             nw_src: get(b, key::NW_SRC),
@@ -314,6 +325,28 @@ mod tests {
             "TTL is not part of the key"
         );
         assert_eq!(KernelKey::from_bytes(&k), KernelKey::of(&flow));
+        // TCP: FIN, SYN and RST are part of the key, the other flags are not.
+        let tcp = |flags| FlowKey {
+            nw_proto: 6,
+            tcp_flags: flags,
+            ..flow
+        };
+        assert_eq!(KernelKey::of(&tcp(0x012)).to_bytes()[19], 0x02);
+        assert_eq!(
+            KernelKey::of(&tcp(0x018)).to_bytes(),
+            KernelKey::of(&tcp(0x010)).to_bytes(),
+            "PSH is not"
+        );
+        assert_eq!(KernelKey::of(&tcp(0x011)).tcp_control, 0x01);
+        assert_eq!(
+            KernelKey::of(&FlowKey {
+                tcp_flags: 0x002,
+                ..flow
+            })
+            .tcp_control,
+            0,
+            "UDP has none"
+        );
     }
 
     #[test]

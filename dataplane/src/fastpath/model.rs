@@ -217,6 +217,10 @@ fn ipv4_key(
     }
     key.tp_src.copy_from_slice(&data[l4..l4 + 2]);
     key.tp_dst.copy_from_slice(&data[l4 + 2..l4 + 4]);
+    if key.nw_proto == 6 {
+        // FIN, SYN and RST: the segments that open and close connections key apart.
+        key.tcp_control = data[l4 + 13] & 0x07;
+    }
     let Some(at) = csum_at.filter(|_| xdp && finish) else {
         return Ok(());
     };

@@ -63,8 +63,11 @@ struct Installed {
     flow: FlowKey,
     in_port: PortId,
     out_port: Option<PortId>,
-    rule: Option<u32>,
+    /// The rules the decision went through (one per table), each counting its packets.
+    rules: Vec<u32>,
     learn: Option<(u16, u64, PortId)>,
+    /// The connection the decision looked at, kept alive by the kernel's packets.
+    conn: Option<flowtable::conntrack::ConnKey>,
     deps: [Option<u16>; flowtable::pipeline::MAX_DEPS],
     /// The pipeline's change count when the decision was made.
     seq: u64,
@@ -123,6 +126,12 @@ pub(crate) fn entry(
     let port = |p: PortId| ports.get(usize::from(p)).copied().flatten();
     if !miss.cacheable || epoch == 0 {
         tracing::debug!(cacheable = miss.cacheable, epoch, "not offloaded");
+        return None;
+    }
+    if miss.unkeyed {
+        // Rules looked at the TTL, TOS, TCP flags or flow label, which the kernel's key
+        // cannot tell apart.
+        tracing::debug!("not offloaded: rules on fields the kernel key lacks");
         return None;
     }
     let Some(ingress) = port(key.in_port) else {
@@ -190,7 +199,7 @@ impl Offloader {
                 dst: EthernetAddress(k.dl_dst),
                 src: EthernetAddress(k.dl_src),
                 ethertype: u16::from_be_bytes(k.dl_type),
-                rule: e.rule,
+                rule: e.rules.first().copied(),
                 packets: e.packets,
                 bytes: e.bytes,
             })
@@ -230,6 +239,17 @@ impl Offloader {
         self.epoch = epoch;
     }
 
+    /// Whether [`install`](Self::install) would write this decision into the kernel.
+    pub(crate) fn would_offload(
+        &self,
+        key: &FlowKey,
+        decision: &Decision,
+        miss: &flowtable::Miss,
+        config: &flowtable::Config,
+    ) -> bool {
+        entry(&self.ports, self.epoch, key, decision, miss, config).is_some()
+    }
+
     /// Writes the decision for `key` into the kernel if the kernel can carry it out.
     pub(crate) fn install(
         &mut self,
@@ -265,8 +285,9 @@ impl Offloader {
                 flow: *key,
                 in_port: key.in_port,
                 out_port: action.out_port,
-                rule: decision.rule(),
+                rules: decision.rules().to_vec(),
                 learn: miss.learn,
+                conn: miss.conn,
                 deps: miss.deps,
                 seq: miss.seq,
                 tx_delta,
@@ -362,12 +383,15 @@ impl Offloader {
                 dp,
             ),
         }
-        if let Some(rule) = entry.rule {
+        for &rule in &entry.rules {
             pipeline.add_rule_counts(rule, dp, db);
         }
         let seen = last_seen.saturating_sub(self.monotonic_zero);
         if let Some((vlan, mac, port)) = entry.learn {
             pipeline.refresh_source(vlan, mac, port, seen);
+        }
+        if let Some(conn) = &entry.conn {
+            pipeline.refresh_conn(conn, seen);
         }
         entry.last_seen = seen;
         entry.active_at = entry.active_at.max(seen);
@@ -464,6 +488,8 @@ mod tests {
             learn: None,
             cacheable: true,
             seq: 0,
+            conn: None,
+            unkeyed: false,
         };
         let out = Decision::output(4, Some(EgressTag::Untagged));
         let offloaded = |in_port, dl_type| {

@@ -187,6 +187,7 @@ mod tests {
         let mut with_rules = config.clone();
         with_rules.rules.insert(flowtable::Rule {
             id: 1,
+            table: 0,
             priority: 1,
             pattern: flowtable::Match::ANY,
             actions: vec![flowtable::Action::Normal],

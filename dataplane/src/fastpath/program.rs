@@ -12,7 +12,9 @@ use xvs_sys::bpf::asm::{self, Builder, Label};
 
 #[cfg(doc)]
 use super::abi::KernelKey;
-use super::abi::{FLAG_DEC_TTL, FLAG_REWRITE_MACS, KEY_LEN, Verdict, VlanOp, key, state, value};
+use super::abi::{
+    FLAG_DEC_TTL, FLAG_REWRITE_MACS, KEY_LEN, TCP_CONTROL, Verdict, VlanOp, key, state, value,
+};
 use super::maps::{FastPathMaps, SCRATCH_LEN};
 
 /// Where the key is built on the stack (it ends at the frame pointer).
@@ -374,6 +376,9 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, bounds:
         b.push([
             load(Size::W, 3, 4, 0),
             store_reg(Size::W, 10, 3, k(key::TP_SRC)),
+            load(Size::B, 3, 4, 13),
+            alu_imm(Alu::And, 3, i32::from(TCP_CONTROL)),
+            store_reg(Size::B, 10, 3, k(key::TCP_CONTROL)),
         ]);
         b.ja(lookup);
         return;
@@ -390,6 +395,9 @@ pub(super) fn emit_ipv4_key(b: &mut Builder, fail: Label, lookup: Label, bounds:
     b.push([
         load(Size::W, 3, 4, 0),
         store_reg(Size::W, 10, 3, k(key::TP_SRC)),
+        load(Size::B, 3, 4, 13),
+        alu_imm(Alu::And, 3, i32::from(TCP_CONTROL)),
+        store_reg(Size::B, 10, 3, k(key::TCP_CONTROL)),
         load(Size::H, 0, 4, 16),
         mov_imm(1, 16),
     ]);

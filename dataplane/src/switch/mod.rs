@@ -12,10 +12,12 @@ use std::sync::atomic::AtomicU32;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use flowtable::conntrack::CtConfig;
 use flowtable::{Config, PortId};
 use xvs_sys::SyscallError;
 use xvs_sys::netlink::generic;
 
+use crate::conntrack::SharedConntrack;
 use crate::counters::{MAX_PORTS, PortStats};
 use crate::fastpath::{FastPathMaps, FastPort};
 use crate::hook::xdp::probe_fast_path as probe_program;
@@ -72,6 +74,8 @@ pub struct Switch {
     upcall: Option<upcall::Upcall>,
     /// Links a predecessor handed over, by interface index, until their ports take them.
     handed_over: BTreeMap<u32, handover::Pinned>,
+    /// The connections every worker tracks in.
+    conntrack: SharedConntrack,
 }
 
 impl std::fmt::Debug for Switch {
@@ -131,6 +135,7 @@ impl Switch {
             .map(|id| WorkerShared::new(id).map(Arc::new))
             .collect::<Result<_, _>>()?;
         let (events_tx, events) = mpsc::channel();
+        let conntrack = SharedConntrack::new(CtConfig::default());
         let mut workers = Vec::new();
         for (id, &cpu) in options.workers.iter().enumerate() {
             let (commands_tx, commands_rx) = mpsc::channel();
@@ -143,6 +148,7 @@ impl Switch {
                 fill_target: fill_target.clone(),
                 fill_budget: options.umem_frames / (2 * options.workers.len() as u32),
                 fast_path: fast.clone(),
+                conntrack: Some(conntrack.clone()),
             };
             let worker = Worker::new(
                 setup,
@@ -183,6 +189,7 @@ impl Switch {
             fast_ports: vec![None; MAX_PORTS],
             upcall: None,
             handed_over: BTreeMap::new(),
+            conntrack,
         };
         if let Some(dir) = &switch.options.handover {
             switch.handed_over = handover::pinned_in(dir);

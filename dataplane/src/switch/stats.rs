@@ -10,7 +10,7 @@ use xvs_sys::xsk::XdpStatistics;
 use super::{Switch, SwitchError};
 use crate::counters::{PortStats, WorkerStats};
 use crate::fastpath::FastEntry;
-use crate::worker::{Command, FdbEntry, NeighborEntry};
+use crate::worker::{Command, FdbEntry, NeighborEntry, TraceReport};
 
 /// One worker's statistics, with where it runs.
 #[derive(Debug, Clone)]
@@ -116,6 +116,40 @@ impl Switch {
     /// Frames free in the UMEM pools (for diagnostics and leak tests).
     pub fn pooled_frames(&self) -> usize {
         self.umems.iter().map(|u| u.pooled()).sum()
+    }
+
+    /// What the switch would do with a packet of flow `key` (its `in_port` a port's number),
+    /// as the first worker sees it: every table and rule, the conntrack lookups, the bridge
+    /// and router steps, the decision, and whether it would be cached and offloaded. Nothing
+    /// is learned, committed or counted.
+    ///
+    /// # Errors
+    /// The worker did not answer.
+    pub fn trace(&self, key: flowtable::FlowKey) -> Result<TraceReport, SwitchError> {
+        self.workers[0].ask(|reply| Command::Trace(key, reply))
+    }
+
+    /// The connection tracker's counters.
+    pub fn conntrack_stats(&self) -> flowtable::conntrack::CtStats {
+        self.conntrack.stats()
+    }
+
+    /// Forgets the tracked connections of `zone` (every zone when `None`) and makes every
+    /// cached and offloaded decision stale, so that none of them lets a forgotten
+    /// connection's packets through; returns how many went.
+    ///
+    /// # Errors
+    /// A worker did not answer.
+    pub fn flush_conntrack(&mut self, zone: Option<u16>) -> Result<usize, SwitchError> {
+        let n = self.conntrack.flush(zone);
+        self.publish(self.config.as_ref().clone())?;
+        Ok(n)
+    }
+
+    /// The tracked connections.
+    pub fn connections(&self) -> Vec<flowtable::conntrack::ConnEntry> {
+        use flowtable::pipeline::ConnTable;
+        self.conntrack.snapshot().iter().collect()
     }
 
     /// The learned MAC table (as the first worker sees it; the others hold replicas).

@@ -53,10 +53,23 @@ pub(crate) enum Command {
     RuleStats(Sender<HashMap<u32, (u64, u64)>>),
     /// The resolved neighbors.
     Neighbors(Sender<Vec<NeighborEntry>>),
+    /// What the pipeline would do with a packet of this flow (changing nothing).
+    Trace(flowtable::FlowKey, Sender<TraceReport>),
     /// Reply once every command before this one is applied.
     Barrier(Sender<()>),
     /// Stop, giving back every queue's backend.
     Stop(Sender<Returned>),
+}
+
+/// A packet's trace, and what the caches would do with its decision.
+#[derive(Debug, Clone)]
+pub struct TraceReport {
+    /// The walk through the tables, conntrack, bridge and router.
+    pub trace: flowtable::pipeline::Trace,
+    /// Whether the decision would be kept in the worker's flow cache.
+    pub cached: bool,
+    /// Whether it would be written into the kernel's fast path.
+    pub kernel: bool,
 }
 
 /// The backends of a stopped worker's queues, with their ports, to be closed.
@@ -205,6 +218,17 @@ impl Worker {
                 }
                 Command::RuleStats(reply) => {
                     let _ = reply.send(self.pipeline.rule_stats());
+                }
+                Command::Trace(key, reply) => {
+                    let trace = self.pipeline.trace_packet(&key, self.now());
+                    let kernel = self.offloader.as_ref().is_some_and(|off| {
+                        off.would_offload(&key, &trace.decision, &trace.miss, &self.config)
+                    });
+                    let _ = reply.send(TraceReport {
+                        cached: trace.miss.cacheable,
+                        kernel,
+                        trace,
+                    });
                 }
                 Command::Neighbors(reply) => {
                     let now = self.now();

@@ -22,7 +22,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
-use flowtable::key::finish_partial_checksum;
+use flowtable::key::{Layout, finish_partial_checksum};
 use flowtable::wire::upcall;
 use flowtable::{Config, DropReason, Event, FlowKey, Pipeline, PortId};
 use xvs_sys::frame::{Packet, UmemArea};
@@ -40,7 +40,7 @@ mod tests;
 mod tx;
 
 pub(crate) use command::{Command, TxMap, WorkerEvent};
-pub use command::{FdbEntry, NeighborEntry};
+pub use command::{FdbEntry, NeighborEntry, TraceReport};
 use execute::Target;
 
 /// Packets taken from one queue per iteration.
@@ -152,6 +152,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) fill_budget: u32,
     /// The fast path's maps, if it is on.
     pub(crate) fast_path: Option<Arc<FastPathMaps>>,
+    /// The connection tracker the workers share (`None`: the pipeline's own).
+    pub(crate) conntrack: Option<crate::conntrack::SharedConntrack>,
 }
 
 /// The worker's datapath: its queues, frames and hand-off, everything but the pipeline, so
@@ -180,7 +182,12 @@ impl Datapath {
     /// them), a TCP or UDP checksum the sender left partial for offload is finished first.
     /// Every step of a decision thus meets complete checksums, which the header rewrites
     /// update incrementally. `None` for a packet that does not parse.
-    fn parse(&mut self, packet: &mut Packet, in_port: PortId, finish: bool) -> Option<FlowKey> {
+    fn parse(
+        &mut self,
+        packet: &mut Packet,
+        in_port: PortId,
+        finish: bool,
+    ) -> Option<(FlowKey, Layout)> {
         let area = &self.areas[usize::from(packet.frame.umem())];
         let start = packet.offset as usize;
         let end = start + packet.len as usize;
@@ -189,7 +196,7 @@ impl Datapath {
         if finish {
             finish_partial_checksum(frame, &key, &layout);
         }
-        Some(key)
+        Some((key, layout))
     }
 }
 
@@ -225,6 +232,9 @@ impl Worker {
             .collect();
         let areas = setup.umems.iter().map(|u| u.area().clone()).collect();
         let mut pipeline = Pipeline::new(config.clone(), setup.cache_capacity);
+        if let Some(table) = &setup.conntrack {
+            pipeline.set_conntrack(Box::new(table.clone()));
+        }
         let offloader = setup.fast_path.clone().map(|maps| {
             pipeline.track_invalidations(true);
             let zero =
@@ -371,7 +381,7 @@ impl Worker {
     }
 
     fn forward(&mut self, mut packet: Packet, in_port: PortId, finish: bool, now: u64) {
-        let Some(key) = self.dp.parse(&mut packet, in_port, finish) else {
+        let Some((key, layout)) = self.dp.parse(&mut packet, in_port, finish) else {
             self.dp
                 .drop(in_port, DropCause::Pipeline(DropReason::Malformed), packet);
             return;
@@ -379,7 +389,10 @@ impl Worker {
         if !self.dp.blocked.is_empty() {
             self.dp.blocked.retain(|&(_, until)| now < until);
         }
-        let (decision, miss) = self.pipeline.decide_detailed(&key, packet.len, now);
+        let area = &self.dp.areas[usize::from(packet.frame.umem())];
+        let start = packet.offset as usize;
+        let frame = &area.bytes(&packet.frame)[start..start + packet.len as usize];
+        let (decision, miss) = self.pipeline.decide_frame(frame, &key, &layout, now);
         if let (Some(off), Some(miss)) = (self.offloader.as_mut(), miss) {
             off.install(&key, decision, &miss, &self.config, now);
         }

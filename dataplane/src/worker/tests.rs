@@ -68,6 +68,7 @@ impl Bench {
             fill_target: Arc::new(AtomicU32::new(64)),
             fill_budget: FRAMES / 2,
             fast_path: None,
+            conntrack: None,
         };
         let shared = Arc::new(WorkerShared::new(0).expect("eventfd"));
         let (commands, commands_rx) = mpsc::channel();

@@ -561,11 +561,16 @@ fn apply(conn: &mut Conn, l4: &CtL4, reply: bool, check_windows: bool) -> Applie
         (ProtoState::Tcp(tcp), CtL4::Tcp(seg)) => {
             let was_closed = tcp.is_closed();
             let (update, timeout) = if seg.from_key {
-                let ack = TcpSegment {
-                    flags: tcp_flags::ACK,
+                // No flags known (a hand-written trace): an ACK.
+                let seg = TcpSegment {
+                    flags: if seg.flags == 0 {
+                        tcp_flags::ACK
+                    } else {
+                        seg.flags
+                    },
                     ..*seg
                 };
-                tcp.update(&ack, reply, false)
+                tcp.update(&seg, reply, false)
             } else {
                 tcp.update(seg, reply, check_windows)
             };

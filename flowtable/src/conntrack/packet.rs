@@ -92,9 +92,10 @@ pub struct TcpSegment {
     pub wscale: Option<u8>,
     /// Payload bytes after the TCP header.
     pub payload_len: u32,
-    /// Built from a flow key only: flags and sequence numbers are unknown, so the state
-    /// machine treats it as a SYN when it has no connection and as an ACK otherwise, and
-    /// skips window checks.
+    /// Built from a flow key only: sequence numbers are unknown, so window checks are
+    /// skipped; flags are the key's, and when the key has none (a hand-written trace) the
+    /// state machine treats the segment as a SYN when it has no connection and as an ACK
+    /// otherwise.
     pub from_key: bool,
 }
 
@@ -159,7 +160,7 @@ impl CtPacket {
     }
 
     /// A packet seen only through its [`FlowKey`] (no frame bytes, as `xvsctl trace` has):
-    /// TCP flags and sequence numbers are unknown (see [`TcpSegment::from_key`]), an ICMP
+    /// TCP sequence numbers are unknown (see [`TcpSegment::from_key`]), an ICMP
     /// echo has identifier 0, and an ICMP error, having no embedded header, is invalid.
     /// `None` for keys that are not IPv4/IPv6.
     pub fn from_key(key: &FlowKey, zone: u16) -> Option<CtPacket> {
@@ -173,7 +174,7 @@ impl CtPacket {
             Protocol::TCP => {
                 (tuple.src_port, tuple.dst_port) = (key.tp_src, key.tp_dst);
                 CtL4::Tcp(TcpSegment {
-                    flags: 0,
+                    flags: key.tcp_flags as u8,
                     seq: 0,
                     ack: 0,
                     window: 0,

@@ -69,7 +69,8 @@ pub(super) fn invalid_flags(flags: u8) -> bool {
 /// Whether `seg` may open a connection: valid flags, SYN without ACK (OVS also lets a
 /// plain ACK pick up an established stream; xvs does not, see the module doc).
 pub(super) fn valid_new(seg: &TcpSegment) -> bool {
-    seg.from_key || (!invalid_flags(seg.flags) && seg.flags & (f::SYN | f::ACK) == f::SYN)
+    (seg.from_key && seg.flags == 0)
+        || (!invalid_flags(seg.flags) && seg.flags & (f::SYN | f::ACK) == f::SYN)
 }
 
 fn seq_geq(a: u32, b: u32) -> bool {

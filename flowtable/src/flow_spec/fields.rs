@@ -25,9 +25,19 @@ enum Slot {
     NwDst,
     TpSrc,
     TpDst,
+    NwTtl,
+    /// The DSCP bits of `nw_tos` (0xfc).
+    Dscp,
+    /// The ECN bits of `nw_tos` (0x03).
+    Ecn,
+    TcpFlags,
+    Ipv6Label,
+    CtState,
+    CtZone,
+    CtMark,
 }
 
-const SLOTS: usize = 10;
+const SLOTS: usize = 18;
 
 impl Slot {
     fn get(self, key: &FlowKey) -> u128 {
@@ -42,6 +52,14 @@ impl Slot {
             Slot::NwDst => key.nw_dst,
             Slot::TpSrc => key.tp_src.into(),
             Slot::TpDst => key.tp_dst.into(),
+            Slot::NwTtl => key.nw_ttl.into(),
+            Slot::Dscp => (key.nw_tos & 0xfc).into(),
+            Slot::Ecn => (key.nw_tos & 0x03).into(),
+            Slot::TcpFlags => key.tcp_flags.into(),
+            Slot::Ipv6Label => key.ipv6_label.into(),
+            Slot::CtState => key.ct_state.into(),
+            Slot::CtZone => key.ct_zone.into(),
+            Slot::CtMark => key.ct_mark.into(),
         }
     }
 
@@ -58,6 +76,14 @@ impl Slot {
             Slot::NwDst => key.nw_dst = value,
             Slot::TpSrc => key.tp_src = value as u16,
             Slot::TpDst => key.tp_dst = value as u16,
+            Slot::NwTtl => key.nw_ttl = value as u8,
+            Slot::Dscp => key.nw_tos = (key.nw_tos & 0x03) | (value as u8 & 0xfc),
+            Slot::Ecn => key.nw_tos = (key.nw_tos & 0xfc) | (value as u8 & 0x03),
+            Slot::TcpFlags => key.tcp_flags = value as u16,
+            Slot::Ipv6Label => key.ipv6_label = value as u32,
+            Slot::CtState => key.ct_state = value as u8,
+            Slot::CtZone => key.ct_zone = value as u16,
+            Slot::CtMark => key.ct_mark = value as u32,
         }
     }
 }
@@ -84,6 +110,20 @@ enum Field {
     TpDst,
     IcmpType,
     IcmpCode,
+    Table,
+    Cookie,
+    IdleTimeout,
+    HardTimeout,
+    SendFlowRem,
+    NwTtl,
+    NwTos,
+    IpDscp,
+    NwEcn,
+    TcpFlags,
+    Ipv6Label,
+    CtState,
+    CtZone,
+    CtMark,
 }
 
 const FIELDS: &[(&str, Field)] = &[
@@ -108,6 +148,21 @@ const FIELDS: &[(&str, Field)] = &[
     ("icmp_code", Field::IcmpCode),
     ("icmpv6_type", Field::IcmpType),
     ("icmpv6_code", Field::IcmpCode),
+    ("table", Field::Table),
+    ("cookie", Field::Cookie),
+    ("idle_timeout", Field::IdleTimeout),
+    ("hard_timeout", Field::HardTimeout),
+    ("send_flow_rem", Field::SendFlowRem),
+    ("nw_ttl", Field::NwTtl),
+    ("nw_tos", Field::NwTos),
+    ("ip_dscp", Field::IpDscp),
+    ("nw_ecn", Field::NwEcn),
+    ("ip_ecn", Field::NwEcn),
+    ("tcp_flags", Field::TcpFlags),
+    ("ipv6_label", Field::Ipv6Label),
+    ("ct_state", Field::CtState),
+    ("ct_zone", Field::CtZone),
+    ("ct_mark", Field::CtMark),
 ];
 
 /// Shorthands: name, EtherType, IP protocol.
@@ -125,33 +180,27 @@ const SHORTHANDS: &[(&str, u16, Option<u8>)] = &[
 
 /// OVS match fields and flow attributes that xvs knows of but does not implement.
 const UNSUPPORTED: &[&str] = &[
-    "table",
-    "cookie",
-    "idle_timeout",
-    "hard_timeout",
     "importance",
-    "send_flow_rem",
     "out_port",
     "out_group",
     "dl_vlan_pcp",
     "vlan_pcp",
-    "nw_tos",
-    "nw_ecn",
-    "ip_dscp",
-    "ip_ecn",
-    "nw_ttl",
     "nw_frag",
     "ip_frag",
-    "tcp_flags",
     "arp_sha",
     "arp_tha",
-    "ipv6_label",
     "nd_target",
     "nd_sll",
     "nd_tll",
     "tun_id",
     "metadata",
-    "ct_state",
+    "ct_label",
+    "ct_nw_src",
+    "ct_nw_dst",
+    "ct_tp_src",
+    "ct_tp_dst",
+    "reg0",
+    "reg1",
     "sctp",
     "sctp6",
     "rarp",
@@ -165,13 +214,28 @@ pub(super) fn field_names() -> impl Iterator<Item = &'static str> {
         .chain(SHORTHANDS.iter().map(|(name, ..)| *name))
 }
 
+/// What the fields before `actions=` say: the match and the flow's attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Fields {
+    pub(super) priority: Option<u16>,
+    pub(super) table: Option<u8>,
+    /// (value, mask).
+    pub(super) cookie: Option<(u64, u64)>,
+    /// Where `cookie=` was, to refuse a mask where none is allowed.
+    pub(super) cookie_offset: usize,
+    pub(super) idle_timeout: Option<u16>,
+    pub(super) hard_timeout: Option<u16>,
+    pub(super) send_flow_rem: bool,
+    pub(super) pattern: Match,
+}
+
 /// The state of a match being parsed.
 struct Builder<'a> {
     value: FlowKey,
     mask: FlowKey,
     /// The token that set each slot, and the field name it used.
     set_by: [Option<(Token<'a>, &'static str)>; SLOTS],
-    priority: Option<u16>,
+    fields: Fields,
 }
 
 impl<'a> Builder<'a> {
@@ -180,7 +244,7 @@ impl<'a> Builder<'a> {
             value: FlowKey::default(),
             mask: FlowKey::default(),
             set_by: [None; SLOTS],
-            priority: None,
+            fields: Fields::default(),
         }
     }
 
@@ -238,6 +302,15 @@ impl<'a> Builder<'a> {
                     "a protocol such as tcp or udp",
                     "tcp",
                 ),
+                "nw_ttl" | "nw_tos" | "ip_dscp" | "nw_ecn" | "ip_ecn" => {
+                    (is_ip, "ip or ipv6", "ip")
+                }
+                "tcp_flags" => (
+                    is_ip && nw_proto == Some(Protocol::TCP),
+                    "tcp or tcp6",
+                    "tcp",
+                ),
+                "ipv6_label" => (dl_type == Some(EtherType::IPV6), "ipv6", "ipv6"),
                 "icmp_type" | "icmp_code" => (
                     matches!(
                         (dl_type, nw_proto),
@@ -265,13 +338,86 @@ impl<'a> Builder<'a> {
 pub(super) fn parse_fields<'a>(
     tokens: &[Token<'a>],
     ports: &dyn Fn(&str) -> Option<PortId>,
-) -> Result<(Option<u16>, Match), FlowSpecError> {
+) -> Result<Fields, FlowSpecError> {
     let mut b = Builder::new();
     for &token in tokens {
         parse_field(&mut b, token, ports)?;
     }
     b.check_prerequisites()?;
-    Ok((b.priority, Match::new(b.value, b.mask)))
+    Ok(Fields {
+        pattern: Match::new(b.value, b.mask),
+        ..b.fields
+    })
+}
+
+/// Sets an attribute given once (or again with the same value).
+fn once<T: PartialEq + Copy>(
+    slot: &mut Option<T>,
+    value: T,
+    token: Token<'_>,
+    name: &str,
+) -> Result<(), FlowSpecError> {
+    if slot.is_some_and(|earlier| earlier != value) {
+        return Err(invalid(token, format!("{name} given twice")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// The TCP flags by name, as `tcp_flags=+syn-ack` writes them.
+pub(super) const TCP_FLAG_NAMES: &[(&str, u16)] = &[
+    ("fin", 0x001),
+    ("syn", 0x002),
+    ("rst", 0x004),
+    ("psh", 0x008),
+    ("ack", 0x010),
+    ("urg", 0x020),
+    ("ece", 0x040),
+    ("cwr", 0x080),
+    ("ns", 0x100),
+];
+
+/// The conntrack state flags by name, as `ct_state=+trk+est-new` writes them.
+pub(super) const CT_STATE_NAMES: &[(&str, u8)] = &[
+    ("new", 0x01),
+    ("est", 0x02),
+    ("rel", 0x04),
+    ("rpl", 0x08),
+    ("inv", 0x10),
+    ("trk", 0x20),
+];
+
+/// `+a-b+c` over `names` → (value, mask); `None` if a name is unknown or the text is not
+/// of that form.
+fn parse_flag_list(s: &str, names: &[(&str, u16)]) -> Option<(u16, u16)> {
+    if !s.starts_with(['+', '-']) {
+        return None;
+    }
+    let (mut value, mut mask) = (0u16, 0u16);
+    let mut rest = s;
+    while let Some(sign) = rest.chars().next() {
+        let body = &rest[1..];
+        let end = body.find(['+', '-']).unwrap_or(body.len());
+        let name = &body[..end];
+        let &(_, bit) = names.iter().find(|(n, _)| *n == name)?;
+        if mask & bit != 0 && (value & bit != 0) != (sign == '+') {
+            return None;
+        }
+        mask |= bit;
+        if sign == '+' {
+            value |= bit;
+        }
+        rest = &body[end..];
+    }
+    Some((value, mask))
+}
+
+/// Flags as `+a-b` or as `value/mask` numbers within `all`.
+fn parse_flags(s: &str, names: &[(&str, u16)], all: u16) -> Option<(u128, u128)> {
+    if let Some((v, m)) = parse_flag_list(s, names) {
+        return Some((v.into(), m.into()));
+    }
+    parse_uint_(s, all.into())
 }
 
 fn parse_field<'a>(
@@ -306,6 +452,13 @@ fn parse_field<'a>(
             suggestion: closest(name, field_names()),
         });
     };
+    if field == Field::SendFlowRem {
+        if value.is_some() {
+            return Err(invalid(token, "send_flow_rem takes no value"));
+        }
+        b.fields.send_flow_rem = true;
+        return Ok(());
+    }
     let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Err(invalid(token, format!("{field_name} needs a value")));
     };
@@ -314,10 +467,101 @@ fn parse_field<'a>(
             let p = parse_uint(value)
                 .and_then(|p| u16::try_from(p).ok())
                 .ok_or_else(|| invalid(token, "not a priority (0-65535)"))?;
-            if b.priority.is_some_and(|earlier| earlier != p) {
-                return Err(invalid(token, "priority given twice"));
-            }
-            b.priority = Some(p);
+            once(&mut b.fields.priority, p, token, "priority")?;
+        }
+        Field::Table => {
+            let t = parse_uint(value)
+                .filter(|&t| t <= 254)
+                .ok_or_else(|| invalid(token, "not a table (0-254)"))?;
+            once(&mut b.fields.table, t as u8, token, "table")?;
+        }
+        Field::Cookie => {
+            let (v, m) = parse_uint_(value, u64::MAX.into())
+                .ok_or_else(|| invalid(token, "not a cookie (a 64-bit number, optional /mask)"))?;
+            once(&mut b.fields.cookie, (v as u64, m as u64), token, "cookie")?;
+            b.fields.cookie_offset = token.offset;
+        }
+        Field::IdleTimeout | Field::HardTimeout => {
+            let t = parse_uint(value)
+                .and_then(|t| u16::try_from(t).ok())
+                .ok_or_else(|| invalid(token, "not a timeout in seconds (0-65535)"))?;
+            let slot = if field == Field::IdleTimeout {
+                &mut b.fields.idle_timeout
+            } else {
+                &mut b.fields.hard_timeout
+            };
+            once(slot, t, token, field_name)?;
+        }
+        // A flag without a value: handled above.
+        Field::SendFlowRem => {}
+        Field::NwTtl => {
+            let v = parse_uint(value)
+                .filter(|&v| v <= 0xff)
+                .ok_or_else(|| invalid(token, "not a TTL (0-255)"))?;
+            b.set(Slot::NwTtl, v, 0xff, token, field_name)?;
+        }
+        Field::NwTos => {
+            let v = parse_uint(value)
+                .filter(|&v| v <= 0xff && v & 0x03 == 0)
+                .ok_or_else(|| {
+                    invalid(
+                        token,
+                        "not a TOS byte with the ECN bits clear (0-252, a multiple of 4)",
+                    )
+                })?;
+            b.set(Slot::Dscp, v, 0xfc, token, field_name)?;
+        }
+        Field::IpDscp => {
+            let v = parse_uint(value)
+                .filter(|&v| v <= 63)
+                .ok_or_else(|| invalid(token, "not a DSCP (0-63)"))?;
+            b.set(Slot::Dscp, v << 2, 0xfc, token, "nw_tos")?;
+        }
+        Field::NwEcn => {
+            let v = parse_uint(value)
+                .filter(|&v| v <= 3)
+                .ok_or_else(|| invalid(token, "not an ECN value (0-3)"))?;
+            b.set(Slot::Ecn, v, 0x03, token, "nw_ecn")?;
+        }
+        Field::TcpFlags => {
+            let (v, m) = parse_flags(value, TCP_FLAG_NAMES, 0x0fff).ok_or_else(|| {
+                invalid(
+                    token,
+                    "not TCP flags (+syn-ack style over fin, syn, rst, psh, ack, urg, ece, cwr, \
+                     ns; or value/mask within 0xfff)",
+                )
+            })?;
+            b.set(Slot::TcpFlags, v, m, token, field_name)?;
+        }
+        Field::Ipv6Label => {
+            let (v, m) = parse_uint_(value, 0xf_ffff)
+                .ok_or_else(|| invalid(token, "not a flow label (20 bits, optional /mask)"))?;
+            b.set(Slot::Ipv6Label, v, m, token, field_name)?;
+        }
+        Field::CtState => {
+            let names: Vec<(&str, u16)> = CT_STATE_NAMES
+                .iter()
+                .map(|&(n, b)| (n, u16::from(b)))
+                .collect();
+            let (v, m) = parse_flags(value, &names, 0x3f).ok_or_else(|| {
+                invalid(
+                    token,
+                    "not a conntrack state (+trk+est-new style over new, est, rel, rpl, inv, \
+                     trk; or value/mask within 0x3f)",
+                )
+            })?;
+            b.set(Slot::CtState, v, m, token, field_name)?;
+        }
+        Field::CtZone => {
+            let v = parse_uint(value)
+                .filter(|&v| v <= 0xffff)
+                .ok_or_else(|| invalid(token, "not a zone (0-65535)"))?;
+            b.set(Slot::CtZone, v, 0xffff, token, field_name)?;
+        }
+        Field::CtMark => {
+            let (v, m) = parse_uint_(value, u32::MAX.into())
+                .ok_or_else(|| invalid(token, "not a mark (32 bits, optional /mask)"))?;
+            b.set(Slot::CtMark, v, m, token, field_name)?;
         }
         Field::InPort => {
             let port = resolve_port(value, ports).ok_or_else(|| FlowSpecError::NoSuchPort {

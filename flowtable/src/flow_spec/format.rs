@@ -1,10 +1,10 @@
 //! Printing rules back in the syntax, canonically: the text parses back to the same rule.
 
 use core::fmt;
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::FlowSpec;
-use super::fields::VLAN_TCI_BITS;
+use super::fields::{CT_STATE_NAMES, TCP_FLAG_NAMES, VLAN_TCI_BITS};
 use super::lex::is_separator;
 use crate::key::VLAN_PRESENT;
 use crate::port::PortId;
@@ -15,12 +15,7 @@ use crate::wire::{EtherType, EthernetAddress};
 /// Prints with port numbers; use [`format_flow`] for names.
 impl fmt::Display for FlowSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_flow(
-            self.priority,
-            &self.pattern,
-            &self.actions,
-            &|_| None,
-        ))
+        f.write_str(&format_rule(self, &|_| None))
     }
 }
 
@@ -57,6 +52,51 @@ pub fn format_flow(
     out.push_str(",actions=");
     out.push_str(&format_actions(actions, names));
     out
+}
+
+/// Prints a whole flow: `table=N,cookie=0x..,idle_timeout=..,hard_timeout=..,send_flow_rem,`
+/// (each only when not the default) then what [`format_flow`] prints. Parsing the text gives
+/// back the same spec.
+pub fn format_rule(spec: &FlowSpec, names: &dyn Fn(PortId) -> Option<String>) -> String {
+    let mut out = String::new();
+    if spec.table != 0 {
+        out.push_str(&format!("table={},", spec.table));
+    }
+    if spec.cookie != 0 {
+        out.push_str(&format!("cookie={:#x},", spec.cookie));
+    }
+    if spec.idle_timeout != 0 {
+        out.push_str(&format!("idle_timeout={},", spec.idle_timeout));
+    }
+    if spec.hard_timeout != 0 {
+        out.push_str(&format!("hard_timeout={},", spec.hard_timeout));
+    }
+    if spec.send_flow_rem {
+        out.push_str("send_flow_rem,");
+    }
+    out.push_str(&format_flow(
+        spec.priority,
+        &spec.pattern,
+        &spec.actions,
+        names,
+    ));
+    out
+}
+
+/// `+a-b` for the bits of `mask` over `names`, if every bit of the mask has a name.
+fn flag_list(value: u16, mask: u16, names: &[(&str, u16)]) -> Option<String> {
+    let named = names.iter().fold(0, |acc, (_, b)| acc | b);
+    if mask & !named != 0 {
+        return None;
+    }
+    let mut out = String::new();
+    for &(name, bit) in names {
+        if mask & bit != 0 {
+            out.push(if value & bit != 0 { '+' } else { '-' });
+            out.push_str(name);
+        }
+    }
+    Some(out)
 }
 
 /// Prints the fields of a match, comma-separated, in canonical order (empty for
@@ -165,6 +205,50 @@ pub fn format_match(pattern: &Match, names: &dyn Fn(PortId) -> Option<String>) -
             m => parts.push(format!("{tp_name}=0x{v:04x}/0x{m:04x}")),
         }
     }
+    if mask.nw_ttl != 0 {
+        parts.push(format!("nw_ttl={}", value.nw_ttl));
+    }
+    if mask.nw_tos & 0xfc != 0 {
+        parts.push(format!("nw_tos={}", value.nw_tos & 0xfc));
+    }
+    if mask.nw_tos & 0x03 != 0 {
+        parts.push(format!("nw_ecn={}", value.nw_tos & 0x03));
+    }
+    if mask.tcp_flags != 0 {
+        match flag_list(value.tcp_flags, mask.tcp_flags, TCP_FLAG_NAMES) {
+            Some(list) => parts.push(format!("tcp_flags={list}")),
+            None => parts.push(format!(
+                "tcp_flags=0x{:03x}/0x{:03x}",
+                value.tcp_flags, mask.tcp_flags
+            )),
+        }
+    }
+    match mask.ipv6_label {
+        0 => {}
+        0xf_ffff => parts.push(format!("ipv6_label=0x{:05x}", value.ipv6_label)),
+        m => parts.push(format!("ipv6_label=0x{:05x}/0x{m:05x}", value.ipv6_label)),
+    }
+    if mask.ct_state != 0 {
+        let names: Vec<(&str, u16)> = CT_STATE_NAMES
+            .iter()
+            .map(|&(n, b)| (n, u16::from(b)))
+            .collect();
+        match flag_list(value.ct_state.into(), mask.ct_state.into(), &names) {
+            Some(list) => parts.push(format!("ct_state={list}")),
+            None => parts.push(format!(
+                "ct_state=0x{:02x}/0x{:02x}",
+                value.ct_state, mask.ct_state
+            )),
+        }
+    }
+    if mask.ct_zone != 0 {
+        parts.push(format!("ct_zone={}", value.ct_zone));
+    }
+    match mask.ct_mark {
+        0 => {}
+        u32::MAX => parts.push(format!("ct_mark={:#x}", value.ct_mark)),
+        m => parts.push(format!("ct_mark={:#x}/{m:#x}", value.ct_mark)),
+    }
     parts.join(",")
 }
 
@@ -187,6 +271,45 @@ pub fn format_actions(actions: &[Action], names: &dyn Fn(PortId) -> Option<Strin
             Action::PushVlan(vid) => format!("push_vlan:{vid}"),
             Action::DecTtl => "dec_ttl".to_string(),
             Action::Route => "route".to_string(),
+            Action::OutputInPort => "in_port".to_string(),
+            Action::Resubmit { port, table } => match (port, table) {
+                (Some(p), None) => format!("resubmit:{}", port_name(*p, names)),
+                (p, t) => format!(
+                    "resubmit({},{})",
+                    p.map(|p| port_name(p, names)).unwrap_or_default(),
+                    t.map(|t| t.to_string()).unwrap_or_default()
+                ),
+            },
+            Action::GotoTable(t) => format!("goto_table:{t}"),
+            Action::Ct(ct) => {
+                let mut args = Vec::new();
+                if ct.commit {
+                    args.push("commit".to_string());
+                }
+                if ct.zone != 0 {
+                    args.push(format!("zone={}", ct.zone));
+                }
+                if let Some(t) = ct.table {
+                    args.push(format!("table={t}"));
+                }
+                if let Some((v, m)) = ct.mark {
+                    if m == u32::MAX {
+                        args.push(format!("exec(set_field:{v:#x}->ct_mark)"));
+                    } else {
+                        args.push(format!("exec(set_field:{v:#x}/{m:#x}->ct_mark)"));
+                    }
+                }
+                format!("ct({})", args.join(","))
+            }
+            Action::SetNwSrc(IpAddr::V4(ip)) => format!("mod_nw_src:{ip}"),
+            Action::SetNwDst(IpAddr::V4(ip)) => format!("mod_nw_dst:{ip}"),
+            Action::SetNwSrc(IpAddr::V6(ip)) => format!("set_field:{ip}->ipv6_src"),
+            Action::SetNwDst(IpAddr::V6(ip)) => format!("set_field:{ip}->ipv6_dst"),
+            Action::SetTpSrc(p) => format!("mod_tp_src:{p}"),
+            Action::SetTpDst(p) => format!("mod_tp_dst:{p}"),
+            Action::SetDscp(d) => format!("set_field:{d}->ip_dscp"),
+            Action::SetEcn(e) => format!("set_field:{e}->nw_ecn"),
+            Action::SetTtl(t) => format!("set_field:{t}->nw_ttl"),
         })
         .collect();
     parts.join(",")

@@ -58,17 +58,28 @@ mod tests;
 
 use self::actions::parse_actions;
 use self::fields::parse_fields;
-pub use self::format::{format_actions, format_flow, format_match};
+pub use self::format::{format_actions, format_flow, format_match, format_rule};
 use self::lex::{Token, split};
 use self::suggest::did_you_mean;
 use crate::port::PortId;
 use crate::rule::{Action, Match, Rule};
 
-/// A flow as written for `add-flow`: everything of a [`Rule`] but its id.
+/// A flow as written for `add-flow`: everything of a [`Rule`] but its id, and the
+/// attributes the control plane keeps (cookie, timeouts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowSpec {
+    /// The table (default 0).
+    pub table: u8,
     /// The priority (default [`Rule::DEFAULT_PRIORITY`]).
     pub priority: u16,
+    /// An opaque number the installer chooses, to find its flows again (default 0).
+    pub cookie: u64,
+    /// Remove the flow after this many seconds without a packet (0: never).
+    pub idle_timeout: u16,
+    /// Remove the flow this many seconds after it was added (0: never).
+    pub hard_timeout: u16,
+    /// Log the flow's removal when a timeout removes it.
+    pub send_flow_rem: bool,
     /// The match.
     pub pattern: Match,
     /// The actions; never empty when parsed (`[Action::Drop]` for a dropping flow).
@@ -80,6 +91,7 @@ impl FlowSpec {
     pub fn into_rule(self, id: u32) -> Rule {
         Rule {
             id,
+            table: self.table,
             priority: self.priority,
             pattern: self.pattern,
             actions: self.actions,
@@ -90,21 +102,40 @@ impl FlowSpec {
 impl From<&Rule> for FlowSpec {
     fn from(rule: &Rule) -> FlowSpec {
         FlowSpec {
+            table: rule.table,
             priority: rule.priority,
+            cookie: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            send_flow_rem: false,
             pattern: rule.pattern,
             actions: rule.actions.clone(),
         }
     }
 }
 
-/// A match as written for `del-flows` (no actions; the priority only counts with
-/// `--strict`).
+/// A match as written for `del-flows` and `dump-flows` (no actions; the priority only counts
+/// with `--strict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatchSpec {
     /// The priority, if one was given.
     pub priority: Option<u16>,
+    /// Only the flows of this table (every table when `None`).
+    pub table: Option<u8>,
+    /// Only the flows whose cookie, masked, is the value: (value, mask).
+    pub cookie: Option<(u64, u64)>,
     /// The match.
     pub pattern: Match,
+}
+
+impl MatchSpec {
+    /// Whether a flow in `table` with `cookie` is one this spec's table and cookie select.
+    pub fn selects(&self, table: u8, cookie: u64) -> bool {
+        self.table.is_none_or(|t| t == table)
+            && self
+                .cookie
+                .is_none_or(|(value, mask)| cookie & mask == value & mask)
+    }
 }
 
 /// Why a flow could not be parsed. Every variant with an `offset` points at the offending
@@ -265,14 +296,38 @@ pub fn parse_flow(
     ports: &dyn Fn(&str) -> Option<PortId>,
 ) -> Result<FlowSpec, FlowSpecError> {
     let (tokens, actions) = split(text);
-    let (priority, pattern) = parse_fields(&tokens, ports)?;
+    let fields = parse_fields(&tokens, ports)?;
     let Some((actions_offset, actions_text)) = actions else {
         return Err(FlowSpecError::MissingActions);
     };
+    let cookie = match fields.cookie {
+        Some((value, u64::MAX)) => value,
+        Some(_) => {
+            let offset = fields.cookie_offset;
+            return Err(FlowSpecError::Invalid {
+                offset,
+                token: text[offset..]
+                    .split(lex::is_separator)
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                reason: "a flow's cookie takes no mask (masks select flows in del-flows and \
+                         dump-flows)"
+                    .to_string(),
+            });
+        }
+        None => 0,
+    };
+    let table = fields.table.unwrap_or(0);
     Ok(FlowSpec {
-        priority: priority.unwrap_or(Rule::DEFAULT_PRIORITY),
-        pattern,
-        actions: parse_actions(actions_text, actions_offset, ports)?,
+        table,
+        priority: fields.priority.unwrap_or(Rule::DEFAULT_PRIORITY),
+        cookie,
+        idle_timeout: fields.idle_timeout.unwrap_or(0),
+        hard_timeout: fields.hard_timeout.unwrap_or(0),
+        send_flow_rem: fields.send_flow_rem,
+        pattern: fields.pattern,
+        actions: parse_actions(actions_text, actions_offset, table, ports)?,
     })
 }
 
@@ -292,6 +347,18 @@ pub fn parse_match(
             token: text[start..].trim_end().to_string(),
         });
     }
-    let (priority, pattern) = parse_fields(&tokens, ports)?;
-    Ok(MatchSpec { priority, pattern })
+    let fields = parse_fields(&tokens, ports)?;
+    if fields.idle_timeout.is_some() || fields.hard_timeout.is_some() || fields.send_flow_rem {
+        return Err(FlowSpecError::Invalid {
+            offset: 0,
+            token: text.trim().to_string(),
+            reason: "timeouts and send_flow_rem belong to add-flow, not to a match".to_string(),
+        });
+    }
+    Ok(MatchSpec {
+        priority: fields.priority,
+        table: fields.table,
+        cookie: fields.cookie,
+        pattern: fields.pattern,
+    })
 }

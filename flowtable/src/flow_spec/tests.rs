@@ -6,6 +6,7 @@ use super::fields::VLAN_TCI_BITS;
 use super::lex::prefix_mask;
 use super::*;
 use crate::key::{FlowKey, VLAN_PRESENT};
+use crate::rule::CtAction;
 use crate::wire::{EtherType, EthernetAddress};
 
 fn ports(name: &str) -> Option<PortId> {
@@ -24,7 +25,7 @@ fn parse(text: &str) -> Result<FlowSpec, FlowSpecError> {
 }
 
 fn print(flow: &FlowSpec) -> String {
-    format_flow(flow.priority, &flow.pattern, &flow.actions, &names)
+    format_rule(flow, &names)
 }
 
 fn err(text: &str) -> String {
@@ -241,8 +242,44 @@ fn errors_say_what_and_where() {
         "no actions given (end the flow with actions=..., e.g. actions=drop)"
     );
     assert_eq!(
-        err("table=0,actions=drop"),
-        "table=0: not supported by xvs, at column 1"
+        err("table=255,actions=drop"),
+        "table=255: not a table (0-254), at column 1"
+    );
+    assert_eq!(
+        err("importance=3,actions=drop"),
+        "importance=3: not supported by xvs, at column 1"
+    );
+    assert_eq!(
+        err("table=2,actions=goto_table:1"),
+        "goto_table:1: goto_table must go to a later table than this flow's (2), at column 17"
+    );
+    assert_eq!(
+        err("cookie=0x1/0xff,actions=drop"),
+        "cookie=0x1/0xff: a flow's cookie takes no mask (masks select flows in del-flows and \
+         dump-flows), at column 1"
+    );
+    assert_eq!(
+        err("ip,tcp_flags=+syn,actions=drop"),
+        "tcp_flags needs tcp or tcp6 (add \"tcp,\" before it), at column 4"
+    );
+    assert_eq!(
+        err("ct_state=+trk+bogus,actions=drop"),
+        "ct_state=+trk+bogus: not a conntrack state (+trk+est-new style over new, est, rel, rpl, \
+         inv, trk; or value/mask within 0x3f), at column 1"
+    );
+    assert_eq!(
+        err("actions=ct(commit,exec(set_field:1->ct_label))"),
+        "ct(commit,exec(set_field:1->ct_label)): ct_label: ct's exec() sets ct_mark only (xvs \
+         has no ct_label), at column 9"
+    );
+    assert_eq!(
+        err("actions=ct(exec(set_field:1->ct_mark))"),
+        "ct(exec(set_field:1->ct_mark)): ct sets a mark only with commit, at column 9"
+    );
+    assert_eq!(
+        err("actions=set_field:1->tcp_src[0..7]"),
+        "set_field:1->tcp_src[0..7]: xvs writes whole fields only ([] with no bit range), at \
+         column 9"
     );
     assert_eq!(
         err("actions=push_vlan:0x8100"),
@@ -418,8 +455,18 @@ fn matches() -> impl Strategy<Value = Match> {
         opt(tp()),
         opt(tp()),
     );
-    (l2, l3, addrs).prop_map(
-        |((in_port, vlan, dl_src, dl_dst), (dl_type, nw_proto, v6), addrs)| {
+    let extra = (
+        opt(any::<u8>()),
+        opt(0u8..64),
+        opt(0u8..4),
+        opt((0u16..0x1000, 0u16..0x1000)),
+        opt((0u32..0x10_0000, 0u32..0x10_0000)),
+        opt((0u8..0x40, 0u8..0x40)),
+        opt(any::<u16>()),
+        opt((any::<u32>(), any::<u32>())),
+    );
+    (l2, l3, addrs, extra).prop_map(
+        |((in_port, vlan, dl_src, dl_dst), (dl_type, nw_proto, v6), addrs, extra)| {
             let mut value = FlowKey::default();
             let mut mask = FlowKey::default();
             if let Some(p) = in_port {
@@ -463,6 +510,36 @@ fn matches() -> impl Strategy<Value = Match> {
                     }
                 }
             }
+            let (ttl, dscp, ecn, flags, label, ct_state, ct_zone, ct_mark) = extra;
+            let ip = matches!(dl_type, Some(EtherType::IPV4 | EtherType::IPV6));
+            if ip {
+                if let Some(t) = ttl {
+                    (value.nw_ttl, mask.nw_ttl) = (t, 0xff);
+                }
+                if let Some(d) = dscp {
+                    value.nw_tos |= d << 2;
+                    mask.nw_tos |= 0xfc;
+                }
+                if let Some(e) = ecn {
+                    value.nw_tos |= e;
+                    mask.nw_tos |= 0x03;
+                }
+                if let Some((v, m)) = flags.filter(|_| nw_proto == Some(6)) {
+                    (value.tcp_flags, mask.tcp_flags) = (v, m);
+                }
+            }
+            if let Some((v, m)) = label.filter(|_| v6) {
+                (value.ipv6_label, mask.ipv6_label) = (v, m);
+            }
+            if let Some((v, m)) = ct_state {
+                (value.ct_state, mask.ct_state) = (v, m);
+            }
+            if let Some(z) = ct_zone {
+                (value.ct_zone, mask.ct_zone) = (z, 0xffff);
+            }
+            if let Some((v, m)) = ct_mark {
+                (value.ct_mark, mask.ct_mark) = (v, m);
+            }
             Match::new(value, mask)
         },
     )
@@ -482,6 +559,30 @@ fn actions() -> impl Strategy<Value = Vec<Action>> {
         (0u16..4096).prop_map(Action::PushVlan),
         Just(Action::DecTtl),
         Just(Action::Route),
+        Just(Action::OutputInPort),
+        (opt(1u16..=4), opt(0u8..=254)).prop_filter_map("a port or a table", |(port, table)| {
+            (port.is_some() || table.is_some()).then_some(Action::Resubmit { port, table })
+        }),
+        (1u8..=254).prop_map(Action::GotoTable),
+        (
+            any::<bool>(),
+            any::<u16>(),
+            opt(0u8..=254),
+            opt((any::<u32>(), any::<u32>()))
+        )
+            .prop_map(|(commit, zone, table, mark)| Action::Ct(CtAction {
+                commit,
+                zone,
+                table,
+                mark: mark.filter(|_| commit),
+            })),
+        any::<u32>().prop_map(|a| Action::SetNwSrc(core::net::Ipv4Addr::from(a).into())),
+        any::<u128>().prop_map(|a| Action::SetNwDst(core::net::Ipv6Addr::from(a).into())),
+        any::<u16>().prop_map(Action::SetTpSrc),
+        any::<u16>().prop_map(Action::SetTpDst),
+        (0u8..64).prop_map(Action::SetDscp),
+        (0u8..4).prop_map(Action::SetEcn),
+        any::<u8>().prop_map(Action::SetTtl),
     ];
     prop_oneof![
         1 => Just(vec![Action::Drop]),
@@ -495,10 +596,28 @@ proptest! {
     #[test]
     fn parse_of_print_is_identity(
         priority in any::<u16>(),
+        table in prop_oneof![Just(0u8), 0u8..=254],
+        attributes in (prop_oneof![Just(0u64), any::<u64>()], any::<u16>(), any::<u16>(), any::<bool>()),
         pattern in matches(),
         actions in actions(),
     ) {
-        let flow = FlowSpec { priority, pattern, actions };
+        let (cookie, idle_timeout, hard_timeout, send_flow_rem) = attributes;
+        // goto_table goes forward only.
+        let actions: Vec<Action> = actions
+            .into_iter()
+            .filter(|a| !matches!(a, Action::GotoTable(t) if *t <= table))
+            .collect();
+        let actions = if actions.is_empty() { vec![Action::Drop] } else { actions };
+        let flow = FlowSpec {
+            table,
+            priority,
+            cookie,
+            idle_timeout,
+            hard_timeout,
+            send_flow_rem,
+            pattern,
+            actions,
+        };
         let text = print(&flow);
         let back = parse(&text);
         prop_assert_eq!(back.as_ref(), Ok(&flow), "{}", text);

@@ -5,6 +5,7 @@ use super::coherence::{Resolution, bucket};
 use super::{Event, MacEvent, Pipeline};
 use crate::action::{Decision, DropReason, Step};
 use crate::config::Config;
+use crate::conntrack::ConnKey;
 use crate::key::FlowKey;
 use crate::mac_table::Learned;
 use crate::port::PortId;
@@ -139,6 +140,15 @@ impl Pipeline {
             .collect();
         for (vlan, mac, port, used) in used {
             self.refresh_source(vlan, mac, port, used);
+        }
+        let conns: Vec<(ConnKey, u64)> = self
+            .cache
+            .iter()
+            .filter(|(_, _, used)| *used > since)
+            .filter_map(|(_, e, used)| e.conn.map(|c| (c, used)))
+            .collect();
+        for (conn, used) in conns {
+            self.refresh_conn(&conn, used);
         }
     }
 

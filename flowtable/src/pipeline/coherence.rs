@@ -5,7 +5,8 @@ use core::net::IpAddr;
 
 use super::{MAX_DEPS, Miss, Pipeline};
 use crate::action::{Decision, DropReason};
-use crate::key::FlowKey;
+use crate::conntrack::ConnKey;
+use crate::key::{FlowKey, Layout};
 use crate::port::PortId;
 use crate::wire::EthernetAddress;
 
@@ -25,6 +26,8 @@ pub(super) struct CacheEntry {
     deps: [Option<Dep>; MAX_DEPS],
     /// The source this flow would have learned: (VLAN, MAC, port).
     pub(super) learn: Option<(u16, u64, PortId)>,
+    /// The established connection the decision looked at.
+    pub(super) conn: Option<ConnKey>,
     pub(super) packets: u64,
     pub(super) bytes: u64,
 }
@@ -34,9 +37,13 @@ pub(super) struct CacheEntry {
 pub(super) struct Resolution {
     pub(super) deps: [Option<u16>; MAX_DEPS],
     pub(super) learn: Option<(u16, u64, PortId)>,
-    /// The packet taught the pipeline something (a neighbor): decide every such packet
-    /// again so that each one teaches.
+    /// The packet taught the pipeline something (a neighbor), or must be seen by the
+    /// connection tracker: decide every such packet again.
     pub(super) uncacheable: bool,
+    /// The established connection looked at (see `ct`).
+    pub(super) conn: Option<ConnKey>,
+    /// Rules looked at fields the kernel's key lacks.
+    pub(super) unkeyed: bool,
 }
 
 impl Resolution {
@@ -55,6 +62,12 @@ impl Resolution {
         }
         self.learn = self.learn.or(other.learn);
         self.uncacheable |= other.uncacheable;
+        self.unkeyed |= other.unkeyed;
+        match (self.conn, other.conn) {
+            (Some(a), Some(b)) if a != b => self.uncacheable = true,
+            (None, b) => self.conn = b,
+            _ => {}
+        }
     }
 }
 
@@ -84,7 +97,13 @@ pub(super) fn ip_bucket(ip: IpAddr) -> u16 {
 
 impl Pipeline {
     /// Decides, and says where the decision is kept.
-    pub(super) fn decide_at(&mut self, key: &FlowKey, len: u32, now: u64) -> Slot {
+    pub(super) fn decide_at(
+        &mut self,
+        key: &FlowKey,
+        len: u32,
+        now: u64,
+        packet: Option<(&[u8], &Layout)>,
+    ) -> Slot {
         let storm = if EthernetAddress::from_u64(key.dl_dst).is_multicast() {
             self.storm_check(key.in_port, now)
         } else if self.port_blocked(key.in_port, now) {
@@ -115,22 +134,18 @@ impl Pipeline {
             }
         }
         self.stats.cache_misses += 1;
-        let (decision, resolution) = self.resolve(key, now);
-        self.last_miss = Some(Miss {
-            deps: resolution.deps,
-            learn: resolution.learn,
-            cacheable: !resolution.uncacheable,
-            seq: self.change_seq,
-        });
+        let (decision, resolution) = self.resolve(key, packet, now);
+        self.last_miss = Some(Miss::of(&resolution, self.change_seq));
         if resolution.uncacheable || !self.caching {
-            // The packet taught us something (a neighbor): decide the next one afresh too.
-            if let Some(rule) = decision.rule() {
-                let s = self.rule_counts.entry(rule).or_default();
-                s.0 += 1;
-                s.1 += u64::from(len);
-            }
+            // The packet taught us something (a neighbor), or the connection tracker must
+            // see the next one too: decide it afresh.
+            self.count_rules(&decision, 1, u64::from(len));
             self.uncached = decision;
             return Slot::Uncached;
+        }
+        if let Some(conn) = &resolution.conn {
+            // From now on packets of the connection may pass unseen by the tracker.
+            self.refresh_conn(conn, now);
         }
         let entry = CacheEntry {
             decision,
@@ -142,6 +157,7 @@ impl Pipeline {
                 })
             }),
             learn: resolution.learn,
+            conn: resolution.conn,
             packets: 1,
             bytes: u64::from(len),
         };

@@ -35,22 +35,30 @@
 
 mod bridge;
 mod coherence;
+mod ct;
+#[cfg(test)]
+mod ct_tests;
 mod router;
 mod rules;
 mod storm;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use core::net::IpAddr;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use self::coherence::{CacheEntry, DEP_BUCKETS, Resolution, Slot};
+pub use self::ct::{ConnTable, state_names};
+pub use self::rules::MAX_RESUBMIT_DEPTH;
 pub use self::storm::Blocked;
+pub use self::trace::{Trace, TraceEvent, TraceKind, describe};
 use crate::action::{Decision, DropReason};
 use crate::cache::FlowCache;
 use crate::config::Config;
-use crate::key::FlowKey;
+use crate::conntrack::{ConnKey, Conntrack, CtConfig};
+use crate::key::{FlowKey, Layout};
 use crate::mac_table::{MacKey, MacTable};
 use crate::neighbor::{NeighborTable, Solicitation};
 use crate::port::PortId;
@@ -92,6 +100,12 @@ pub enum Event {
         /// When.
         seen: u64,
     },
+    /// A tracked connection changed (or went): the decisions that used its generation
+    /// bucket are stale.
+    Conn {
+        /// The bucket.
+        bucket: u16,
+    },
 }
 
 /// Counters of one pipeline. Plain integers: the owner reads and reports them.
@@ -130,6 +144,25 @@ pub struct Miss {
     /// The count of dependency changes when the decision was made: changes reported by
     /// [`Pipeline::take_invalidations`] with a higher count came after it.
     pub seq: u64,
+    /// The established connection the decision looked at, if it used connection tracking
+    /// (a second-level cache keeps it alive with its counters: [`Pipeline::refresh_conn`]).
+    pub conn: Option<ConnKey>,
+    /// The decision looked at packet fields a second-level cache keyed on addresses, ports
+    /// and FIN/SYN/RST cannot tell apart (TTL, TOS, other TCP flags, the flow label).
+    pub unkeyed: bool,
+}
+
+impl Miss {
+    fn of(resolution: &coherence::Resolution, seq: u64) -> Miss {
+        Miss {
+            deps: resolution.deps,
+            learn: resolution.learn,
+            cacheable: !resolution.uncacheable,
+            seq,
+            conn: resolution.conn,
+            unkeyed: resolution.unkeyed,
+        }
+    }
 }
 
 /// The forwarding pipeline of one worker.
@@ -166,6 +199,10 @@ pub struct Pipeline {
     blocked: Vec<Blocked>,
     /// The latest end of a block: no port is blocked past it.
     blocked_until_max: u64,
+    /// Connections (`ct`): this pipeline's own, or shared with the other workers.
+    conntrack: Box<dyn ConnTable>,
+    /// A trace's lines, while one runs.
+    tracing: Option<Vec<TraceEvent>>,
 }
 
 impl Pipeline {
@@ -194,7 +231,20 @@ impl Pipeline {
             storms: storm::Storms::with_hasher(ahash::RandomState::with_seeds(5, 6, 7, 8)),
             blocked: Vec::new(),
             blocked_until_max: 0,
+            conntrack: Box::new(Conntrack::new(CtConfig::default())),
+            tracing: None,
         }
+    }
+
+    /// A copy of this pipeline's tables (not its cache or counters) that decides without
+    /// caching and changes nothing here: a trace runs on it.
+    fn scratch(&self) -> Pipeline {
+        let mut scratch = Pipeline::new(self.config.clone(), 2);
+        scratch.caching = false;
+        scratch.mac_table = self.mac_table.clone();
+        scratch.neighbors = self.neighbors.clone();
+        scratch.conntrack = Box::new(self.conntrack.snapshot());
+        scratch
     }
 
     /// Turns the flow cache off (every packet is decided from the tables, as a reference for
@@ -265,6 +315,21 @@ impl Pipeline {
         self.decide_detailed(key, len, now).0
     }
 
+    /// [`decide_detailed`](Self::decide_detailed) for a packet whose bytes are at hand:
+    /// connection tracking reads its TCP sequence numbers and windows, and an ICMP error's
+    /// embedded header, from `frame` (`key` and `layout` are what [`FlowKey::extract`] made
+    /// of it).
+    pub fn decide_frame(
+        &mut self,
+        frame: &[u8],
+        key: &FlowKey,
+        layout: &Layout,
+        now: u64,
+    ) -> (&Decision, Option<Miss>) {
+        let at = self.decide_at(key, frame.len() as u32, now, Some((frame, layout)));
+        self.lend(at)
+    }
+
     /// [`decide`](Self::decide), also saying what the decision depended on when it was
     /// computed from the tables rather than served by the cache.
     pub fn decide_detailed(
@@ -273,7 +338,11 @@ impl Pipeline {
         len: u32,
         now: u64,
     ) -> (&Decision, Option<Miss>) {
-        let at = self.decide_at(key, len, now);
+        let at = self.decide_at(key, len, now, None);
+        self.lend(at)
+    }
+
+    fn lend(&mut self, at: Slot) -> (&Decision, Option<Miss>) {
         let miss = self.last_miss.take();
         let decision = match at {
             Slot::Cache(i) => &self.cache.entry(i).decision,
@@ -283,7 +352,12 @@ impl Pipeline {
     }
 
     /// Computes a decision from the tables, learning on the way.
-    fn resolve(&mut self, key: &FlowKey, now: u64) -> (Decision, Resolution) {
+    fn resolve(
+        &mut self,
+        key: &FlowKey,
+        packet: Option<(&[u8], &Layout)>,
+        now: u64,
+    ) -> (Decision, Resolution) {
         // As the Linux bridge (br_handle_frame), a frame whose source no host may have is
         // dropped before anything else sees it: it is neither learned nor forwarded, whatever
         // the rules say. The decision depends on the key alone and is cached as any other.
@@ -305,11 +379,8 @@ impl Pipeline {
         {
             return (Decision::drop(DropReason::MacLock), Resolution::default());
         }
-        match config.rules.lookup(key) {
-            Some(rule) => self.apply_rule(&config, rule, key, now),
-            // No rule, or no rule that matches: the switch is a learning bridge.
-            None => self.normal(&config, key, now),
-        }
+        // No rule, or no rule of table 0 that matches: the switch is a learning bridge.
+        self.walk_tables(&config, key, packet, now)
     }
 
     /// Applies what another worker learned.
@@ -333,6 +404,7 @@ impl Pipeline {
                     self.learn_neighbor(ip, mac, port, vlan, seen, false);
                 }
             }
+            Event::Conn { bucket } => self.bump_bucket(bucket),
         }
     }
 
@@ -341,9 +413,9 @@ impl Pipeline {
         self.events.drain(..)
     }
 
-    /// Periodic work: at most every [`SWEEP_INTERVAL_NS`], refreshes the sources of cached
-    /// flows used since the last sweep, ages the MAC and neighbor tables, and re-confirms
-    /// neighbors before they expire.
+    /// Periodic work: at most every [`SWEEP_INTERVAL_NS`], refreshes the sources and
+    /// connections of cached flows used since the last sweep, ages the MAC and neighbor
+    /// tables and the connections, and re-confirms neighbors before they expire.
     pub fn tick(&mut self, now: u64) {
         if now.saturating_sub(self.last_sweep) < SWEEP_INTERVAL_NS {
             return;
@@ -353,5 +425,6 @@ impl Pipeline {
         self.refresh_used_sources(since);
         self.expire_macs(now);
         self.expire_neighbors(now);
+        self.expire_conns(now);
     }
 }

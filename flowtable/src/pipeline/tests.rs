@@ -505,10 +505,18 @@ mod rules_and_routing {
 
     #[test]
     fn actions_compose() {
-        let cfg = with_rules(&["priority=10,actions=mod_dl_src:02:00:00:00:00:99,output:3,normal"]);
+        let cfg = with_rules(&[
+            "priority=10,in_port=1,actions=mod_dl_src:02:00:00:00:00:99,output:3,normal",
+            "priority=5,actions=normal",
+        ]);
         let mut p = Pipeline::new(cfg, 64);
         p.decide(&key(2, B, BCAST), 64, 0);
-        let d = p.decide(&key(1, A, B), 64, 1);
+        // As in OVS, `normal` sees the frame as the actions before it left it: it learns the
+        // rewritten source, not A.
+        let d = p.decide(&key(1, A, B), 64, 1).clone();
+        let rewritten = EthernetAddress([2, 0, 0, 0, 0, 0x99]).to_u64();
+        assert_eq!(p.mac_table().lookup(0, rewritten), Some(1));
+        assert_eq!(p.mac_table().lookup(0, A), None);
         assert_eq!(
             d.steps(),
             &[

@@ -7,6 +7,7 @@ mod field {
     use super::Field;
     pub(super) const SRC_PORT: Field = 0..2;
     pub(super) const DST_PORT: Field = 2..4;
+    pub(super) const TCP_FLAGS: Field = 12..14;
     pub(super) const UDP_CHECKSUM: usize = 6;
     pub(super) const TCP_CHECKSUM: usize = 16;
     pub(super) const ICMP_CHECKSUM: usize = 2;
@@ -81,6 +82,14 @@ impl<T: AsRef<[u8]>> Header<T> {
         }
     }
 
+    /// The TCP flags (12 bits: FIN 0x001 … NS 0x100); 0 for other protocols.
+    pub fn tcp_flags(&self) -> u16 {
+        match self.protocol {
+            Protocol::TCP => get_u16(self.buffer.as_ref(), field::TCP_FLAGS) & 0x0fff,
+            _ => 0,
+        }
+    }
+
     /// TCP/UDP destination port, or the ICMP code.
     pub fn dst_port(&self) -> u16 {
         match self.protocol {
@@ -107,6 +116,12 @@ mod tests {
         let udp = [0x03, 0xe8, 0x07, 0xd0, 0, 8, 0, 0];
         let h = Header::new_checked(&udp[..], Protocol::UDP).unwrap();
         assert_eq!((h.src_port(), h.dst_port()), (1000, 2000));
+        assert_eq!(h.tcp_flags(), 0);
+        let mut tcp = [0u8; 20];
+        tcp[12] = 0x51; // data offset 5, NS
+        tcp[13] = 0x12; // SYN|ACK
+        let h = Header::new_checked(&tcp[..], Protocol::TCP).unwrap();
+        assert_eq!(h.tcp_flags(), 0x112);
         let icmp = [8u8, 0, 0, 0, 0, 1, 0, 1];
         let h = Header::new_checked(&icmp[..], Protocol::ICMP).unwrap();
         assert_eq!((h.src_port(), h.dst_port()), (8, 0));

@@ -12,7 +12,10 @@ use xvs_proto::client::Client;
 use xvs_proto::counters::{DumpPortsParams, DumpPortsResult};
 use xvs_proto::fast_path::{DumpFastPathResult, SetFastPathParams};
 use xvs_proto::fdb::FdbShowResult;
-use xvs_proto::flows::{DelFlowsParams, DumpFlowsResult, FlowParams, FlowsParams};
+use xvs_proto::flows::{
+    ConntrackParams, DelFlowsParams, DumpConntrackResult, DumpFlowsParams, DumpFlowsResult,
+    FlowParams, FlowsParams, TraceParams, TraceResult,
+};
 use xvs_proto::meta::{CommandInfo, VersionResult};
 use xvs_proto::methods::*;
 use xvs_proto::ports::{AddPortParams, PortName, SetPortParams};
@@ -129,8 +132,32 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
-    /// The rules, with the packets and bytes each decided.
-    DumpFlows,
+    /// The rules, with the packets and bytes each decided (only those a match selects, e.g.
+    /// "table=1" or "cookie=0x5/0xff").
+    DumpFlows {
+        /// The match.
+        #[arg(value_name = "MATCH")]
+        pattern: Option<String>,
+    },
+    /// What the switch does with a packet (ofproto/trace): every table and rule it meets,
+    /// conntrack, the learning switch and the router, the final actions, and whether the
+    /// decision is cached and offloaded. E.g. "in_port=p1,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_dst=80".
+    Trace {
+        /// The packet, as a match.
+        flow: String,
+    },
+    /// The connections the switch tracks.
+    DumpConntrack {
+        /// Only this zone.
+        #[arg(long)]
+        zone: Option<u16>,
+    },
+    /// Forget tracked connections (their packets are tracked afresh).
+    FlushConntrack {
+        /// Only this zone.
+        #[arg(long)]
+        zone: Option<u16>,
+    },
     /// Give the router an address on a port (by name) or a VLAN (vlanN).
     AddAddr {
         /// A port name, or vlanN.
@@ -511,6 +538,56 @@ fn print_flows(r: &DumpFlowsResult) {
     }
 }
 
+fn print_trace(r: &TraceResult) {
+    outln!("Flow: {}", r.flow);
+    if !r.assumed.is_empty() {
+        outln!("(not given, assumed: {})", r.assumed.join(", "));
+    }
+    outln!();
+    for line in &r.lines {
+        let indent = "    ".repeat(usize::from(line.depth));
+        match line.rule {
+            Some(id) => outln!("{indent}{} (rule {id})", line.text),
+            None => outln!("{indent}{}", line.text),
+        }
+    }
+    outln!();
+    outln!("Final actions: {}", r.decision);
+    outln!(
+        "Cached by the workers: {}; in the kernel fast path: {}",
+        if r.cached {
+            "yes"
+        } else {
+            "no (decided per packet)"
+        },
+        if r.kernel { "yes" } else { "no" }
+    );
+}
+
+fn print_conntrack(r: &DumpConntrackResult) {
+    for c in &r.connections {
+        let mark = if c.mark != 0 {
+            format!(",mark={:#x}", c.mark)
+        } else {
+            String::new()
+        };
+        outln!(
+            "{},zone={},orig=({}),state={}{mark}",
+            c.proto,
+            c.zone,
+            c.orig,
+            c.state
+        );
+    }
+    outln!(
+        "{} connection(s); {} created, {} invalid packet(s), {} commit(s) refused (table full)",
+        r.connections.len(),
+        r.created,
+        r.invalid,
+        r.full
+    );
+}
+
 fn print_addrs(r: &ShowAddrsResult) {
     let rows: Vec<Vec<String>> = r
         .interfaces
@@ -804,7 +881,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::DelFlows { pattern, strict } => {
             call::<DelFlows>(socket, &DelFlowsParams { pattern, strict }, json, quiet)
         }
-        Cmd::DumpFlows => call::<DumpFlows>(socket, &Empty, json, print_flows),
+        Cmd::DumpFlows { pattern } => {
+            call::<DumpFlows>(socket, &DumpFlowsParams { pattern }, json, print_flows)
+        }
+        Cmd::Trace { flow } => call::<Trace>(socket, &TraceParams { flow }, json, print_trace),
+        Cmd::DumpConntrack { zone } => {
+            call::<DumpConntrack>(socket, &ConntrackParams { zone }, json, print_conntrack)
+        }
+        Cmd::FlushConntrack { zone } => {
+            call::<FlushConntrack>(socket, &ConntrackParams { zone }, json, |r| {
+                outln!("{} connection(s) forgotten", r.flushed)
+            })
+        }
         Cmd::AddAddr { name, addr, mac } => {
             call::<AddAddr>(socket, &AddrParams { name, addr, mac }, json, quiet)
         }

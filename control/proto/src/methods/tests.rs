@@ -156,11 +156,44 @@ fn every_method_round_trips_in_todays_json() {
     );
     check::<DumpFlows>(
         s,
-        json!({}),
-        json!({"flows": [{"id": 4, "priority": 100, "flow": "priority=100,icmp,actions=drop",
+        json!({"match": "table=1,cookie=0x5/0xff"}),
+        json!({"flows": [{"id": 4, "table": 1, "cookie": 5, "priority": 100,
+                          "flow": "table=1,cookie=0x5,priority=100,icmp,actions=drop",
                           "n_packets": 5, "n_bytes": 490}],
                "table_miss": "normal"}),
     );
+    // Before tables: no match, and entries without table and cookie (they read as 0).
+    let old: DumpFlowsResult = serde_json::from_value(
+        json!({"flows": [{"id": 4, "priority": 100, "flow": "priority=100,icmp,actions=drop",
+                          "n_packets": 5, "n_bytes": 490}],
+               "table_miss": "normal"}),
+    )
+    .unwrap();
+    assert_eq!((old.flows[0].table, old.flows[0].cookie), (0, 0));
+    assert_eq!(
+        Call::parse("dump-flows", json!({})).unwrap().params(),
+        json!({})
+    );
+    check::<Trace>(
+        s,
+        json!({"flow": "in_port=p1,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_dst=80"}),
+        json!({"flow": "in_port=p1,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_dst=80",
+               "assumed": ["dl_src=02:00:00:00:00:01", "nw_ttl=64"],
+               "lines": [{"depth": 0, "kind": "rule", "rule": 3,
+                          "text": "table 0: priority=10,ip actions=resubmit(,1)"},
+                         {"depth": 1, "kind": "conntrack",
+                          "text": "ct(zone=0): +new+trk mark=0x0"}],
+               "decision": "output:p2", "cached": false, "kernel": false}),
+    );
+    check::<DumpConntrack>(
+        s,
+        json!({"zone": 1}),
+        json!({"connections": [{"zone": 1, "proto": "tcp",
+                                "orig": "src=10.0.0.1,dst=10.0.0.2,sport=40000,dport=80",
+                                "state": "ESTABLISHED", "mark": 0}],
+               "created": 3, "invalid": 1, "full": 0}),
+    );
+    check::<FlushConntrack>(s, json!({}), json!({"flushed": 2}));
     check::<AddAddr>(
         s,
         json!({"name": "vlan10", "addr": "10.1.0.254/24", "mac": "02:00:00:00:00:fe"}),

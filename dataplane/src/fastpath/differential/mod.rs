@@ -71,6 +71,7 @@ impl Userspace {
             fill_target: Arc::new(AtomicU32::new(16)),
             fill_budget: 256,
             fast_path: None,
+            conntrack: None,
         };
         let shared = Arc::new(WorkerShared::new(0).expect("eventfd"));
         let (commands, commands_rx) = mpsc::channel();
