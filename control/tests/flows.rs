@@ -352,3 +352,86 @@ fn routes_ipv6_with_neighbor_discovery() {
         "route kept after its address went"
     );
 }
+
+#[test]
+fn tables_cookies_timeouts_and_trace() {
+    let Some(mut lab) = Lab::new("tables_cookies_timeouts_and_trace") else {
+        return;
+    };
+    let a = lab.container(1, 43);
+    let b = lab.container(2, 43);
+    let d = lab.xvsd(&[&a.port, &b.port], &[]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    let add = |flow: &str| {
+        let out = d.ctl(&["add-flow", flow]);
+        assert!(
+            out.status.success(),
+            "{flow}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    add("table=0,priority=100,arp,actions=normal");
+    add("table=0,priority=10,ip,actions=resubmit(,1)");
+    add("table=1,cookie=0x105,priority=10,icmp,actions=normal");
+    add("table=1,cookie=0x206,priority=5,ip,actions=drop");
+    assert_eq!(a.ping(&b.ip, 3, 0.1), 3, "table 1 lets ICMP through");
+    let listed = |filter: &str| {
+        d.call("dump-flows", json!({ "match": filter }))["flows"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(listed("table=1"), 2);
+    assert_eq!(listed("cookie=0x100/0xf00"), 1);
+    assert_eq!(listed("table=0,arp"), 1);
+    let text = String::from_utf8_lossy(&d.ctl(&["dump-flows", "table=1"]).stdout).to_string();
+    assert!(
+        text.contains("table=1,cookie=0x105,priority=10,icmp,actions=normal"),
+        "{text}"
+    );
+    // A trace shows the walk: table 0's resubmit, table 1's rule, the learning switch.
+    let out = d.ctl(&[
+        "trace",
+        &format!("in_port={},icmp,nw_src={},nw_dst={}", a.port, a.ip, b.ip),
+    ]);
+    let trace = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{trace}");
+    assert!(trace.contains("resubmit to table 1"), "{trace}");
+    assert!(
+        trace.contains("table 1: priority=10,icmp actions=normal"),
+        "{trace}"
+    );
+    assert!(trace.contains("Final actions:"), "{trace}");
+    // del-flows by cookie: ICMP now meets the drop rule.
+    let out = d.ctl(&["del-flows", "cookie=0x100/0xf00"]);
+    assert!(out.status.success());
+    assert_eq!(listed("table=1"), 1);
+    assert_eq!(a.ping(&b.ip, 3, 0.1), 0, "table 1's drop rule");
+
+    // idle_timeout: the rule stays while used and goes once idle.
+    add("table=1,idle_timeout=2,priority=20,icmp,actions=normal");
+    assert_eq!(
+        a.ping(&b.ip, 30, 0.1),
+        30,
+        "used for 3 s, past its idle timeout"
+    );
+    assert_eq!(listed("table=1,icmp"), 1, "in use: not idle");
+    let gone = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        listed("table=1,icmp") == 0
+    });
+    assert!(gone, "the idle rule stayed: {:?}", flows(&d));
+    assert_eq!(a.ping(&b.ip, 2, 0.1), 0);
+    // hard_timeout: the rule goes however busy it is.
+    add("table=1,hard_timeout=2,send_flow_rem,priority=20,icmp,actions=normal");
+    let replies = a.ping(&b.ip, 50, 0.1);
+    assert!(
+        (10..50).contains(&replies),
+        "answered until the hard timeout only: {replies}"
+    );
+    assert_eq!(listed("table=1,icmp"), 0);
+    assert!(
+        d.log().contains("flow removed"),
+        "send_flow_rem logs the removal"
+    );
+}

@@ -209,6 +209,10 @@ fn parse_action(
         ("flood" | "normal" | "drop" | "strip_vlan" | "dec_ttl" | "route" | "in_port", Some(_)) => {
             return Err(takes_no_arg());
         }
+        // A bare port, as OVS takes it: `actions=2`, `actions=veth1`.
+        (_, None) if resolve_port(token.text, ports).is_some() => {
+            Action::Output(resolve_port(token.text, ports).unwrap_or_default())
+        }
         _ => {
             let field = token.text.split_once('=').map_or(token.text, |(n, _)| n);
             if field == "actions" {
