@@ -220,18 +220,22 @@ fn a_stateful_firewall_lets_a_open_and_b_only_answer() {
     // flow, carried by the kernel's fast path).
     assert_eq!(conn.ask("echo again"), "got again");
     assert_eq!(conn.ask("bulk"), "got 8000001");
-    let fast = d.call("dump-fast-path", json!({}));
-    let kernel_packets: u64 = fast["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|f| f["in_port"] == b.port.as_str())
-        .map(|f| f["n_packets"].as_u64().unwrap_or(0))
-        .sum();
-    assert!(
-        kernel_packets > 0,
-        "B's established segments go through the kernel: {fast}"
-    );
+    if d.call("show", json!({}))["fast_path"] == json!(true) {
+        let fast = d.call("dump-fast-path", json!({}));
+        let kernel_packets: u64 = fast["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["in_port"] == b.port.as_str())
+            .map(|f| f["n_packets"].as_u64().unwrap_or(0))
+            .sum();
+        assert!(
+            kernel_packets > 0,
+            "B's established segments go through the kernel: {fast}"
+        );
+    } else {
+        eprintln!("(fast path off: the established flow stays in userspace)");
+    }
     // FIN ends the connection; B still cannot open one.
     assert_eq!(conn.ask("close"), "closed b''");
     drop(conn);
