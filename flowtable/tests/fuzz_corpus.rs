@@ -34,3 +34,8 @@ fn frame_pipeline_corpus() {
 fn flow_spec_corpus() {
     replay("flow_spec", flowtable::fuzzing::flow_spec);
 }
+
+#[test]
+fn conntrack_pipeline_corpus() {
+    replay("conntrack_pipeline", flowtable::fuzzing::conntrack_pipeline);
+}

@@ -23,16 +23,32 @@
 //! | `nw_proto` | 0–255 (needs `ip`, `ipv6` or `arp`) | `nw_proto` |
 //! | `tp_src`, `tp_dst` | 0–65535, optional `/mask` (need a protocol, e.g. `tcp`) | `tp_src`, `tp_dst` |
 //! | `icmp_type`, `icmp_code` | 0–255 (need `icmp` or `icmp6`) | `tp_src`, `tp_dst` |
+//! | `nw_ttl` | 0–255 (needs `ip` or `ipv6`) | `nw_ttl` |
+//! | `nw_tos`, `ip_dscp`, `nw_ecn`/`ip_ecn` | TOS byte (ECN bits clear), DSCP 0–63, ECN 0–3 | `nw_tos` |
+//! | `tcp_flags` | `+syn-ack` (fin syn rst psh ack urg ece cwr ns) or `value/mask` (needs `tcp`) | `tcp_flags` |
+//! | `ipv6_label` | 20 bits, optional `/mask` (needs `ipv6`) | `ipv6_label` |
+//! | `ct_state` | `+trk+est-new` (new est rel rpl inv trk) or `value/mask` | `ct_state` |
+//! | `ct_zone`, `ct_mark` | 0–65535; 32 bits, optional `/mask` | `ct_zone`, `ct_mark` |
+//! | `table` | 0–254, default 0 | (the rule's table) |
+//! | `cookie` | 64 bits (`/mask` only to select flows in del-flows and dump-flows) | ([`FlowSpec::cookie`]) |
+//! | `idle_timeout`, `hard_timeout`, `send_flow_rem` | seconds; a flag | ([`FlowSpec`]) |
 //!
 //! Shorthands: `ip`, `ipv6`, `arp`, `tcp`, `udp`, `icmp`, `tcp6`, `udp6`, `icmp6`. Fields may
 //! come in any order; prerequisites are checked once all are read. Host bits outside a mask
 //! are ignored (`nw_dst=10.0.0.1/24` is `10.0.0.0/24`), as in OVS.
 //!
-//! Actions: `output:PORT`, `flood`, `normal`, `drop` (alone), `mod_dl_src:MAC`,
+//! Actions: `output:PORT` (or a bare port: `actions=2`), `in_port` (`output:in_port`), `flood`,
+//! `normal`, `drop` (alone), `resubmit:PORT`, `resubmit(PORT,TABLE)`, `goto_table:N` (a later
+//! table), `ct(commit,zone=N,table=N,exec(set_field:V[/M]->ct_mark))`, `mod_dl_src:MAC`,
 //! `mod_dl_dst:MAC`, `mod_vlan_vid:VID`, `strip_vlan`, `push_vlan:VID` (xvs's simplification:
-//! push an 802.1Q tag with that VID), `dec_ttl`, `route`. Action names are case-insensitive.
-//! `actions=` with nothing after it is refused: a rule that drops what it matches says
-//! `actions=drop`, and parses to `[Action::Drop]`.
+//! push an 802.1Q tag with that VID), `mod_nw_src:IP`, `mod_nw_dst:IP`, `mod_tp_src:PORT`,
+//! `mod_tp_dst:PORT`, `mod_nw_tos:TOS`, `mod_nw_ecn:ECN`, `mod_nw_ttl:TTL`,
+//! `set_field:VALUE->FIELD` (eth_src eth_dst vlan_vid ip_src ip_dst ipv6_src ipv6_dst tp_src
+//! tp_dst ip_dscp nw_ecn nw_ttl), `load:VALUE->NXM_OF_IP_DST[]` and the other NXM names of
+//! those fields (whole fields only), `dec_ttl`, `route`. Action names are case-insensitive;
+//! commas inside parentheses belong to the action. `actions=` with nothing after it is
+//! refused: a rule that drops what it matches says `actions=drop`, and parses to
+//! `[Action::Drop]`.
 //!
 //! Ports are given by name or number: parsing takes a resolver of names, printing its
 //! reverse, and numbers are always accepted as they are (a rule may name a port that does not

@@ -196,6 +196,11 @@ impl Pipeline {
         }
     }
 
+    /// The connection tracker's counters.
+    pub fn conntrack_stats(&self) -> crate::conntrack::CtStats {
+        self.conntrack.snapshot().stats()
+    }
+
     /// The tracked connections, as the pipeline's table holds them now.
     pub fn connections(&self) -> Vec<crate::conntrack::ConnEntry> {
         self.conntrack.snapshot().iter().collect()
