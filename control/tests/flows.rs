@@ -435,3 +435,55 @@ fn tables_cookies_timeouts_and_trace() {
         "send_flow_rem logs the removal"
     );
 }
+
+/// Address and port rewrites carry the kernel's TCP: A talks to a virtual address and port
+/// that rules turn into B's (and B's answers back), so every segment is rewritten both ways
+/// and A's and B's stacks accept them only if every checksum is right, those the containers
+/// left for offload included.
+#[test]
+fn rewrites_carry_real_tcp_to_a_virtual_address() {
+    use common::tcp::{Conn, server};
+    let Some(mut lab) = Lab::new("rewrites_carry_real_tcp_to_a_virtual_address") else {
+        return;
+    };
+    if !lab.require("python3") {
+        return;
+    }
+    let a = lab.container(1, 44);
+    let b = lab.container(2, 44);
+    let d = lab.xvsd(&[&a.port, &b.port], &[]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    let vip = "10.44.0.100";
+    // A reaches the virtual address at B's MAC (no host answers ARP for it).
+    assert!(
+        a.exec(&["ip", "neigh", "add", vip, "lladdr", &b.mac(), "dev", "eth0"])
+            .status
+            .success()
+    );
+    server(&mut lab, &b, 8080);
+    let rewrites = [
+        format!(
+            "priority=100,tcp,in_port={},nw_dst={vip},tp_dst=80,actions=mod_nw_dst:{},mod_tp_dst:8080,output:{}",
+            a.port, b.ip, b.port
+        ),
+        format!(
+            "priority=100,tcp,in_port={},nw_src={},tp_src=8080,actions=set_field:{vip}->ip_src,set_field:80->tcp_src,output:{}",
+            b.port, b.ip, a.port
+        ),
+    ];
+    let r = d.try_call("add-flows", json!({ "flows": rewrites }));
+    assert!(r.is_ok(), "{r:?}");
+    let mut conn = Conn::open(&a, vip, 80, 0).expect("A reaches the virtual address");
+    assert_eq!(conn.ask("echo hello"), "got hello");
+    assert_eq!(
+        conn.ask("bulk"),
+        "got 8000001",
+        "8 MB rewritten segment by segment"
+    );
+    assert_eq!(conn.ask("close"), "closed b''");
+    let f = flows(&d);
+    assert!(
+        f.iter().all(|x| x["n_packets"].as_u64().unwrap() > 10),
+        "both rules carried the connection: {f:?}"
+    );
+}

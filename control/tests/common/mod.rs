@@ -15,6 +15,8 @@
     reason = "pub items of a module that each test binary includes"
 )]
 
+pub mod tcp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::MutexGuard;

@@ -14,7 +14,12 @@
 //! so that the tracker sees the teardown's last ACKs. Packets a cache or the kernel
 //! carried are never shown to the tracker: the connection is kept alive from their counters
 //! ([`Pipeline::refresh_conn`]) and its TCP windows are no longer checked (as Linux does for
-//! flows it offloads).
+//! flows it offloads). Nor are their headers past the flow key's fields: a segment of an
+//! established connection with, say, a TCP data offset beyond its end shares the good
+//! segments' key and their cached decision, where the tracker would call it invalid (the
+//! receiving stack drops it). The `conntrack_pipeline` fuzz target found this; it is the
+//! price of not showing every packet to the tracker, which is what makes established
+//! connections fast.
 
 use core::fmt::Debug;
 
