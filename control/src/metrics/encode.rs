@@ -208,6 +208,37 @@ impl Collector for SnapshotCollector {
             "Addresses in the MAC table.",
             [(NONE, s.mac_entries)],
         )?;
+        let ct = &s.conntrack;
+        f.gauge(
+            "xvs_conntrack_connections",
+            None,
+            "Connections the tracker holds.",
+            [(NONE, ct.connections)],
+        )?;
+        f.counter(
+            "xvs_conntrack_created",
+            None,
+            "Connections committed.",
+            [(NONE, ct.created)],
+        )?;
+        f.counter(
+            "xvs_conntrack_expired",
+            None,
+            "Connections removed when their timeout passed.",
+            [(NONE, ct.expired)],
+        )?;
+        f.counter(
+            "xvs_conntrack_invalid",
+            None,
+            "Packets the tracker found invalid (ct_state +inv).",
+            [(NONE, ct.invalid)],
+        )?;
+        f.counter(
+            "xvs_conntrack_full",
+            None,
+            "Commits refused because the table was full.",
+            [(NONE, ct.full)],
+        )?;
 
         let worker = |id: usize| [("worker", id)];
         let workers = &s.workers;

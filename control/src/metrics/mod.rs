@@ -221,6 +221,13 @@ mod tests {
                 packets: 8,
                 bytes: 800,
             }],
+            conntrack: flowtable::conntrack::CtStats {
+                connections: 3,
+                created: 9,
+                expired: 6,
+                invalid: 1,
+                full: 0,
+            },
         })
     }
 
@@ -245,6 +252,11 @@ mod tests {
             "xvs_fast_path_entries 1",
             "xvs_fast_path_enabled 1",
             "xvs_mac_table_entries 2",
+            "xvs_conntrack_connections 3",
+            "xvs_conntrack_created_total 9",
+            "xvs_conntrack_expired_total 6",
+            "xvs_conntrack_invalid_total 1",
+            "xvs_conntrack_full_total 0",
             r#"xvs_worker_busy_ratio{worker="0"} 0.25"#,
             r#"xvs_worker_busy_seconds_total{worker="0"} 1.5"#,
             r#"xvs_worker_loops_total{worker="0"} 77"#,

@@ -20,6 +20,8 @@ pub(crate) struct Snapshot {
     /// Kernel fast-path entries, over every worker.
     pub(crate) fast_path_entries: u64,
     pub(crate) rules: Vec<RuleSample>,
+    /// The connection tracker's counters.
+    pub(crate) conntrack: flowtable::conntrack::CtStats,
 }
 
 /// One port's counters since it was added.
@@ -171,6 +173,7 @@ impl Sampler {
             mac_entries,
             fast_path_entries,
             rules,
+            conntrack: switch.conntrack_stats(),
         }
     }
 }
