@@ -673,6 +673,20 @@ mod tests {
         0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4, // udp
     ];
 
+    /// 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 TCP with these flags, no
+    /// payload (checksums are not the programs' business here).
+    fn tcp(flags: u8) -> [u8; 54] {
+        let mut f = [0u8; 54];
+        f[..34].copy_from_slice(&UDP[..34]);
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        f[23] = 6;
+        f[34..38].copy_from_slice(&UDP[34..38]);
+        f[46] = 0x50;
+        f[47] = flags;
+        f[48..50].copy_from_slice(&[0xff, 0xff]);
+        f
+    }
+
     /// Port 1's program over maps of its own, port 2 a redirect target.
     struct Kernel {
         maps: FastPathMaps,
@@ -807,5 +821,44 @@ mod tests {
         let (verdict, out) = kernel.run(true, &cut, bridged);
         assert_eq!(verdict, action::XDP_REDIRECT as u32, "the workers' key");
         assert_eq!(out, cut);
+    }
+
+    /// The segments that open and close TCP connections (FIN, SYN, RST) are flows of their
+    /// own: an entry made for a connection's data (ACK, PSH) never takes them, so they always
+    /// reach the workers and the connection tracker.
+    #[test]
+    fn fin_syn_and_rst_miss_the_entry_of_a_connections_data() {
+        let Some(kernel) = Kernel::new() else {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        };
+        let insns = program(&kernel.maps, kernel.xsks.as_fd(), 1, false);
+        let prog = load_xdp(&insns, "xvs_fast_test").expect("load");
+        let (ack, _) = FlowKey::extract(&tcp(0x10), 1).expect("a frame");
+        let key = KernelKey::of(&ack);
+        let bridged = KernelValue {
+            out_port: 2,
+            epoch: 1,
+            ..KernelValue::default()
+        };
+        kernel.maps.insert(&key, &bridged).expect("insert");
+        for (flags, hit) in [
+            (0x10, true),
+            (0x18, true),
+            (0x02, false),
+            (0x12, false),
+            (0x11, false),
+            (0x04, false),
+            (0x14, false),
+        ] {
+            let frame = tcp(flags);
+            let mut out = vec![0u8; frame.len() + 64];
+            let (verdict, _) = prog_test_run_output(prog.as_fd(), &frame, &mut out).expect("run");
+            assert_eq!(
+                verdict == action::XDP_REDIRECT as u32,
+                hit,
+                "flags {flags:#04x}: verdict {verdict}"
+            );
+        }
+        kernel.maps.remove(&key);
     }
 }

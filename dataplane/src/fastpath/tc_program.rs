@@ -259,6 +259,20 @@ mod tests {
         0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4, // udp
     ];
 
+    /// 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 TCP with these flags, no
+    /// payload (checksums are not the programs' business here).
+    fn tcp(flags: u8) -> [u8; 54] {
+        let mut f = [0u8; 54];
+        f[..34].copy_from_slice(&UDP[..34]);
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        f[23] = 6;
+        f[34..38].copy_from_slice(&UDP[34..38]);
+        f[46] = 0x50;
+        f[47] = flags;
+        f[48..50].copy_from_slice(&[0xff, 0xff]);
+        f
+    }
+
     #[test]
     fn the_verifier_accepts_both_programs() {
         if !xvs_testkit::is_root() {
@@ -310,5 +324,41 @@ mod tests {
             cut,
             "the workers' key, no ports"
         );
+    }
+
+    /// As the XDP program: FIN, SYN and RST segments miss the entry of their connection's
+    /// data and go to the workers (prefixed for the upcall device).
+    #[test]
+    fn fin_syn_and_rst_miss_the_entry_of_a_connections_data() {
+        if !xvs_testkit::is_root() {
+            xvs_testkit::skip!("BPF_PROG_TEST_RUN needs root");
+        }
+        let maps = FastPathMaps::new().expect("maps");
+        let prog = load_sched_cls(&tc_program(Some(&maps), 1, 1, 1), "xvs_tc_test").expect("load");
+        let (ack, _) = FlowKey::extract(&tcp(0x10), 1).expect("a frame");
+        let key = KernelKey::of(&ack);
+        let value = KernelValue {
+            out_port: 2,
+            out_ifindex: 1,
+            epoch: 1,
+            ..KernelValue::default()
+        };
+        maps.insert(&key, &value).expect("insert");
+        for (flags, hit) in [
+            (0x10, true),
+            (0x18, true),
+            (0x02, false),
+            (0x12, false),
+            (0x11, false),
+            (0x04, false),
+        ] {
+            let frame = tcp(flags);
+            let mut out = vec![0u8; frame.len() + 64];
+            let (verdict, len) = prog_test_run_output(prog.as_fd(), &frame, &mut out).expect("run");
+            assert_eq!(verdict, tc_action::TC_ACT_REDIRECT as u32);
+            let to_workers = out[..2] == upcall::MAGIC.to_be_bytes() && len == frame.len() + 8;
+            assert_eq!(!to_workers, hit, "flags {flags:#04x}");
+        }
+        maps.remove(&key);
     }
 }
