@@ -51,7 +51,7 @@ pub struct Inspector {
     udp: u64,
     other: u64,
     bad_checksums: u64,
-    flows: HashSet<(IpAddr, u16)>,
+    flows: HashSet<(IpAddr, u16, u16)>,
     size_min: Option<u16>,
     size_max: Option<u16>,
     delays: Histogram<u64>,
@@ -91,7 +91,7 @@ impl Inspector {
             self.bad_checksums += 1;
         }
         if self.flows.len() < FLOW_CAP {
-            self.flows.insert((udp.src, udp.src_port));
+            self.flows.insert((udp.src, udp.src_port, udp.dst_port));
         }
         let size = u16::try_from(frame.len() + FCS_LEN).unwrap_or(u16::MAX);
         self.size_min = Some(self.size_min.map_or(size, |s| s.min(size)));
@@ -145,6 +145,7 @@ mod tests {
             ip: IpPair::DEFAULT_V4,
             src_port: 1024,
             dst_port: 9,
+            reply: false,
         }
     }
 

@@ -309,10 +309,13 @@ pub struct FrameSpec {
     pub dst_mac: EthernetAddress,
     /// IP addresses.
     pub ip: IpPair,
-    /// The first UDP source port.
+    /// The UDP source port (the first, unless `reply`).
     pub src_port: u16,
-    /// The UDP destination port.
+    /// The UDP destination port (the first, if `reply`).
     pub dst_port: u16,
+    /// Whether flows vary the destination port instead of the source port: the frames are
+    /// then the replies of a run with the addresses and ports swapped and the same flows.
+    pub reply: bool,
 }
 
 /// Offsets of the fields a frame's flow and size change, from the start of the frame.
@@ -351,6 +354,25 @@ const ETH: usize = ethernet::HEADER_LEN;
 const UDP: usize = l4::UDP_HEADER_LEN;
 
 impl FrameSpec {
+    /// The port flows count from: the destination port of replies, else the source port.
+    pub fn first_flow_port(&self) -> u16 {
+        if self.reply {
+            self.dst_port
+        } else {
+            self.src_port
+        }
+    }
+
+    /// The offset of the UDP port that flows vary (see [`FrameSpec::reply`]).
+    pub fn flow_port_offset(&self) -> usize {
+        let layout = self.layout();
+        if self.reply {
+            layout.udp + 2
+        } else {
+            layout.udp_src_port()
+        }
+    }
+
     /// Where the varying fields are.
     pub fn layout(&self) -> Layout {
         match self.ip {
@@ -395,7 +417,12 @@ impl FrameSpec {
     pub fn write(&self, buf: &mut [u8], flows: Flows, flow: u32, stamp: Option<Stamp>) {
         let layout = self.layout();
         let (port_offset, ip_offset) = flows.split(flow % flows.count());
-        let src_port = (u32::from(self.src_port) + port_offset) as u16;
+        let flow_port = (u32::from(self.first_flow_port()) + port_offset) as u16;
+        let (src_port, dst_port) = if self.reply {
+            (self.src_port, flow_port)
+        } else {
+            (flow_port, self.dst_port)
+        };
         let udp_len = u16::try_from(buf.len() - layout.udp).expect("frame too long");
         buf[layout.header_len..].fill(0);
         if let Some(stamp) = stamp {
@@ -424,7 +451,7 @@ impl FrameSpec {
         let segment = &mut buf[layout.udp..];
         l4::Header::new_checked(&mut segment[..], Protocol::UDP)
             .expect("the frame holds a UDP header")
-            .set_ports(src_port, self.dst_port);
+            .set_ports(src_port, dst_port);
         segment[4..6].copy_from_slice(&udp_len.to_be_bytes());
         checksum::fill(segment, pseudo, 6, true);
     }
@@ -439,7 +466,7 @@ impl FrameSpec {
         let layout = self.layout();
         let mut frame = template.to_vec();
         let zero = |frame: &mut Vec<u8>, at: usize, len: usize| frame[at..at + len].fill(0);
-        zero(&mut frame, layout.udp_src_port(), 2);
+        zero(&mut frame, self.flow_port_offset(), 2);
         zero(&mut frame, layout.udp_checksum(), 2);
         if vary_address {
             zero(&mut frame, layout.src_word, 4);
@@ -473,7 +500,7 @@ impl FrameSpec {
 /// Partial ones' complement sums for the live-frames program, folded to 16 bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveSums {
-    /// UDP checksum sum over the pseudo-header and segment, without the source port, the
+    /// UDP checksum sum over the pseudo-header and segment, without the port flows vary, the
     /// varying address word and the varying lengths.
     pub udp: u16,
     /// IPv4 header sum without the checksum, the varying address word and the varying length.
@@ -578,6 +605,7 @@ mod tests {
             ip,
             src_port: DEFAULT_SRC_PORT,
             dst_port: DEFAULT_DST_PORT,
+            reply: false,
         }
     }
 
@@ -662,6 +690,38 @@ mod tests {
                     assert_eq!(udp.payload.len(), len - spec.layout().header_len);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn replies_vary_the_destination_port() {
+        let forward = spec(IpPair::DEFAULT_V4);
+        let IpPair::V4 { src, dst } = forward.ip else {
+            unreachable!()
+        };
+        let reply = FrameSpec {
+            src_mac: forward.dst_mac,
+            dst_mac: forward.src_mac,
+            ip: IpPair::V4 { src: dst, dst: src },
+            src_port: forward.dst_port,
+            dst_port: forward.src_port,
+            reply: true,
+        };
+        assert_eq!(reply.first_flow_port(), DEFAULT_SRC_PORT);
+        assert_eq!(reply.flow_port_offset(), reply.layout().udp + 2);
+        let flows = Flows::new(1000, reply.first_flow_port()).unwrap();
+        for flow in [0, 1, 999] {
+            let mut there = vec![0; 60];
+            let mut back = vec![0; 60];
+            forward.write(&mut there, flows, flow, None);
+            reply.write(&mut back, flows, flow, None);
+            assert_eq!(checksums_hold(&back), Some(true));
+            let (there, back) = (parse_udp(&there).unwrap(), parse_udp(&back).unwrap());
+            assert_eq!(
+                (back.src, back.src_port, back.dst_port),
+                (IpAddr::V4(dst), there.dst_port, there.src_port),
+                "flow {flow}"
+            );
         }
     }
 

@@ -308,12 +308,12 @@ pub fn live_tx(plan: &LivePlan, state_map: BorrowedFd<'_>) -> Vec<Insn> {
 
         // r3: the UDP checksum sum; r0: the IPv4 header sum.
         b.push([
-            asm::alu_imm(Alu::Add, 4, i32::from(plan.spec.src_port)),
+            asm::alu_imm(Alu::Add, 4, i32::from(plan.spec.first_flow_port())),
             asm::mov_imm(3, i32::from(plan.sums.udp)),
             asm::alu_reg(Alu::Add, 3, 4),
             asm::mov_imm(0, i32::from(plan.sums.ip.unwrap_or(0))),
         ]);
-        b.store_be16(DATA, layout.udp_src_port(), 4, 1);
+        b.store_be16(DATA, plan.spec.flow_port_offset(), 4, 1);
         if vary_address {
             let base = plan.template_src_word();
             b.push([
@@ -472,8 +472,9 @@ mod tests {
         let len = plan.sizes.buffer_len(size_index);
         page.resize(len, 0);
         let (port_offset, address_offset) = plan.flows.split(flow);
-        let port = u32::from(plan.spec.src_port) + port_offset;
-        page[layout.udp..layout.udp + 2].copy_from_slice(&(port as u16).to_be_bytes());
+        let port = u32::from(plan.spec.first_flow_port()) + port_offset;
+        let at = plan.spec.flow_port_offset();
+        page[at..at + 2].copy_from_slice(&(port as u16).to_be_bytes());
         let mut udp = u32::from(plan.sums.udp) + port;
         let mut ip = u32::from(plan.sums.ip.unwrap_or(0));
         if plan.flows.varies_address() {
@@ -511,16 +512,23 @@ mod tests {
 
     #[test]
     fn live_arithmetic_matches_frames_written_from_scratch() {
-        for ip in [IpPair::DEFAULT_V4, IpPair::DEFAULT_V6] {
+        let families = [IpPair::DEFAULT_V4, IpPair::DEFAULT_V6];
+        for (ip, reply) in families
+            .into_iter()
+            .flat_map(|ip| [(ip, false), (ip, true)])
+        {
             let spec = FrameSpec {
                 src_mac: "02:00:00:00:00:01".parse().unwrap(),
                 dst_mac: "02:00:00:00:00:02".parse().unwrap(),
                 ip,
-                src_port: 60000,
-                dst_port: 9,
+                src_port: if reply { 9 } else { 60000 },
+                dst_port: if reply { 60000 } else { 9 },
+                reply,
             };
-            for (flows, sizes) in [(1, "64"), (100, "64"), (20000, "100..1518"), (1, "66..70")] {
-                let flows = Flows::new(flows, spec.src_port).unwrap();
+            // Replies vary no address (send refuses more flows than ports for them).
+            let many = if reply { 5000 } else { 20000 };
+            for (flows, sizes) in [(1, "64"), (100, "64"), (many, "100..1518"), (1, "66..70")] {
+                let flows = Flows::new(flows, spec.first_flow_port()).unwrap();
                 let sizes: SizeRange = sizes.parse().unwrap();
                 let least = spec.min_frame(false);
                 let sizes = SizeRange::new(sizes.min().max(least), sizes.max().max(least)).unwrap();
@@ -542,7 +550,7 @@ mod tests {
                     model(&plan, &mut page, flow, size_index);
                     let mut expected = vec![0; sizes.buffer_len(size_index)];
                     spec.write(&mut expected, flows, flow, None);
-                    assert_eq!(page, expected, "{ip:?} flow {flow} run {run}");
+                    assert_eq!(page, expected, "{ip:?} reply {reply} flow {flow} run {run}");
                     assert_eq!(checksums_hold(&page), Some(true));
                 }
             }

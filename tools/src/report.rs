@@ -191,8 +191,8 @@ pub struct InspectReport {
     pub other_packets: u64,
     /// UDP frames whose IPv4 header or UDP checksum did not hold.
     pub bad_checksums: u64,
-    /// Distinct (source address, source port) pairs among the UDP frames (counted up to a
-    /// million).
+    /// Distinct (source address, source port, destination port) triples among the UDP frames
+    /// (counted up to a million).
     pub distinct_flows: u64,
     /// The smallest UDP frame, FCS included.
     pub size_min: Option<u16>,

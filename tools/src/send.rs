@@ -42,10 +42,13 @@ pub struct SendConfig {
     pub dst_ip: Option<IpAddr>,
     /// IPv6 unless the addresses say otherwise.
     pub ipv6: bool,
-    /// The first UDP source port.
+    /// The UDP source port (the first, unless `reply`).
     pub src_port: u16,
-    /// The UDP destination port.
+    /// The UDP destination port (the first, if `reply`).
     pub dst_port: u16,
+    /// Flows vary the destination port: the replies of the flows of a run with addresses and
+    /// ports swapped.
+    pub reply: bool,
     /// Frame sizes, FCS included.
     pub sizes: SizeRange,
     /// Flows to cycle through.
@@ -79,7 +82,21 @@ fn plan(config: &SendConfig) -> Result<Plan, Error> {
     let ifindex = host::ifindex(&config.dev)?;
     let ip = IpPair::resolve(config.src_ip, config.dst_ip, config.ipv6)
         .map_err(|e| Error::Config(e.to_owned()))?;
-    let flows = Flows::new(config.flows, config.src_port).map_err(Error::Config)?;
+    let first_flow_port = if config.reply {
+        config.dst_port
+    } else {
+        config.src_port
+    };
+    let flows = Flows::new(config.flows, first_flow_port).map_err(Error::Config)?;
+    if config.reply && flows.varies_address() {
+        // The flows beyond the ports would vary the source address, where the flows answered
+        // vary the destination's.
+        return Err(Error::Config(format!(
+            "--reply takes at most {} flows from --dst-port {}",
+            flows.ports(),
+            config.dst_port
+        )));
+    }
     let spec = FrameSpec {
         src_mac: config
             .src_mac
@@ -89,6 +106,7 @@ fn plan(config: &SendConfig) -> Result<Plan, Error> {
         ip,
         src_port: config.src_port,
         dst_port: config.dst_port,
+        reply: config.reply,
     };
     let least = spec.min_frame(config.latency);
     if config.sizes.min() < least {

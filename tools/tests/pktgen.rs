@@ -89,8 +89,8 @@ fn live_frames_are_well_formed_in_every_variation() {
     let pair = VethPair::new();
     // (flows, sizes, extra arguments): the template as it is; ports and sizes varied; more
     // flows than ports from 65000 up (536), so that source addresses vary too, in both
-    // families.
-    let cases: [(u64, (u64, u64), &[&str]); 4] = [
+    // families; replies, whose flows vary the destination port.
+    let cases: [(u64, (u64, u64), &[&str]); 5] = [
         (1, (64, 64), &["--flows", "1"]),
         (100, (64, 1518), &["--flows", "100", "--size", "64..1518"]),
         (3000, (64, 64), &["--flows", "3000", "--src-port", "65000"]),
@@ -105,6 +105,19 @@ fn live_frames_are_well_formed_in_every_variation() {
                 "65000",
                 "--size",
                 "66..200",
+            ],
+        ),
+        (
+            500,
+            (64, 64),
+            &[
+                "--flows",
+                "500",
+                "--reply",
+                "--src-port",
+                "9",
+                "--dst-port",
+                "1024",
             ],
         ),
     ];
@@ -267,6 +280,19 @@ fn bad_arguments_fail_with_a_clear_message() {
     assert!(e.contains("packets per second"), "{e}");
     let e = fails(&["send", "--dev", "lo", "--dst-mac", mac, "--flows", "0"]);
     assert!(e.contains("--flows must be between"), "{e}");
+    let e = fails(&[
+        "send",
+        "--dev",
+        "lo",
+        "--dst-mac",
+        mac,
+        "--reply",
+        "--dst-port",
+        "65000",
+        "--flows",
+        "1000",
+    ]);
+    assert!(e.contains("--reply takes at most 536 flows"), "{e}");
     let e = fails(&["send", "--dev", "lo", "--dst-mac", mac, "--duration", "0"]);
     assert!(e.contains("positive number of seconds"), "{e}");
     let e = fails(&[

@@ -72,12 +72,19 @@ struct SendArgs {
     /// Send IPv6 (implied by IPv6 addresses).
     #[arg(long)]
     ipv6: bool,
-    /// The first UDP source port; flows take the ports from here up.
+    /// The first UDP source port; flows take the ports from here up (the source port of
+    /// every frame with --reply).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_SRC_PORT)]
     src_port: u16,
-    /// UDP destination port.
+    /// UDP destination port (the first, with --reply).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_DST_PORT)]
     dst_port: u16,
+    /// Send the replies of another run's flows: flows take destination ports from --dst-port
+    /// up. With that run's addresses, MACs and ports swapped and the same --flows, flow `f`
+    /// here is the reverse of its flow `f` (as a stateful firewall needs to see to call a
+    /// connection established).
+    #[arg(long)]
+    reply: bool,
     /// Frame size on the wire, FCS included (the frames handed to the kernel are 4 bytes
     /// shorter): one size, or a range A..B whose sizes are sent in turn.
     #[arg(long, value_name = "BYTES", default_value = "64")]
@@ -228,6 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ipv6: args.ipv6,
                 src_port: args.src_port,
                 dst_port: args.dst_port,
+                reply: args.reply,
                 sizes: args.size,
                 flows: args.flows,
                 rate: args.rate,

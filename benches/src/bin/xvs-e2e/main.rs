@@ -23,6 +23,7 @@ use xvs_sys::{out, outln};
 use xvs_testkit::{have, is_root};
 
 mod cpu;
+mod ct;
 mod egress;
 mod lab;
 mod measure;
@@ -36,7 +37,7 @@ use lab::Topology;
 use measure::{Ctx, Load};
 use proc::{check_interrupted, is_interrupted};
 use report::{Figure, SwitchReport, key};
-use switch::{Bins, Env, Kind};
+use switch::{Bins, Env, Kind, Switch};
 
 /// The parts of a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,6 +59,11 @@ enum Part {
     /// address on the bridge, an nftables masquerade rule). Its own topology; not in the
     /// default list.
     Egress,
+    /// xvs only: 64 B, max load (`--ct-flows` flows), without rules and then with a
+    /// stateful firewall (OpenFlow tables, connection tracking) installed in the same xvsd,
+    /// its flows established first (answered from the sink); the ratio ct / no rules, and
+    /// the share the kernel fast path carried. Its own topology; not in the default list.
+    Ct,
 }
 
 #[derive(Debug, Parser)]
@@ -103,6 +109,9 @@ struct Args {
     /// path keep the rate whatever the rule count.
     #[arg(long, default_value_t = 0)]
     xvs_rules: u32,
+    /// Flows of the ct figure's trials (all established before its trial).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60000))]
+    ct_flows: u32,
     /// The CPU of the generator, the counter, iperf3, and the switches' control threads.
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
@@ -402,7 +411,12 @@ struct Round<'a> {
 /// One round on one switch: the parts on the source/sink topology, then the egress scenario
 /// on its own (each built, measured once and torn down).
 fn run_round(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result<Value> {
-    let mut details = if r.args.figures.iter().any(|&p| p != Part::Egress) {
+    let mut details = if r
+        .args
+        .figures
+        .iter()
+        .any(|&p| p != Part::Egress && p != Part::Ct)
+    {
         run_standard(r, kind, sw)?
     } else {
         json!({ "round": r.round + 1 })
@@ -410,6 +424,137 @@ fn run_round(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result
     if r.args.wants(Part::Egress) {
         details["egress"] = run_egress(r, kind, sw)?;
     }
+    if r.args.wants(Part::Ct) {
+        details["ct"] = run_ct(r, kind, sw)?;
+    }
+    Ok(details)
+}
+
+/// Readies the source/sink topology once a switch joined it: GRO on the source's host veth
+/// where XDP frames need it to cross, then a ping through the switch. Returns the ingress
+/// XDP mode and whether GRO was turned on, for the report.
+fn ready(topo: &mut Topology) -> anyhow::Result<(Option<&'static str>, bool)> {
+    let vsrc = topo.vsrc.clone();
+    let ingress_xdp = topo.xdp_mode(&vsrc)?;
+    // XDP frames cross a veth only to a peer that runs NAPI: an XDP program in native mode,
+    // or GRO.
+    let gro = ingress_xdp != Some("drv");
+    if gro {
+        topo.set_offload(None, &vsrc, "gro", true)?;
+    }
+    topo.wait_connected(10)?;
+    Ok((ingress_xdp, gro))
+}
+
+/// The ct figure on one switch (xvs only): the 64 B rate without rules, then with the ct
+/// pipeline and every flow established, in the same xvsd; their ratio; and the check that the
+/// kernel fast path carried the established flows.
+fn run_ct(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Result<Value> {
+    let (args, ctx, round) = (r.args, &r.ctx, r.round);
+    if !kind.is_xvs() {
+        return Ok(json!("not measured: the ct pipeline is xvs's"));
+    }
+    let flows = args.ct_flows;
+    let mut topo = Topology::create()?;
+    let mut xvs = switch::xvs::Xvs::start(&mut topo, &r.env, kind.xvs_hook())?;
+    let (ingress_xdp, gro) = ready(&mut topo)?;
+    // The sink's answers are XDP frames too: they cross to the sink's host veth only if it
+    // runs NAPI (with the tc hook it has no XDP program).
+    let vsink = topo.vsink.clone();
+    let sink_gro = topo.xdp_mode(&vsink)? != Some("drv");
+    if sink_gro {
+        topo.set_offload(None, &vsink, "gro", true)?;
+    }
+    let port = topo.vsrc.clone();
+    let load = Load {
+        size: 64,
+        flows,
+        rate_pps: None,
+        seconds: args.duration,
+    };
+    eprintln!("  ct: 64 B, {flows} flow(s), max load, no rules");
+    let keys = [key::CT_PLAIN, key::CT_RATE, key::CT_RATIO, key::CT_KERNEL];
+    let plain = attempt(
+        sw,
+        round,
+        &[key::CT_PLAIN],
+        measure::rate(ctx, &topo, &load, None),
+    )?;
+    if let Some(t) = &plain {
+        eprintln!("    {}", describe_rate(t));
+        sw.set(key::CT_PLAIN, t.forwarded_pps / 1e6);
+    }
+    xvs.check()?;
+    eprintln!("  ct: installing the ct pipeline, opening and answering every flow");
+    xvs.add_flows(&ct::pipeline(&port))?;
+    let Some(warmup) = attempt(
+        sw,
+        round,
+        &keys[1..],
+        ct::establish(ctx, &topo, &xvs, flows),
+    )?
+    else {
+        return Ok(ct::details(plain.as_ref(), None, None, None));
+    };
+    eprintln!(
+        "    {} of {} flows established ({} sent, {} arrived; {} answered)",
+        warmup.established,
+        flows,
+        warmup.opened.sent,
+        warmup.opened.received,
+        warmup.answered["sent_packets"]
+    );
+    eprintln!("  ct: 64 B, {flows} flow(s), max load, ct pipeline, established flows");
+    let before = ct::port_counters(&xvs, &port)?;
+    let with_ct = attempt(
+        sw,
+        round,
+        &keys[1..],
+        measure::rate(ctx, &topo, &load, None),
+    )?;
+    let after = ct::port_counters(&xvs, &port)?;
+    let share = ct::kernel_share(&xvs, &port, &before, &after)?;
+    if let Some(t) = &with_ct {
+        eprintln!("    {}", describe_rate(t));
+        sw.set(key::CT_RATE, t.forwarded_pps / 1e6);
+        if let Some(p) = &plain
+            && p.forwarded_pps > 0.0
+        {
+            let ratio = t.forwarded_pps / p.forwarded_pps;
+            eprintln!("    ct / no rules: {ratio:.3}");
+            sw.set(key::CT_RATIO, ratio);
+        }
+    }
+    eprintln!(
+        "    kernel fast path: {} of the {} packets the source's port received ({:.3} %); {} \
+         entries from it with {} packets",
+        share.kernel_rx_packets,
+        share.rx_packets,
+        share.pct,
+        share.entries_with_packets,
+        share.entry_packets
+    );
+    sw.set(key::CT_KERNEL, share.pct);
+    if let Err(e) = share.check() {
+        eprintln!("    ASSERTION FAILED: {e:#}");
+        sw.fail(key::CT_KERNEL, round, &format!("{e:#}"));
+    }
+    let mut details = ct::details(
+        plain.as_ref(),
+        Some(&warmup),
+        with_ct.as_ref(),
+        Some(&share),
+    );
+    details["ingress_xdp_mode"] = json!(ingress_xdp);
+    details["gro_turned_on_on_vsrc"] = json!(gro);
+    details["gro_turned_on_on_vsink"] = json!(sink_gro);
+    details["setup"] = xvs.setup();
+    details["dump_flows"] = xvs.ctl(&["dump-flows"]).unwrap_or(Value::Null);
+    details["final_state"] = xvs.final_state();
+    xvs.check()?;
+    drop(xvs);
+    drop(topo);
+    proc::sleep(Duration::from_secs_f64(args.settle))?;
     Ok(details)
 }
 
@@ -486,15 +631,7 @@ fn run_standard(r: &Round<'_>, kind: Kind, sw: &mut SwitchReport) -> anyhow::Res
     // The switch is declared after the topology, so it is dropped (torn down) first.
     let mut topo = Topology::create()?;
     let mut switch = switch::start(kind, &mut topo, &r.env)?;
-    let vsrc = topo.vsrc.clone();
-    let ingress_xdp = topo.xdp_mode(&vsrc)?;
-    // XDP frames cross a veth only to a peer that runs NAPI: an XDP program in native mode,
-    // or GRO.
-    let gro = ingress_xdp != Some("drv");
-    if gro {
-        topo.set_offload(None, &vsrc, "gro", true)?;
-    }
-    topo.wait_connected(10)?;
+    let (ingress_xdp, gro) = ready(&mut topo)?;
     let mut details = json!({
         "round": round + 1,
         "loadavg_at_start": loadavg(),
@@ -730,6 +867,7 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         latency_pps: args.latency_rate,
         tolerance_pct: args.loss_tolerance,
         egress: args.wants(Part::Egress),
+        ct: args.wants(Part::Ct).then_some(args.ct_flows),
     };
     let figures: Vec<Figure> = report::figures(&naming);
     let kinds: Vec<Kind> = Kind::ALL
@@ -879,6 +1017,7 @@ fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             "settle_s": args.settle,
             "xvsd_args": xvsd_args,
             "xvs_rules": args.xvs_rules,
+            "ct_flows": args.ct_flows,
             "bins": { "xvsd": bins.xvsd, "xvsctl": bins.xvsctl, "xvs_pktgen": bins.pktgen },
         });
         let doc = json!({
@@ -934,6 +1073,10 @@ mod tests {
         );
         assert!(default.wants(Part::Tcp) && default.wants(Part::Latency));
         assert!(!default.wants(Part::Egress), "egress is opt-in");
+        assert!(!default.wants(Part::Ct), "ct is opt-in");
+        assert_eq!(parse(&["--figures", "ct"]).figures, [Part::Ct]);
+        assert_eq!(parse(&[]).ct_flows, 1);
+        assert!(Args::try_parse_from(["xvs-e2e", "--ct-flows", "0"]).is_err());
         assert_eq!(parse(&["--figures", "egress"]).figures, [Part::Egress]);
         let a = parse(&[
             "--only",

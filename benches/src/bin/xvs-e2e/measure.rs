@@ -217,6 +217,31 @@ pub(crate) fn rate(
     Ok(trial)
 }
 
+/// Runs `xvs-pktgen send --dev eth0 ARGS` in the sink namespace (towards the source) to its
+/// end, and returns its summary.
+///
+/// # Errors
+/// The generator failed or its output did not parse, or the bench was interrupted.
+pub(crate) fn send_from_sink(
+    ctx: &Ctx<'_>,
+    topo: &Topology,
+    args: &[&str],
+) -> anyhow::Result<Value> {
+    let mut c = in_ns(Some(&topo.sink_ns), Some(ctx.gen_cpu), ctx.pktgen);
+    c.args([
+        "send",
+        "--dev",
+        "eth0",
+        "--cpu",
+        &ctx.gen_cpu.to_string(),
+        "--json",
+    ]);
+    c.args(args);
+    let mut sender = Proc::spawn("send-reply", c, ctx.dir)?;
+    let out = sender.finish(Duration::from_secs(60))?;
+    json_of("xvs-pktgen send", &out)
+}
+
 /// CPU time over `seconds` with the switch up and no traffic (the switch process `pid` too,
 /// when it has one).
 ///

@@ -72,6 +72,15 @@ pub(crate) mod key {
     /// Of the packets the container sent in the egress run, the share the kernel fast path
     /// forwarded (xvs only).
     pub(crate) const EGRESS_FAST_PATH: &str = "egress_fast_path_pct";
+    /// The ct figure: 64 B, max load, no rules (the same xvsd, before the pipeline).
+    pub(crate) const CT_PLAIN: &str = "ct_plain_64b_mpps";
+    /// The ct figure: 64 B, max load, with the ct pipeline, established flows.
+    pub(crate) const CT_RATE: &str = "ct_64b_mpps";
+    /// The ct figure: the ct rate over the rate without rules, per round.
+    pub(crate) const CT_RATIO: &str = "ct_over_plain";
+    /// The ct figure: of the packets the source's port received in the ct trial, the share
+    /// the kernel fast path forwarded, percent.
+    pub(crate) const CT_KERNEL: &str = "ct_fast_path_pct";
     /// UDP round trip, median.
     pub(crate) const RTT_P50: &str = "rtt_p50_us";
     /// UDP round trip, 99th percentile.
@@ -108,6 +117,8 @@ pub(crate) struct Naming {
     pub(crate) tolerance_pct: f64,
     /// Whether the egress scenario runs (its rows are shown only then).
     pub(crate) egress: bool,
+    /// The flows of the ct figure, if it runs (its rows are shown only then).
+    pub(crate) ct: Option<u32>,
 }
 
 /// Every figure, in the table's order.
@@ -185,6 +196,34 @@ pub(crate) fn figures(n: &Naming) -> Vec<Figure> {
             "%",
             Neither,
         ));
+    }
+    if let Some(flows) = n.ct {
+        f.extend([
+            Figure::new(
+                key::CT_PLAIN,
+                format!("ct: 64 B, {flows} flow(s), max load, no rules"),
+                "Mpps",
+                Higher,
+            ),
+            Figure::new(
+                key::CT_RATE,
+                "  with the ct pipeline, established flows",
+                "Mpps",
+                Higher,
+            ),
+            Figure::new(
+                key::CT_RATIO,
+                "  ct / no rules (per round)",
+                "ratio",
+                Higher,
+            ),
+            Figure::new(
+                key::CT_KERNEL,
+                "  ct trial's packets forwarded by the kernel fast path",
+                "%",
+                Neither,
+            ),
+        ]);
     }
     f.extend([
         Figure::new(
@@ -505,6 +544,7 @@ mod tests {
             latency_pps: 10_000.0,
             tolerance_pct: 0.001,
             egress: false,
+            ct: None,
         }
     }
 

@@ -159,6 +159,14 @@ impl Xvs {
                 ),
             })
             .collect();
+        self.add_flows(&flows)
+    }
+
+    /// Installs `flows` (ovs-ofctl syntax, one rule each) with `xvsctl add-flows FILE`.
+    ///
+    /// # Errors
+    /// The file cannot be written, or xvsctl refuses the rules.
+    pub(crate) fn add_flows(&self, flows: &[String]) -> anyhow::Result<()> {
         let file = self.socket.with_extension("flows");
         std::fs::write(&file, flows.join("\n")).context("writing the rules file")?;
         let out = Command::new(&self.xvsctl)
@@ -175,7 +183,7 @@ impl Xvs {
     }
 
     /// Runs `xvsctl --json ARGS` and parses its output.
-    fn ctl(&self, args: &[&str]) -> anyhow::Result<Value> {
+    pub(crate) fn ctl(&self, args: &[&str]) -> anyhow::Result<Value> {
         let out = Command::new(&self.xvsctl)
             .arg("--socket")
             .arg(&self.socket)
