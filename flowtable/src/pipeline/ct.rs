@@ -5,7 +5,9 @@
 //! A decision that looked at a connection is cached (and may go to the kernel) only while
 //! that connection is established, and only for packets without FIN, SYN or RST, the ones
 //! that move a TCP connection along (the kernel key holds those three flags, so such packets
-//! always come up). Everything else (new, related, invalid, handshakes and teardowns) is
+//! always come up), and never for ICMP echoes, whose connections are keyed by an identifier
+//! that flow keys do not hold (the `conntrack_pipeline` fuzz target found a reply of another
+//! echo taking an established echo's decision). Everything else (new, related, invalid, handshakes and teardowns) is
 //! decided afresh per packet, so that the tracker sees it. The decision depends on the
 //! connection's generation bucket: when the tracker says a packet changed what the
 //! connection's packets see (it became established, closed, expired, its mark changed), the
@@ -156,8 +158,11 @@ impl Pipeline {
         let established = verdict.state & state::EST != 0
             && verdict.state & (state::NEW | state::INV | state::REL) == 0;
         let steady = walk.key.tcp_flags & 0x007 == 0;
+        // An ICMP echo's connection is keyed by its identifier, which the flow key (and the
+        // kernel's) does not hold: a decision for one echo would be taken for another's.
+        let keyed = |conn: &ConnKey| conn.proto != 1 && conn.proto != 58;
         match verdict.conn {
-            Some(conn) if established && steady => {
+            Some(conn) if established && steady && keyed(&conn) => {
                 walk.resolution.depend(conn_bucket(&conn));
                 match walk.resolution.conn {
                     Some(other) if other != conn => walk.resolution.uncacheable = true,

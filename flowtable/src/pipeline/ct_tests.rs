@@ -325,3 +325,37 @@ fn conntrack_changes_reach_other_workers_as_events() {
     }
     assert_eq!(other.stats().cache_misses, before);
 }
+
+/// An ICMP echo frame from A (request) or B (reply) with this identifier.
+fn echo(from_a: bool, id: u16) -> Vec<u8> {
+    let key = tcp(from_a, 0, 0, 0);
+    let mut f = Vec::new();
+    f.extend_from_slice(&key.dl_dst.to_be_bytes()[2..]);
+    f.extend_from_slice(&key.dl_src.to_be_bytes()[2..]);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0]);
+    f.extend_from_slice(&(key.nw_src as u32).to_be_bytes());
+    f.extend_from_slice(&(key.nw_dst as u32).to_be_bytes());
+    f.extend_from_slice(&[if from_a { 8 } else { 0 }, 0, 0, 0]);
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(&[0, 1]);
+    f
+}
+
+#[test]
+fn echo_decisions_are_not_cached_for_their_identifier_is_not_in_the_key() {
+    let flows = [
+        "table=0,priority=10,icmp,actions=ct(table=1)",
+        "table=1,priority=10,ct_state=+trk+new,in_port=1,actions=ct(commit),output:2",
+        "table=1,priority=10,ct_state=+trk+est,actions=normal",
+        "table=1,priority=5,actions=drop",
+    ];
+    let mut p = Pipeline::new(config(&flows), 64);
+    assert_eq!(send(&mut p, &echo(true, 7), 1, 1).steps(), out(2));
+    assert!(send(&mut p, &echo(false, 7), 2, 2).drop_reason().is_none());
+    assert!(send(&mut p, &echo(false, 7), 2, 3).drop_reason().is_none());
+    // The same flow key, another identifier: no echo of A's, dropped.
+    assert_eq!(
+        send(&mut p, &echo(false, 8), 2, 4).drop_reason(),
+        Some(DropReason::Rule)
+    );
+}
