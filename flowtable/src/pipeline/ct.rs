@@ -117,6 +117,10 @@ impl Pipeline {
             Some((frame, layout)) => CtPacket::parse(frame, &walk.key, layout, ct.zone),
             None => CtPacket::from_key(&walk.key, ct.zone),
         };
+        // The tuple's bucket is its connection's whichever way it goes (the hash is
+        // symmetric): a connection the packet removed (a reopening SYN, a timeout found on the
+        // way) is named by it when the verdict names none.
+        let tuple = packet.as_ref().map(|p| p.tuple);
         let verdict = match packet {
             Some(packet) => {
                 let mark = ct.mark.filter(|_| ct.commit);
@@ -135,7 +139,7 @@ impl Pipeline {
         // connection is closed.
         let ending = walk.key.tcp_flags & 0x005 != 0;
         if (verdict.changed || ending)
-            && let Some(conn) = verdict.conn
+            && let Some(conn) = verdict.conn.or(tuple)
         {
             self.conn_changed(&conn);
         }

@@ -359,3 +359,32 @@ fn echo_decisions_are_not_cached_for_their_identifier_is_not_in_the_key() {
         Some(DropReason::Rule)
     );
 }
+
+#[test]
+fn a_connection_a_reopening_syn_removes_takes_its_cached_decisions_with_it() {
+    let mut p = Pipeline::new(config(FIREWALL), 256);
+    let a = |p: &mut Pipeline, flags, seq, ack, now| {
+        send(p, &segment(true, 40000, 80, flags, seq, ack), 1, now)
+    };
+    let b = |p: &mut Pipeline, flags, seq, ack, now| {
+        send(p, &segment(false, 80, 40000, flags, seq, ack), 2, now)
+    };
+    a(&mut p, SYN, 1000, 0, 1);
+    b(&mut p, SYN | ACK, 5000, 1001, 2);
+    assert_eq!(a(&mut p, ACK, 1001, 5001, 3).steps(), out(2));
+    b(&mut p, RST | ACK, 5001, 1001, 4);
+    // A straggler of the closed connection passes (and is cached).
+    assert_eq!(a(&mut p, ACK, 1001, 5001, 5).steps(), out(2));
+    assert_eq!(a(&mut p, ACK, 1001, 5001, 6).steps(), out(2));
+    // B's SYN on the closed connection's ports ends it (and, new from B, is dropped).
+    assert_eq!(
+        b(&mut p, SYN, 7000, 0, 7).drop_reason(),
+        Some(DropReason::Rule)
+    );
+    assert!(p.connections().is_empty());
+    // Nothing of the connection is left, so A's next ACK belongs to none.
+    assert_eq!(
+        a(&mut p, ACK, 1001, 5001, 8).drop_reason(),
+        Some(DropReason::Rule)
+    );
+}
