@@ -202,3 +202,38 @@ fn zones_keep_two_tenants_with_the_same_addresses_apart() {
     );
     assert_eq!(one.ask("echo still"), "got still");
 }
+
+/// The tracker's connections are not saved: a restarted xvsd starts with none. A connection
+/// through the firewall goes on all the same once its opener speaks, as in OVS and Linux: the
+/// opener's next segment picks it up mid-stream and the other side's answer establishes it.
+#[test]
+fn a_connection_goes_on_across_a_restart_once_its_opener_speaks() {
+    let Some(mut lab) = Lab::new("a_connection_goes_on_across_a_restart_once_its_opener_speaks")
+    else {
+        return;
+    };
+    if !lab.require("python3") {
+        return;
+    }
+    let a = lab.container(1, 45);
+    let b = lab.container(2, 45);
+    let mut d = lab.xvsd(&[&a.port, &b.port], &[]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    server(&mut lab, &b, 8080);
+    add_flows(&d, &firewall(&a.port));
+    let mut conn = Conn::open(&a, &b.ip, 8080, 0).expect("A opens a connection to B");
+    assert_eq!(conn.ask("echo before"), "got before");
+    d.kill9();
+    let d = lab.xvsd(&[], &[]);
+    assert!(connections(&d).is_empty(), "a new tracker");
+    assert_eq!(conn.ask("echo after"), "got after");
+    let table = connections(&d);
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert_eq!(table[0]["state"], "ESTABLISHED", "{table:?}");
+    assert_eq!(conn.ask("bulk"), "got 8000001");
+    // B still cannot open one.
+    assert_eq!(
+        Conn::open(&b, &a.ip, 9090, 0).err().as_deref(),
+        Some("failed TimeoutError")
+    );
+}

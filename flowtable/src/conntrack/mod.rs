@@ -12,7 +12,8 @@
 //! - **No connection**: a packet that may open one is `NEW|TRK`, committed or not; only a
 //!   commit stores it (unless the table holds `max_connections`: counted in
 //!   [`CtStats::full`], the packet still sees `NEW`). A packet that may not open one (a TCP
-//!   segment other than SYN — including SYN+ACK —, an ICMP echo reply) is `INV|TRK`.
+//!   SYN+ACK, FIN or RST; an ICMP echo reply) is `INV|TRK`. A TCP ACK without SYN, FIN or
+//!   RST picks an established stream up mid-stream (see below).
 //! - **`EST`** as ovs-fields(7) defines it: a committed connection whose packets were seen in
 //!   both directions. The first valid reply-direction packet and everything after it are
 //!   `EST`; original-direction packets before any reply are `NEW` (a retransmitted SYN is
@@ -49,8 +50,10 @@
 //!   timeout of the state it leaves the connection in.
 //!
 //! # Where xvs differs from OVS
-//! - OVS lets a TCP segment without SYN (a plain ACK) pick up an established stream
-//!   (`tcp_valid_new`); xvs marks it `INV` and never commits it.
+//! - A TCP segment opens a connection if it is a SYN, or an ACK without SYN, FIN or RST
+//!   (picked up mid-stream, as OVS's `tcp_valid_new` and Linux's `nf_conntrack_tcp_loose`
+//!   allow; such a connection's windows are not checked, its scale being unknown); OVS also
+//!   lets a FIN or RST open one, xvs (as Linux) does not.
 //! - OVS reports `EST` for any TCP segment that passes the window checks, even from the
 //!   original side before a reply; xvs reports `NEW` until a reply was seen (ovs-fields'
 //!   definition). For UDP and ICMP the two agree.
@@ -377,7 +380,7 @@ impl Conntrack {
             CtL4::Tcp(seg) if tcp::valid_new(seg) => (
                 ProtoState::Tcp(TcpConn::new(seg)),
                 Timeout::TcpSynSent,
-                seg.from_key,
+                seg.from_key || tcp::picked_up(seg),
             ),
             CtL4::Udp | CtL4::Other => (ProtoState::Other, Timeout::UdpFirst, false),
             CtL4::IcmpEcho { reply: false } => (ProtoState::IcmpEcho, Timeout::IcmpFirst, false),

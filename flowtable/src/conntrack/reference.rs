@@ -214,7 +214,11 @@ impl Model {
             }
         }
         let may_open = match pkt.l4 {
-            CtL4::Tcp(_) => !bad_flags && flags & (SYN | ACK) == SYN,
+            CtL4::Tcp(_) => {
+                !bad_flags
+                    && (flags & (SYN | ACK) == SYN
+                        || (flags & ACK != 0 && flags & (SYN | FIN | RST) == 0))
+            }
             CtL4::IcmpEcho { reply } => !reply,
             _ => true,
         };

@@ -66,11 +66,22 @@ pub(super) fn invalid_flags(flags: u8) -> bool {
     flags & f::ACK == 0 && flags & (f::FIN | f::PSH | f::URG) != 0
 }
 
-/// Whether `seg` may open a connection: valid flags, SYN without ACK (OVS also lets a
-/// plain ACK pick up an established stream; xvs does not, see the module doc).
+/// Whether `seg` may open a connection: valid flags, and a SYN without ACK, or a segment of
+/// a stream already under way (ACK without SYN, FIN or RST), which picks the connection up
+/// mid-stream, as Linux (`nf_conntrack_tcp_loose`) and OVS (`tcp_valid_new`) do: a restarted
+/// switch, or one put in the path of live connections, keeps them. A SYN+ACK, a FIN or a RST
+/// opens nothing (OVS lets the last two open one; Linux does not).
 pub(super) fn valid_new(seg: &TcpSegment) -> bool {
     (seg.from_key && seg.flags == 0)
-        || (!invalid_flags(seg.flags) && seg.flags & (f::SYN | f::ACK) == f::SYN)
+        || (!invalid_flags(seg.flags)
+            && (seg.flags & (f::SYN | f::ACK) == f::SYN
+                || (seg.flags & f::ACK != 0 && seg.flags & (f::SYN | f::FIN | f::RST) == 0)))
+}
+
+/// Whether a connection `seg` opens is picked up mid-stream (no SYN seen): its window scale
+/// is unknown, so its windows are not checked (Linux marks such connections liberal too).
+pub(super) fn picked_up(seg: &TcpSegment) -> bool {
+    seg.flags & f::SYN == 0
 }
 
 fn seq_geq(a: u32, b: u32) -> bool {

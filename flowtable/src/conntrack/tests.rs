@@ -298,19 +298,47 @@ fn retransmitted_syn_stays_new_and_uncommitted_stores_nothing() {
 }
 
 #[test]
-fn non_syn_first_packets_are_invalid_and_not_committed() {
+fn syn_ack_fin_and_rst_open_nothing() {
     let mut ct = Conntrack::new(CtConfig::default());
     let f = Flow {
         zone: 0,
         a_seq: 1,
         b_seq: 1,
     };
-    for flags in [ACK, SYN | ACK, FIN | ACK, RST] {
+    for flags in [SYN | ACK, FIN | ACK, RST, RST | ACK] {
         let v = ct.process(&f.a(flags), true, None, 0);
         assert_eq!(v.state, state::TRK | state::INV, "flags {flags:#x}");
     }
     assert!(ct.is_empty());
     assert_eq!(ct.stats().invalid, 4);
+}
+
+/// A stream already under way (a restarted switch, or one put in its path) is picked up by
+/// its next ACK, as OVS and Linux do: committed as new, established by the other side's next
+/// segment, its windows unchecked (their scale is unknown), and closed by FINs as any other.
+#[test]
+fn an_ack_picks_a_stream_up_mid_way() {
+    let mut ct = Conntrack::new(CtConfig::default());
+    let f = Flow {
+        zone: 0,
+        a_seq: 70_000,
+        b_seq: 900_000,
+    };
+    let v = ct.process(&with_payload(f.a(ACK | PSH), 100), true, None, 0);
+    assert_eq!(v.state, state::TRK | state::NEW);
+    assert!(v.conn.is_some() && v.changed);
+    assert!(ct.iter().next().is_some_and(|c| c.liberal));
+    let v = ct.process(&with_payload(f.b(ACK), 60_000), false, None, S);
+    assert_eq!(v.state, state::TRK | state::EST | state::RPL);
+    let v = ct.process(&f.a(ACK), false, None, S);
+    assert_eq!(v.state, state::TRK | state::EST);
+    // Uncommitted, it leaves nothing.
+    let mut other = Conntrack::new(CtConfig::default());
+    assert_eq!(
+        other.process(&f.b(ACK), false, None, 0).state,
+        state::TRK | state::NEW
+    );
+    assert!(other.is_empty());
 }
 
 #[test]

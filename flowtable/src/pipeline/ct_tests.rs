@@ -382,9 +382,18 @@ fn a_connection_a_reopening_syn_removes_takes_its_cached_decisions_with_it() {
         Some(DropReason::Rule)
     );
     assert!(p.connections().is_empty());
-    // Nothing of the connection is left, so A's next ACK belongs to none.
+    // Nothing of the connection is left: A's next ACK is no cache hit but shown to the
+    // tracker, which picks a new connection up with it (an ACK may, from the side allowed to
+    // open).
+    let misses = p.stats().cache_misses;
+    assert_eq!(a(&mut p, ACK, 1001, 5001, 8).steps(), out(2));
+    assert_eq!(p.stats().cache_misses, misses + 1, "decided afresh");
+    assert_eq!(p.connections().len(), 1);
+    // From B, which may not open one, the same is dropped.
+    let mut p = Pipeline::new(config(FIREWALL), 256);
     assert_eq!(
-        a(&mut p, ACK, 1001, 5001, 8).drop_reason(),
+        b(&mut p, ACK, 5001, 1001, 1).drop_reason(),
         Some(DropReason::Rule)
     );
+    assert!(p.connections().is_empty());
 }
