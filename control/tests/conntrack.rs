@@ -241,7 +241,63 @@ fn a_connection_goes_on_across_a_restart_once_its_opener_speaks() {
     assert_eq!(table.len(), 1, "{table:?}");
     assert_eq!(table[0]["state"], "ESTABLISHED", "{table:?}");
     assert_eq!(conn.ask("bulk"), "got 8000001");
+    // flush-conntrack forgets it too (and every decision that used it); it goes on the same.
+    let flushed = d.call("flush-conntrack", json!({}))["flushed"]
+        .as_u64()
+        .unwrap();
+    assert!(flushed >= 1);
+    assert!(connections_to(&d, 8080).is_empty());
+    assert_eq!(conn.ask("echo flushed"), "got flushed");
+    assert_eq!(connections_to(&d, 8080).len(), 1);
     // B still cannot open one.
+    assert_eq!(
+        Conn::open(&b, &a.ip, 9090, 0).err().as_deref(),
+        Some("failed TimeoutError")
+    );
+}
+
+/// Two workers, each serving one queue of each port: a connection's two directions may be
+/// decided by different workers, which track it in one table. Eight TCP streams from A go
+/// through the firewall on the workers' path (fast path off) and B still cannot open one.
+#[test]
+fn two_workers_track_in_one_table() {
+    let Some(mut lab) = Lab::new("two_workers_track_in_one_table") else {
+        return;
+    };
+    if !lab.require("iperf3") || !lab.require("python3") {
+        return;
+    }
+    let a = lab.container_with_queues(1, 46, 2);
+    let b = lab.container_with_queues(2, 46, 2);
+    let d = lab.xvsd(
+        &[&a.port, &b.port],
+        &["--cpus", "0,1", "--fast-path", "off"],
+    );
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    server(&mut lab, &a, 9090);
+    add_flows(&d, &firewall(&a.port));
+    let srv = b.spawn(&["iperf3", "-s", "-1", "-B", &b.ip]);
+    lab.keep(srv);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = a.exec(&["iperf3", "-c", &b.ip, "-t", "3", "-P", "8", "-J"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+    assert!(v.get("error").is_none(), "iperf3 failed: {}", v["error"]);
+    let streams = v["end"]["streams"].as_array().expect("streams");
+    assert_eq!(streams.len(), 8);
+    for s in streams {
+        let bytes = s["receiver"]["bytes"].as_u64().unwrap_or(0);
+        assert!(bytes > 100_000, "a stream stalled: {s}");
+    }
+    let ports = d.call("dump-ports", json!({}));
+    for w in ports["workers"].as_array().unwrap() {
+        let rx: u64 = w["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["rx_packets"].as_u64().unwrap())
+            .sum();
+        assert!(rx > 100, "worker {} decided nothing: {ports}", w["id"]);
+    }
     assert_eq!(
         Conn::open(&b, &a.ip, 9090, 0).err().as_deref(),
         Some("failed TimeoutError")
