@@ -252,11 +252,37 @@ impl Daemon {
     /// The state or a link could not be saved; the switch is stopped anyway.
     pub fn hand_over(self) -> Result<usize, RpcError> {
         let saved = self.save();
+        if let Some(store) = &self.store {
+            let connections = self.switch.save_conntrack();
+            match store.save_connections(&connections) {
+                Ok(()) => tracing::info!(
+                    connections = connections.len(),
+                    "connections left for the successor"
+                ),
+                Err(e) => tracing::warn!(
+                    "connections not left for the successor (they will be picked up by their next segments): {e}"
+                ),
+            }
+        }
         let pinned = self
             .switch
             .hand_over()
             .map_err(|e| RpcError::new(code::DATAPLANE, e.to_string()))?;
         saved.map(|()| pinned)
+    }
+
+    /// Takes the tracked connections a predecessor left on a planned restart (see
+    /// `Store::take_connections`), so that established connections through `ct` rules go on
+    /// whichever side speaks first.
+    pub fn take_connections(&mut self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let saved = store.take_connections();
+        if !saved.is_empty() {
+            let taken = self.switch.restore_conntrack(&saved);
+            tracing::info!(taken, "connections taken over from the predecessor");
+        }
     }
 
     /// Ends a start-up: links a predecessor handed over that no port took are removed.

@@ -7,15 +7,21 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use flowtable::conntrack::{ConnKey, SavedConn};
 use xvs_proto::state::DesiredState;
 
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/xvs";
 
 const FILE: &str = "state.json";
+/// The connections a daemon handing over leaves its successor.
+const CONNECTIONS: &str = "connections.handover.json";
+/// A handover's connections older than this are not taken (a handover nobody took at once).
+const CONNECTIONS_MAX_AGE_MS: u64 = 60_000;
 
 /// Why the saved state cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +163,50 @@ impl Store {
         Ok(Some(aside))
     }
 
+    /// Leaves `connections` (as of now) for the successor of a planned restart.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn save_connections(&self, connections: &[SavedConn]) -> Result<(), StoreError> {
+        let file = HandedOver {
+            written_ms: unix_ms(),
+            connections: connections.iter().map(ConnRecord::from).collect(),
+        };
+        let text = serde_json::to_vec(&file).expect("connections serialize");
+        let tmp = self.dir.join(format!("{CONNECTIONS}.tmp"));
+        fs::write(&tmp, &text).map_err(io_error(&tmp))?;
+        let path = self.dir.join(CONNECTIONS);
+        fs::rename(&tmp, &path).map_err(io_error(&path))
+    }
+
+    /// Takes (and removes) the connections a predecessor left, their timeouts shortened by
+    /// the time since; nothing if there are none, if they are older than a minute, or if the
+    /// file does not read (said in the log: connections are then picked up by their next
+    /// segments instead).
+    pub fn take_connections(&self) -> Vec<SavedConn> {
+        let path = self.dir.join(CONNECTIONS);
+        let Ok(text) = fs::read(&path) else {
+            return Vec::new();
+        };
+        let _ = fs::remove_file(&path);
+        let file: HandedOver = match serde_json::from_slice(&text) {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::warn!("{}: not taken: {e}", path.display());
+                return Vec::new();
+            }
+        };
+        let age_ms = unix_ms().saturating_sub(file.written_ms);
+        if age_ms > CONNECTIONS_MAX_AGE_MS {
+            tracing::info!(age_ms, "{}: too old, not taken", path.display());
+            return Vec::new();
+        }
+        file.connections
+            .iter()
+            .filter_map(|c| c.to_saved(age_ms * 1_000_000))
+            .collect()
+    }
+
     /// Saves `state`: when this returns, the file on disk is `state` even after a crash.
     ///
     /// # Errors
@@ -174,6 +224,92 @@ impl Store {
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(io_error(&self.dir))
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The connections file of a handover.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct HandedOver {
+    /// When it was written (ms since the Unix epoch).
+    written_ms: u64,
+    connections: Vec<ConnRecord>,
+}
+
+/// One connection in the file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ConnRecord {
+    zone: u16,
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    src_port: u16,
+    dst_port: u16,
+    icmp_id: u16,
+    seen_reply: bool,
+    mark: u32,
+    remaining_ns: u64,
+}
+
+impl From<&SavedConn> for ConnRecord {
+    fn from(c: &SavedConn) -> ConnRecord {
+        let ip = |bits: u128| {
+            if c.key.ipv6 {
+                IpAddr::V6(Ipv6Addr::from(bits))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(bits as u32))
+            }
+        };
+        ConnRecord {
+            zone: c.key.zone,
+            proto: c.key.proto,
+            src: ip(c.key.src),
+            dst: ip(c.key.dst),
+            src_port: c.key.src_port,
+            dst_port: c.key.dst_port,
+            icmp_id: c.key.icmp_id,
+            seen_reply: c.seen_reply,
+            mark: c.mark,
+            remaining_ns: c.remaining_ns,
+        }
+    }
+}
+
+impl ConnRecord {
+    /// The connection, `elapsed_ns` later; `None` if it timed out meanwhile or its addresses
+    /// are of two families.
+    fn to_saved(&self, elapsed_ns: u64) -> Option<SavedConn> {
+        let bits = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        if self.src.is_ipv6() != self.dst.is_ipv6() {
+            return None;
+        }
+        let remaining_ns = self
+            .remaining_ns
+            .checked_sub(elapsed_ns)
+            .filter(|&r| r > 0)?;
+        Some(SavedConn {
+            key: ConnKey {
+                zone: self.zone,
+                ipv6: self.src.is_ipv6(),
+                proto: self.proto,
+                src: bits(self.src),
+                dst: bits(self.dst),
+                src_port: self.src_port,
+                dst_port: self.dst_port,
+                icmp_id: self.icmp_id,
+            },
+            seen_reply: self.seen_reply,
+            mark: self.mark,
+            remaining_ns,
+        })
     }
 }
 
@@ -230,6 +366,55 @@ mod tests {
         );
         assert_eq!(fs::read(&aside).unwrap(), b"{\"ports\": {\"veth1\": ");
         assert_eq!(store.load().unwrap(), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn handed_over_connections_are_taken_once_and_only_when_fresh() {
+        let dir = temp_dir("connections");
+        let store = Store::open(&dir).unwrap();
+        let conn = SavedConn {
+            key: ConnKey {
+                zone: 3,
+                ipv6: false,
+                proto: 6,
+                src: 0x0a00_0001,
+                dst: 0x0a00_0002,
+                src_port: 40000,
+                dst_port: 80,
+                icmp_id: 0,
+            },
+            seen_reply: true,
+            mark: 7,
+            remaining_ns: 3_600_000_000_000,
+        };
+        let v6 = SavedConn {
+            key: ConnKey {
+                ipv6: true,
+                proto: 17,
+                src: 0xfd00 << 112 | 1,
+                dst: 0xfd00 << 112 | 2,
+                ..conn.key
+            },
+            ..conn
+        };
+        assert!(store.take_connections().is_empty(), "none left yet");
+        store.save_connections(&[conn, v6]).unwrap();
+        let taken = store.take_connections();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0].key, conn.key);
+        assert_eq!(taken[1].key, v6.key);
+        assert!(taken[0].remaining_ns <= conn.remaining_ns);
+        assert_eq!((taken[0].mark, taken[0].seen_reply), (7, true));
+        assert!(store.take_connections().is_empty(), "taken once");
+        // Too old: a handover nobody took at once.
+        let stale = br#"{"written_ms":1000,"connections":[]}"#;
+        fs::write(dir.join(CONNECTIONS), stale).unwrap();
+        assert!(store.take_connections().is_empty());
+        // Not JSON: nothing taken, nothing kept.
+        fs::write(dir.join(CONNECTIONS), b"{").unwrap();
+        assert!(store.take_connections().is_empty());
+        assert!(!dir.join(CONNECTIONS).exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

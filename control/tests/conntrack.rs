@@ -303,3 +303,39 @@ fn two_workers_track_in_one_table() {
         Some("failed TimeoutError")
     );
 }
+
+/// A planned restart (SIGUSR2) hands the tracked connections to the successor with the
+/// ports' programs: an established connection goes on even when the side that may not open
+/// one speaks first (B answers a request A made before the handover, after it). Without the
+/// handed-over connections B's segments would be new ones from B, dropped.
+#[test]
+fn a_handover_carries_connections_to_the_successor() {
+    let Some(mut lab) = Lab::new("a_handover_carries_connections_to_the_successor") else {
+        return;
+    };
+    if !lab.require("python3") {
+        return;
+    }
+    let a = lab.container(1, 47);
+    let b = lab.container(2, 47);
+    let mut d = lab.xvsd(&[&a.port, &b.port], &[]);
+    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
+    server(&mut lab, &b, 8080);
+    add_flows(&d, &firewall(&a.port));
+    let mut conn = Conn::open(&a, &b.ip, 8080, 0).expect("A opens a connection to B");
+    assert_eq!(conn.ask("echo before"), "got before");
+    // B answers 2 s from now, once the successor runs.
+    conn.send("later 2");
+    let socket = d.socket.clone();
+    assert!(d.hand_over(), "xvsd did not hand over:\n{}", d.log());
+    let next = lab.xvsd_at(&socket, &[], &[]);
+    assert!(
+        next.log()
+            .contains("connections taken over from the predecessor"),
+        "{}",
+        next.log()
+    );
+    assert_eq!(conn.line(), "got late", "B spoke first, after the handover");
+    assert_eq!(connections_to(&next, 8080).len(), 1);
+    assert_eq!(conn.ask("bulk"), "got 8000001");
+}

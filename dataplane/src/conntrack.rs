@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use flowtable::conntrack::{ConnKey, Conntrack, CtConfig, CtPacket, CtStats, CtVerdict};
+use flowtable::conntrack::{ConnKey, Conntrack, CtConfig, CtPacket, CtStats, CtVerdict, SavedConn};
 use flowtable::pipeline::ConnTable;
 
 /// A [`Conntrack`] every worker of a switch uses.
@@ -30,6 +30,16 @@ impl SharedConntrack {
     /// Counters.
     pub fn stats(&self) -> CtStats {
         self.lock().stats()
+    }
+
+    /// The connections worth handing to a successor at `now` ([`Conntrack::save`]).
+    pub fn save(&self, now: u64) -> Vec<SavedConn> {
+        self.lock().save(now)
+    }
+
+    /// Takes connections a predecessor handed over ([`Conntrack::restore`]).
+    pub fn restore(&self, saved: &[SavedConn], now: u64) -> usize {
+        self.lock().restore(saved, now)
     }
 
     /// Forgets the connections of `zone` (every zone when `None`); returns how many went.

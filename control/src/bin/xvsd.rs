@@ -215,6 +215,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let switch = Switch::start(options, config)?;
     let state_file = store.path();
     let mut daemon = Daemon::new(switch, Some(store));
+    daemon.take_connections();
     if let Some(mut state) = saved {
         state.fast_path = fast_path;
         let absent = daemon

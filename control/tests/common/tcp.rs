@@ -8,7 +8,7 @@ use super::{Container, Lab};
 
 /// A TCP server: echoes each line; on "bulk" sends 8 MB and a newline.
 const SERVER: &str = r#"
-import socket, sys, threading
+import socket, sys, threading, time
 ip, port = sys.argv[1], int(sys.argv[2])
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -22,6 +22,9 @@ def serve(c):
         for line in f:
             if line.strip() == b"bulk":
                 c.sendall(b"x" * 8_000_000 + b"\n")
+            elif line.startswith(b"later "):
+                time.sleep(float(line.split()[1]))
+                c.sendall(b"late\n")
             else:
                 c.sendall(line)
     except OSError:
@@ -55,6 +58,9 @@ for line in sys.stdin:
     try:
         if cmd[0] == "echo":
             s.sendall(cmd[1].encode() + b"\n")
+            print("got", f.readline().decode().strip(), flush=True)
+        elif cmd[0] == "later":
+            s.sendall(("later " + cmd[1] + "\n").encode())
             print("got", f.readline().decode().strip(), flush=True)
         elif cmd[0] == "bulk":
             s.sendall(b"bulk\n")
@@ -120,15 +126,20 @@ impl Conn {
         }
     }
 
-    fn line(&mut self) -> String {
+    pub fn line(&mut self) -> String {
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         line.trim().to_owned()
     }
 
     pub fn ask(&mut self, command: &str) -> String {
-        writeln!(self.stdin, "{command}").unwrap();
+        self.send(command);
         self.line()
+    }
+
+    /// Gives the client a command without waiting for its line (read it with `line`).
+    pub fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").unwrap();
     }
 }
 

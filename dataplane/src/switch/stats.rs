@@ -146,6 +146,17 @@ impl Switch {
         Ok(n)
     }
 
+    /// The tracked connections worth handing to a successor (see `Conntrack::save`), their
+    /// timeouts as of now.
+    pub fn save_conntrack(&self) -> Vec<flowtable::conntrack::SavedConn> {
+        self.conntrack.save(self.now_ns())
+    }
+
+    /// Takes connections a predecessor handed over; returns how many.
+    pub fn restore_conntrack(&self, saved: &[flowtable::conntrack::SavedConn]) -> usize {
+        self.conntrack.restore(saved, self.now_ns())
+    }
+
     /// The tracked connections.
     pub fn connections(&self) -> Vec<flowtable::conntrack::ConnEntry> {
         use flowtable::pipeline::ConnTable;

@@ -235,6 +235,20 @@ pub struct CtStats {
     pub full: u64,
 }
 
+/// A connection as one tracker hands it to another (a switch to its successor on a planned
+/// restart): enough to go on with it, not its TCP windows (the new one skips their checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedConn {
+    /// Its key (original direction).
+    pub key: ConnKey,
+    /// Whether a reply was seen (its packets are `EST`).
+    pub seen_reply: bool,
+    /// Its mark.
+    pub mark: u32,
+    /// Nanoseconds left before it times out.
+    pub remaining_ns: u64,
+}
+
 /// One connection, for dumps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnEntry {
@@ -471,6 +485,67 @@ impl Conntrack {
             c.expiry = c.expiry.max(expiry);
             c.liberal = true;
         }
+    }
+
+    /// The connections worth carrying to a successor at `now`: the live ones that are
+    /// established TCP connections (no FIN or RST seen), or UDP and other protocols; not ICMP
+    /// echoes (short-lived) nor TCP connections opening or closing (a successor picks up or
+    /// lets go of those by their next segments).
+    pub fn save(&self, now: u64) -> Vec<SavedConn> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.expiry > now)
+            .filter(|(_, c)| match &c.proto {
+                ProtoState::Tcp(tcp) => tcp.is_established() && c.seen_reply,
+                ProtoState::Other => true,
+                ProtoState::IcmpEcho => false,
+            })
+            .map(|(key, c)| SavedConn {
+                key: *key,
+                seen_reply: c.seen_reply,
+                mark: c.mark,
+                remaining_ns: c.expiry - now,
+            })
+            .collect()
+    }
+
+    /// Takes the connections another tracker saved (see [`Conntrack::save`]) as of `now`:
+    /// each as it was there (TCP established, windows unchecked), within this tracker's size
+    /// cap; a key already here is left as it is. Returns how many were taken.
+    pub fn restore(&mut self, saved: &[SavedConn], now: u64) -> usize {
+        let mut taken = 0;
+        for s in saved {
+            if self.conns.len() >= self.config.max_connections {
+                break;
+            }
+            if self.conns.contains_key(&s.key) || self.conns.contains_key(&s.key.reversed()) {
+                continue;
+            }
+            let (proto, timeout) = match s.key.proto {
+                6 => (
+                    ProtoState::Tcp(TcpConn::established()),
+                    Timeout::TcpEstablished,
+                ),
+                1 | 58 => continue,
+                _ if s.seen_reply => (ProtoState::Other, Timeout::UdpMultiple),
+                _ => (ProtoState::Other, Timeout::UdpSingle),
+            };
+            let expiry = now.saturating_add(s.remaining_ns.min(timeout.duration(&self.config)));
+            self.conns.insert(
+                s.key,
+                Conn {
+                    proto,
+                    mark: s.mark,
+                    expiry,
+                    timeout,
+                    seen_reply: s.seen_reply,
+                    liberal: true,
+                },
+            );
+            self.earliest_expiry = self.earliest_expiry.min(expiry);
+            taken += 1;
+        }
+        taken
     }
 
     /// Removes the connections whose timeout passed (`expiry <= now`) and pushes their keys

@@ -127,6 +127,26 @@ impl TcpConn {
         TcpConn { peers: [src, dst] }
     }
 
+    /// A connection carried over from another tracker as established: both peers
+    /// established, windows unknown (the connection is liberal).
+    pub(super) fn established() -> TcpConn {
+        let peer = Peer {
+            seqlo: 0,
+            seqhi: 1,
+            max_win: 1,
+            wscale: 0,
+            state: PeerState::Established,
+        };
+        TcpConn {
+            peers: [peer, peer],
+        }
+    }
+
+    /// Whether both peers are established (no FIN or RST seen yet).
+    pub(super) fn is_established(&self) -> bool {
+        self.peers.iter().all(|p| p.state == PeerState::Established)
+    }
+
     /// Both peers have finished (both FINs acked, or a reset): a SYN may reopen it.
     pub(super) fn is_closed(&self) -> bool {
         self.peers.iter().all(|p| p.state >= PeerState::FinWait2)

@@ -704,3 +704,38 @@ fn from_key_traces_without_windows() {
     };
     assert!(CtPacket::from_key(&arp, 0).is_none());
 }
+
+/// A successor's tracker takes an established connection over and goes on with it: its
+/// packets are `EST` both ways at once (the successor never saw the handshake), a FIN still
+/// closes it; opening connections stay behind.
+#[test]
+fn saved_connections_go_on_in_another_tracker() {
+    let mut ct = Conntrack::new(CtConfig::default());
+    let f = handshake(&mut ct, 0, 0);
+    let syn = f.a(SYN);
+    let opening = CtPacket {
+        tuple: ConnKey {
+            src_port: 2000,
+            ..syn.tuple
+        },
+        ..syn
+    };
+    ct.process(&opening, true, None, 0);
+    assert_eq!(ct.len(), 2);
+    let saved = ct.save(S);
+    assert_eq!(saved.len(), 1, "only the established one: {saved:?}");
+    assert!(saved[0].remaining_ns > 0 && saved[0].seen_reply);
+
+    let mut next = Conntrack::new(CtConfig::default());
+    assert_eq!(next.restore(&saved, 0), 1);
+    assert_eq!(next.restore(&saved, 0), 0, "not twice");
+    let v = next.process(&with_payload(f.b(ACK | PSH), 10_000), false, None, S);
+    assert_eq!(v.state, state::TRK | state::EST | state::RPL);
+    let v = next.process(&f.a(ACK), false, None, S);
+    assert_eq!(v.state, state::TRK | state::EST);
+    next.process(&f.a(FIN | ACK), false, None, S);
+    next.process(&f.b(FIN | ACK), false, None, S);
+    let v = next.process(&f.a(ACK), false, None, S);
+    assert!(v.changed, "closed");
+    assert!(next.iter().all(|c| c.state != "ESTABLISHED"));
+}
