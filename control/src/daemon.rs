@@ -316,7 +316,10 @@ impl Daemon {
         let live = self.switch.config().clone();
         let mut timed = Vec::new();
         let mut flows = BTreeMap::new();
-        for rule in &self.desired.rules {
+        // The stored text is canonical (`format_rule`), which names a timeout only when it
+        // is set: the rules without one are not parsed every second.
+        let timed_text = |r: &&state::Rule| r.flow.contains("_timeout=");
+        for rule in self.desired.rules.iter().filter(timed_text) {
             let Ok(compiled) = compile(rule, &live) else {
                 continue;
             };

@@ -315,13 +315,6 @@ impl Daemon {
             .filter(|c| p.zone.is_none_or(|z| z == c.key.zone))
             .map(|c| {
                 let k = &c.key;
-                let ip = |a: u128| {
-                    if k.ipv6 {
-                        std::net::Ipv6Addr::from(a).to_string()
-                    } else {
-                        std::net::Ipv4Addr::from(a as u32).to_string()
-                    }
-                };
                 let proto = match k.proto {
                     6 => "tcp".to_string(),
                     17 => "udp".to_string(),
@@ -336,7 +329,7 @@ impl Daemon {
                 ConnInfo {
                     zone: k.zone,
                     proto,
-                    orig: format!("src={},dst={},{ports}", ip(k.src), ip(k.dst)),
+                    orig: format!("src={},dst={},{ports}", k.src_ip(), k.dst_ip()),
                     state: c.state.to_string(),
                     mark: c.mark,
                 }

@@ -7,7 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -258,18 +258,11 @@ struct ConnRecord {
 
 impl From<&SavedConn> for ConnRecord {
     fn from(c: &SavedConn) -> ConnRecord {
-        let ip = |bits: u128| {
-            if c.key.ipv6 {
-                IpAddr::V6(Ipv6Addr::from(bits))
-            } else {
-                IpAddr::V4(Ipv4Addr::from(bits as u32))
-            }
-        };
         ConnRecord {
             zone: c.key.zone,
             proto: c.key.proto,
-            src: ip(c.key.src),
-            dst: ip(c.key.dst),
+            src: c.key.src_ip(),
+            dst: c.key.dst_ip(),
             src_port: c.key.src_port,
             dst_port: c.key.dst_port,
             icmp_id: c.key.icmp_id,

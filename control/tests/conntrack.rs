@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::tcp::{Conn, server};
-use common::{Daemon, Lab};
+use common::{Container, Daemon, Lab};
 use serde_json::{Value, json};
 
 fn add_flows(d: &Daemon, flows: &[String]) {
@@ -213,26 +213,39 @@ fn zones_keep_two_tenants_with_the_same_addresses_apart() {
     assert_eq!(one.ask("echo still"), "got still");
 }
 
-/// The tracker's connections are not saved: a restarted xvsd starts with none. A connection
-/// through the firewall goes on all the same once its opener speaks, as in OVS and Linux: the
-/// opener's next segment picks it up mid-stream and the other side's answer establishes it.
-#[test]
-fn a_connection_goes_on_across_a_restart_once_its_opener_speaks() {
-    let Some(mut lab) = Lab::new("a_connection_goes_on_across_a_restart_once_its_opener_speaks")
-    else {
-        return;
-    };
+/// Containers A and B on `net`, an xvsd switching them, a server in B on 8080, the firewall
+/// (A may open connections), and A's connection to B's server, answered once; `None` where the
+/// test cannot run.
+fn firewall_with_a_connection(
+    test: &str,
+    net: u8,
+) -> Option<(Lab, Container, Container, Daemon, Conn)> {
+    let mut lab = Lab::new(test)?;
     if !lab.require("python3") {
-        return;
+        return None;
     }
-    let a = lab.container(1, 45);
-    let b = lab.container(2, 45);
-    let mut d = lab.xvsd(&[&a.port, &b.port], &[]);
+    let a = lab.container(1, net);
+    let b = lab.container(2, net);
+    let d = lab.xvsd(&[&a.port, &b.port], &[]);
     assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
     server(&mut lab, &b, 8080);
     add_flows(&d, &firewall(&a.port));
     let mut conn = Conn::open(&a, &b.ip, 8080, 0).expect("A opens a connection to B");
     assert_eq!(conn.ask("echo before"), "got before");
+    Some((lab, a, b, d, conn))
+}
+
+/// The tracker's connections are not saved: a restarted xvsd starts with none. A connection
+/// through the firewall goes on all the same once its opener speaks, as in OVS and Linux: the
+/// opener's next segment picks it up mid-stream and the other side's answer establishes it.
+#[test]
+fn a_connection_goes_on_across_a_restart_once_its_opener_speaks() {
+    let Some((mut lab, a, b, mut d, mut conn)) = firewall_with_a_connection(
+        "a_connection_goes_on_across_a_restart_once_its_opener_speaks",
+        45,
+    ) else {
+        return;
+    };
     d.kill9();
     let d = lab.xvsd(&[], &[]);
     assert!(connections_to(&d, 8080).is_empty(), "a new tracker");
@@ -276,12 +289,7 @@ fn two_workers_track_in_one_table() {
     assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
     server(&mut lab, &a, 9090);
     add_flows(&d, &firewall(&a.port));
-    let srv = b.spawn(&["iperf3", "-s", "-1", "-B", &b.ip]);
-    lab.keep(srv);
-    std::thread::sleep(Duration::from_millis(500));
-    let out = a.exec(&["iperf3", "-c", &b.ip, "-t", "3", "-P", "8", "-J"]);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
-    assert!(v.get("error").is_none(), "iperf3 failed: {}", v["error"]);
+    let v = common::iperf_json(&mut lab, &a, &b, 3, 8);
     let streams = v["end"]["streams"].as_array().expect("streams");
     assert_eq!(streams.len(), 8);
     for s in streams {
@@ -310,20 +318,11 @@ fn two_workers_track_in_one_table() {
 /// handed-over connections B's segments would be new ones from B, dropped.
 #[test]
 fn a_handover_carries_connections_to_the_successor() {
-    let Some(mut lab) = Lab::new("a_handover_carries_connections_to_the_successor") else {
+    let Some((mut lab, _, _, mut d, mut conn)) =
+        firewall_with_a_connection("a_handover_carries_connections_to_the_successor", 47)
+    else {
         return;
     };
-    if !lab.require("python3") {
-        return;
-    }
-    let a = lab.container(1, 47);
-    let b = lab.container(2, 47);
-    let mut d = lab.xvsd(&[&a.port, &b.port], &[]);
-    assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
-    server(&mut lab, &b, 8080);
-    add_flows(&d, &firewall(&a.port));
-    let mut conn = Conn::open(&a, &b.ip, 8080, 0).expect("A opens a connection to B");
-    assert_eq!(conn.ask("echo before"), "got before");
     // B answers 2 s from now, once the successor runs.
     conn.send("later 2");
     let socket = d.socket.clone();

@@ -43,11 +43,7 @@ fn every_queue_of_a_multiqueue_veth_is_served() {
             );
         }
         assert!(a.wait_ping(&b.ip, Duration::from_secs(5)));
-        let srv = b.spawn(&["iperf3", "-s", "-1", "-B", &b.ip]);
-        lab.keep(srv);
-        std::thread::sleep(Duration::from_millis(500));
-        let out = a.exec(&["iperf3", "-c", &b.ip, "-t", "4", "-P", "8", "-J"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+        let v = common::iperf_json(&mut lab, &a, &b, 4, 8);
         let rate = v["end"]["sum_received"]["bits_per_second"]
             .as_f64()
             .unwrap_or(0.0)

@@ -27,11 +27,6 @@ impl SharedConntrack {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counters.
-    pub fn stats(&self) -> CtStats {
-        self.lock().stats()
-    }
-
     /// The connections worth handing to a successor at `now` ([`Conntrack::save`]).
     pub fn save(&self, now: u64) -> Vec<SavedConn> {
         self.lock().save(now)
@@ -68,6 +63,10 @@ impl ConnTable for SharedConntrack {
 
     fn expire(&mut self, now: u64, out: &mut Vec<ConnKey>) {
         self.lock().expire(now, out);
+    }
+
+    fn stats(&self) -> CtStats {
+        self.lock().stats()
     }
 
     fn snapshot(&self) -> Conntrack {

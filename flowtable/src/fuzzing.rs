@@ -150,6 +150,17 @@ struct Record<'a> {
     frame: &'a [u8],
 }
 
+/// Moves the clock past `record`'s gap, and past a sweep of both pipelines if it asks.
+fn advance(now: &mut u64, record: &Record<'_>, pipelines: [&mut Pipeline; 2]) {
+    *now += record.gap;
+    if record.tick {
+        *now += 2 * crate::pipeline::SWEEP_INTERVAL_NS;
+        for pipeline in pipelines {
+            pipeline.tick(*now);
+        }
+    }
+}
+
 /// Splits an input into records: a control byte (bits 0–2: in-port 0–7, of which 1–5 exist;
 /// bit 3: upcall prefix; bit 4: sweep first; bit 5: the previous frame again, no length and
 /// bytes follow; bits 6–7: time step), then a big-endian 16-bit length and that many bytes
@@ -208,12 +219,7 @@ pub fn frame_pipeline(data: &[u8]) {
     reference.set_caching(false);
     let mut now = 1_000_000_000u64;
     for record in records(data).take(64) {
-        now += record.gap;
-        if record.tick {
-            now += 2 * crate::pipeline::SWEEP_INTERVAL_NS;
-            cached.tick(now);
-            reference.tick(now);
-        }
+        advance(&mut now, &record, [&mut cached, &mut reference]);
         let mut buffer = vec![0u8; HEADROOM + record.frame.len() + TAILROOM];
         buffer[HEADROOM..HEADROOM + record.frame.len()].copy_from_slice(record.frame);
         let (mut offset, mut len, mut in_port) = (HEADROOM, record.frame.len(), record.in_port);
@@ -620,12 +626,7 @@ pub fn conntrack_pipeline(data: &[u8]) {
     reference.set_caching(false);
     let mut now = 1_000_000_000u64;
     for record in records(data).take(64) {
-        now += record.gap;
-        if record.tick {
-            now += 2 * crate::pipeline::SWEEP_INTERVAL_NS;
-            cached.tick(now);
-            reference.tick(now);
-        }
+        advance(&mut now, &record, [&mut cached, &mut reference]);
         let frame = record.frame;
         let Ok((key, layout)) = FlowKey::extract(frame, record.in_port) else {
             continue;

@@ -6,23 +6,7 @@ use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut inputs = Vec::new();
-    for kind in ["seeds", "corpus", "regressions"] {
-        if let Ok(entries) = std::fs::read_dir(fuzz.join(kind).join(target)) {
-            inputs.extend(entries.map(|e| e.expect("a directory entry").path()));
-        }
-    }
-    assert!(
-        !inputs.is_empty(),
-        "no inputs for {target} in {}",
-        fuzz.display()
-    );
-    inputs.sort();
-    for path in inputs {
-        let input = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let outcome = std::panic::catch_unwind(|| check(&input));
-        assert!(outcome.is_ok(), "{target} fails on {}", path.display());
-    }
+    xvs_testkit::replay_fuzz_inputs(&fuzz, target, check);
 }
 
 #[test]

@@ -507,17 +507,38 @@ impl Drop for Lab {
     }
 }
 
-/// Runs iperf3 TCP from `client` to `server` for `secs` seconds; returns Gbit/s received.
-pub fn iperf_tcp(lab: &mut Lab, client: &Container, server: &Container, secs: u32) -> f64 {
+/// Runs iperf3 TCP from `client` to `server` for `secs` seconds with `streams` parallel
+/// streams; returns iperf3's JSON report (checked to hold no error).
+pub fn iperf_json(
+    lab: &mut Lab,
+    client: &Container,
+    server: &Container,
+    secs: u32,
+    streams: u32,
+) -> Value {
     let srv = server.spawn(&["iperf3", "-s", "-1", "-B", &server.ip]);
     lab.keep(srv);
     std::thread::sleep(Duration::from_millis(500));
-    let out = client.exec(&["iperf3", "-c", &server.ip, "-t", &secs.to_string(), "-J"]);
+    let out = client.exec(&[
+        "iperf3",
+        "-c",
+        &server.ip,
+        "-t",
+        &secs.to_string(),
+        "-P",
+        &streams.to_string(),
+        "-J",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("iperf3 output is not JSON ({e}): {text}"));
     assert!(v.get("error").is_none(), "iperf3 failed: {}", v["error"]);
-    v["end"]["sum_received"]["bits_per_second"]
+    v
+}
+
+/// Runs iperf3 TCP from `client` to `server` for `secs` seconds; returns Gbit/s received.
+pub fn iperf_tcp(lab: &mut Lab, client: &Container, server: &Container, secs: u32) -> f64 {
+    iperf_json(lab, client, server, secs, 1)["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .expect("iperf3 reports a rate")
         / 1e9

@@ -50,6 +50,8 @@ pub(crate) mod offloader;
 pub(crate) mod policy;
 pub mod program;
 pub mod tc_program;
+#[cfg(test)]
+mod test_frames;
 
 pub use maps::FastPathMaps;
 pub use offloader::FastEntry;

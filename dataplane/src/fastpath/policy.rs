@@ -165,14 +165,10 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn offload_choices() {
-        let key = FlowKey {
-            dl_type: EtherType::IPV6,
-            ..FlowKey::default()
-        };
+    /// A configuration with ports 1..=`n`, every VLAN.
+    fn ports(n: u16) -> flowtable::Config {
         let mut config = flowtable::Config::default();
-        for id in 1..=3 {
+        for id in 1..=n {
             config.set_port(flowtable::PortConfig {
                 id,
                 name: format!("p{id}"),
@@ -181,6 +177,16 @@ mod tests {
                 security: Default::default(),
             });
         }
+        config
+    }
+
+    #[test]
+    fn offload_choices() {
+        let key = FlowKey {
+            dl_type: EtherType::IPV6,
+            ..FlowKey::default()
+        };
+        let mut config = ports(3);
         let out = Decision::output(3, Some(EgressTag::Tagged(5)));
         let a = offload(&key, &out, &config).unwrap();
         assert_eq!((a.out_port, a.vlan_op, a.vid), (Some(3), VlanOp::Push, 5));
@@ -261,17 +267,8 @@ mod tests {
     /// they come in the decision: the kernel programs rewrite no IP or L4 header.
     #[test]
     fn header_rewrites_stay_in_userspace() {
-        let mut config = flowtable::Config::default();
+        let mut config = ports(2);
         config.loop_guard_pps = 0;
-        for id in 1..=2 {
-            config.set_port(flowtable::PortConfig {
-                id,
-                name: format!("p{id}"),
-                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
-                vlan: flowtable::VlanMode::All,
-                security: Default::default(),
-            });
-        }
         let key = FlowKey {
             in_port: 1,
             dl_type: EtherType::IPV4,
@@ -315,18 +312,9 @@ mod tests {
     /// sender's next request, for the router's address, which the router answers.
     #[test]
     fn broadcasts_a_router_may_answer_stay_in_userspace() {
-        let mut config = flowtable::Config::default();
+        let mut config = ports(2);
         // (With the loop guard on, no broadcast is offloaded at all.)
         config.loop_guard_pps = 0;
-        for id in 1..=2 {
-            config.set_port(flowtable::PortConfig {
-                id,
-                name: format!("p{id}"),
-                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
-                vlan: flowtable::VlanMode::All,
-                security: Default::default(),
-            });
-        }
         let flood = Decision::from_steps(&[Step::Flood { vlan: 0, except: 1 }]);
         let broadcast = |dl_type| FlowKey {
             in_port: 1,
@@ -368,16 +356,7 @@ mod tests {
     fn invalid_sources_stay_out_of_the_kernel() {
         use crate::fastpath::abi::KernelKey;
 
-        let mut config = flowtable::Config::default();
-        for id in 1..=2 {
-            config.set_port(flowtable::PortConfig {
-                id,
-                name: format!("p{id}"),
-                mac: EthernetAddress([2, 0, 0, 0, 0, id as u8]),
-                vlan: flowtable::VlanMode::All,
-                security: Default::default(),
-            });
-        }
+        let config = ports(2);
         let mut pipeline = flowtable::Pipeline::new(std::sync::Arc::new(config.clone()), 64);
         let valid = FlowKey {
             in_port: 1,

@@ -250,28 +250,8 @@ mod tests {
     use xvs_sys::bpf::{load_sched_cls, prog_test_run_output};
 
     use super::super::abi::{KernelKey, KernelValue};
+    use super::super::test_frames::{UDP, tcp};
     use super::*;
-
-    /// 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 UDP, 4 bytes of payload.
-    static UDP: [u8; 46] = [
-        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // ethernet
-        0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ipv4
-        0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0, 1, 2, 3, 4, // udp
-    ];
-
-    /// 02:..:01 -> 02:..:02, IPv4 10.0.0.1:1000 -> 10.0.0.2:2000 TCP with these flags, no
-    /// payload (checksums are not the programs' business here).
-    fn tcp(flags: u8) -> [u8; 54] {
-        let mut f = [0u8; 54];
-        f[..34].copy_from_slice(&UDP[..34]);
-        f[16..18].copy_from_slice(&40u16.to_be_bytes());
-        f[23] = 6;
-        f[34..38].copy_from_slice(&UDP[34..38]);
-        f[46] = 0x50;
-        f[47] = flags;
-        f[48..50].copy_from_slice(&[0xff, 0xff]);
-        f
-    }
 
     #[test]
     fn the_verifier_accepts_both_programs() {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 use flowtable::PortId;
+use flowtable::pipeline::ConnTable;
 use xvs_sys::xsk::XdpStatistics;
 
 use super::{Switch, SwitchError};
@@ -159,7 +160,6 @@ impl Switch {
 
     /// The tracked connections.
     pub fn connections(&self) -> Vec<flowtable::conntrack::ConnEntry> {
-        use flowtable::pipeline::ConnTable;
         self.conntrack.snapshot().iter().collect()
     }
 

@@ -1,6 +1,7 @@
 //! The identity of a tracked connection: zone and the original direction's 5-tuple.
 
 use core::hash::Hash;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A connection as its first (original-direction) packet saw it.
 ///
@@ -33,6 +34,24 @@ pub struct ConnKey {
 const HASH_SEEDS: (u64, u64, u64, u64) = (0x0c02_2ec7, 0x7ac4, 0x0005_eed5, 0x2);
 
 impl ConnKey {
+    /// The original direction's source address.
+    pub fn src_ip(&self) -> IpAddr {
+        self.ip(self.src)
+    }
+
+    /// The original direction's destination address.
+    pub fn dst_ip(&self) -> IpAddr {
+        self.ip(self.dst)
+    }
+
+    fn ip(&self, bits: u128) -> IpAddr {
+        if self.ipv6 {
+            IpAddr::V6(Ipv6Addr::from(bits))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(bits as u32))
+        }
+    }
+
     /// The key of the same connection seen from the other direction (addresses and ports
     /// swapped; zone, protocol and ICMP id kept).
     pub fn reversed(&self) -> ConnKey {

@@ -95,7 +95,7 @@ fn parse_action(
     ports: &dyn Fn(&str) -> Option<PortId>,
 ) -> Result<Action, FlowSpecError> {
     if token.text.contains('(') {
-        return parse_call(token, table, ports);
+        return parse_call(token, ports);
     }
     let (name, arg) = match token.text.split_once(':') {
         Some((name, arg)) => (name, Some(arg)),
@@ -209,11 +209,13 @@ fn parse_action(
         ("flood" | "normal" | "drop" | "strip_vlan" | "dec_ttl" | "route" | "in_port", Some(_)) => {
             return Err(takes_no_arg());
         }
-        // A bare port, as OVS takes it: `actions=2`, `actions=veth1`.
-        (_, None) if resolve_port(token.text, ports).is_some() => {
-            Action::Output(resolve_port(token.text, ports).unwrap_or_default())
-        }
         _ => {
+            // A bare port, as OVS takes it: `actions=2`, `actions=veth1`.
+            if arg.is_none()
+                && let Some(port) = resolve_port(token.text, ports)
+            {
+                return Ok(Action::Output(port));
+            }
             let field = token.text.split_once('=').map_or(token.text, |(n, _)| n);
             if field == "actions" {
                 return Err(invalid(token, "actions= given twice"));
@@ -404,7 +406,6 @@ fn parse_load(token: Token<'_>, arg: &str) -> Result<Action, FlowSpecError> {
 /// Actions written as calls: `resubmit(PORT,TABLE)` and `ct(...)`.
 fn parse_call(
     token: Token<'_>,
-    table: u8,
     ports: &dyn Fn(&str) -> Option<PortId>,
 ) -> Result<Action, FlowSpecError> {
     let text = token.text;
@@ -438,7 +439,6 @@ fn parse_call(
             if port.is_none() && to.is_none() {
                 return Err(invalid(token, "resubmit needs a port or a table"));
             }
-            let _ = table;
             Ok(Action::Resubmit { port, table: to })
         }
         "ct" => parse_ct(token, inner),

@@ -30,7 +30,7 @@ use super::rules::Walk;
 use super::trace::TraceKind;
 use super::{Event, Pipeline};
 use crate::config::Config;
-use crate::conntrack::{ConnKey, Conntrack, CtPacket, CtVerdict, state};
+use crate::conntrack::{ConnKey, Conntrack, CtPacket, CtStats, CtVerdict, state};
 use crate::rule::CtAction;
 
 /// Where a pipeline's connections are kept: its own [`Conntrack`], or one that every worker
@@ -48,6 +48,8 @@ pub trait ConnTable: Debug + Send {
     fn refresh(&mut self, conn: &ConnKey, now: u64);
     /// [`Conntrack::expire`].
     fn expire(&mut self, now: u64, out: &mut Vec<ConnKey>);
+    /// [`Conntrack::stats`].
+    fn stats(&self) -> CtStats;
     /// A copy of the connections, for a trace to run on.
     fn snapshot(&self) -> Conntrack;
 }
@@ -69,6 +71,10 @@ impl ConnTable for Conntrack {
 
     fn expire(&mut self, now: u64, out: &mut Vec<ConnKey>) {
         Conntrack::expire(self, now, out);
+    }
+
+    fn stats(&self) -> CtStats {
+        Conntrack::stats(self)
     }
 
     fn snapshot(&self) -> Conntrack {
@@ -143,9 +149,7 @@ impl Pipeline {
         {
             self.conn_changed(&conn);
         }
-        self.trace(
-            walk.depth,
-            TraceKind::Conntrack,
+        self.trace(walk.depth, TraceKind::Conntrack, || {
             format!(
                 "ct(zone={}{}): {} mark={:#x}{}",
                 ct.zone,
@@ -157,8 +161,8 @@ impl Pipeline {
                 } else {
                     " (no connection stored)"
                 }
-            ),
-        );
+            )
+        });
         let established = verdict.state & state::EST != 0
             && verdict.state & (state::NEW | state::INV | state::REL) == 0;
         let steady = walk.key.tcp_flags & 0x007 == 0;
@@ -212,7 +216,7 @@ impl Pipeline {
 
     /// The connection tracker's counters.
     pub fn conntrack_stats(&self) -> crate::conntrack::CtStats {
-        self.conntrack.snapshot().stats()
+        self.conntrack.stats()
     }
 
     /// The tracked connections, as the pipeline's table holds them now.

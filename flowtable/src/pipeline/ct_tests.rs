@@ -308,22 +308,72 @@ fn a_trace_shows_every_table_and_the_conntrack_lookup_and_changes_nothing() {
     assert_eq!(d.drop_reason(), Some(DropReason::Rule));
 }
 
+/// A tracker two pipelines share, as a switch's workers share one.
+#[derive(Debug, Clone)]
+struct Shared(std::sync::Arc<std::sync::Mutex<crate::conntrack::Conntrack>>);
+
+impl ConnTable for Shared {
+    fn process(
+        &mut self,
+        packet: &crate::conntrack::CtPacket,
+        commit: bool,
+        set_mark: Option<(u32, u32)>,
+        now: u64,
+    ) -> crate::conntrack::CtVerdict {
+        self.0
+            .lock()
+            .unwrap()
+            .process(packet, commit, set_mark, now)
+    }
+    fn refresh(&mut self, conn: &crate::conntrack::ConnKey, now: u64) {
+        self.0.lock().unwrap().refresh(conn, now);
+    }
+    fn expire(&mut self, now: u64, out: &mut Vec<crate::conntrack::ConnKey>) {
+        self.0.lock().unwrap().expire(now, out);
+    }
+    fn stats(&self) -> crate::conntrack::CtStats {
+        self.0.lock().unwrap().stats()
+    }
+    fn snapshot(&self) -> crate::conntrack::Conntrack {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A's packets decided by one worker, B's by another, one tracker: when B's RST ends the
+/// connection, the worker that cached A's ACKs hears of it and decides the next one afresh.
 #[test]
 fn conntrack_changes_reach_other_workers_as_events() {
-    let mut p = Pipeline::new(config(FIREWALL), 256);
-    p.decide(&tcp(true, 40000, 80, SYN), 64, 1);
-    let events: Vec<Event> = p.take_events().collect();
+    use crate::conntrack::{Conntrack, CtConfig};
+    let shared = Shared(std::sync::Arc::new(std::sync::Mutex::new(Conntrack::new(
+        CtConfig::default(),
+    ))));
+    let mut w1 = Pipeline::new(config(FIREWALL), 256);
+    w1.set_conntrack(Box::new(shared.clone()));
+    let mut w2 = Pipeline::new(config(FIREWALL), 256);
+    w2.set_conntrack(Box::new(shared));
+    let a = |p: &mut Pipeline, flags, seq, ack, now| {
+        send(p, &segment(true, 40000, 80, flags, seq, ack), 1, now)
+    };
+    let b = |p: &mut Pipeline, flags, seq, ack, now| {
+        send(p, &segment(false, 80, 40000, flags, seq, ack), 2, now)
+    };
+    assert_eq!(a(&mut w1, SYN, 1000, 0, 1).steps(), out(2));
+    assert_eq!(b(&mut w2, SYN | ACK, 5000, 1001, 2).steps(), out(1));
+    assert_eq!(a(&mut w1, ACK, 1001, 5001, 3).steps(), out(2));
+    let misses = w1.stats().cache_misses;
+    a(&mut w1, ACK, 1001, 5001, 4);
+    assert_eq!(w1.stats().cache_misses, misses, "A's ACKs are cached in w1");
+    b(&mut w2, RST | ACK, 5001, 1001, 5);
+    let events: Vec<Event> = w2.take_events().collect();
     assert!(
         events.iter().any(|e| matches!(e, Event::Conn { .. })),
         "{events:?}"
     );
-    // Another worker that cached a decision depending on that bucket drops it.
-    let mut other = Pipeline::new(config(FIREWALL), 256);
-    let before = other.stats().cache_misses;
     for e in &events {
-        other.apply_event(e);
+        w1.apply_event(e);
     }
-    assert_eq!(other.stats().cache_misses, before);
+    a(&mut w1, ACK, 1001, 5001, 6);
+    assert_eq!(w1.stats().cache_misses, misses + 1, "decided afresh in w1");
 }
 
 /// An ICMP echo frame from A (request) or B (reply) with this identifier.

@@ -73,14 +73,13 @@ impl Pipeline {
     ) -> (Decision, Resolution) {
         let mut walk = Walk::new(key, packet);
         if !self.run_table(config, &mut walk, 0, now) {
-            self.trace(0, TraceKind::Miss, "no rule in table 0: normal".to_string());
+            self.trace(0, TraceKind::Miss, || {
+                "no rule in table 0: normal".to_string()
+            });
             let (decision, resolution) = self.normal(config, key, now);
             walk.resolution.merge(resolution);
             self.trace_decision(0, &decision);
-            return (
-                decision.with_rules(&[]),
-                std::mem::take(&mut walk.resolution),
-            );
+            return (decision, walk.resolution);
         }
         walk.finish()
     }
@@ -218,25 +217,19 @@ impl Pipeline {
         now: u64,
     ) {
         if walk.depth >= MAX_RESUBMIT_DEPTH {
-            self.trace(
-                walk.depth,
-                TraceKind::Miss,
-                format!("{how} to table {table}: too deep, dropped"),
-            );
+            self.trace(walk.depth, TraceKind::Miss, || {
+                format!("{how} to table {table}: too deep, dropped")
+            });
             return;
         }
         walk.depth += 1;
-        self.trace(
-            walk.depth,
-            TraceKind::Table,
-            format!("{how} to table {table}"),
-        );
+        self.trace(walk.depth, TraceKind::Table, || {
+            format!("{how} to table {table}")
+        });
         if !self.run_table(config, walk, table, now) {
-            self.trace(
-                walk.depth,
-                TraceKind::Miss,
-                format!("no rule in table {table}: nothing done"),
-            );
+            self.trace(walk.depth, TraceKind::Miss, || {
+                format!("no rule in table {table}: nothing done")
+            });
         }
         walk.depth -= 1;
     }

@@ -62,13 +62,15 @@ pub struct Trace {
 }
 
 impl Pipeline {
-    pub(super) fn trace(&mut self, depth: u8, kind: TraceKind, text: String) {
+    /// Adds a line to the trace, if one runs: `text` is only called then, so deciding a
+    /// packet never formats trace lines.
+    pub(super) fn trace(&mut self, depth: u8, kind: TraceKind, text: impl FnOnce() -> String) {
         if let Some(events) = self.tracing.as_mut() {
             events.push(TraceEvent {
                 depth,
                 kind,
                 rule: None,
-                text,
+                text: text(),
             });
         }
     }
@@ -97,10 +99,7 @@ impl Pipeline {
     }
 
     pub(super) fn trace_decision(&mut self, depth: u8, decision: &Decision) {
-        if self.tracing.is_some() {
-            let text = describe(decision);
-            self.trace(depth, TraceKind::Switch, text);
-        }
+        self.trace(depth, TraceKind::Switch, || describe(decision));
     }
 
     /// Traces a packet of flow `key` (`ct_*` fields as they arrive: zero) through a scratch

@@ -13,6 +13,7 @@
 mod bins;
 mod command;
 mod error;
+mod fuzz;
 mod host;
 mod link;
 mod names;
@@ -23,6 +24,7 @@ mod skip;
 pub use bins::bin_path;
 pub use command::{check, must, run};
 pub use error::Error;
+pub use fuzz::replay_fuzz_inputs;
 pub use host::{have, is_root, sysctl};
 pub use link::{Link, VethBuilder, VethPair};
 pub use names::unique_name;
